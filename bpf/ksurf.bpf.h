@@ -1,0 +1,76 @@
+/* Helpers shared by ksurf's BPF programs. */
+#ifndef KSURF_BPF_H
+#define KSURF_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "ksurf/event.h"
+
+/* Every program writes to one ring buffer; the host sizes it before load and shares
+ * it between skeleton instances with bpf_map__reuse_fd(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KSURF_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* Events are assembled here rather than in a ring buffer reservation because the size is
+ * only known after the payload is read; bpf_ringbuf_output() then copies the exact size. */
+struct ksurf_scratch {
+	struct ksurf_event ev;
+	__u8 data[KSURF_MAX_DATA];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ksurf_scratch);
+} scratch SEC(".maps");
+
+static __always_inline void ksurf_count(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+
+	if (v)
+		(*v)++;
+}
+
+static __always_inline struct ksurf_scratch *ksurf_begin(__u32 probe_id)
+{
+	__u32 zero = 0;
+	struct ksurf_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	__u64 id;
+
+	ksurf_count(KSURF_STAT_HITS);
+	if (!s)
+		return 0;
+	id = bpf_get_current_pid_tgid();
+	s->ev.ts_ns = bpf_ktime_get_ns();
+	s->ev.probe_id = probe_id;
+	s->ev.pid = (__u32)id;
+	s->ev.tgid = id >> 32;
+	s->ev.cpu = bpf_get_smp_processor_id();
+	s->ev.data_len = 0;
+	s->ev.pad = 0;
+	bpf_get_current_comm(s->ev.comm, sizeof(s->ev.comm));
+	return s;
+}
+
+static __always_inline void ksurf_submit(struct ksurf_scratch *s)
+{
+	__u32 len = s->ev.data_len;
+
+	if (len > KSURF_MAX_DATA)
+		len = KSURF_MAX_DATA;
+	if (bpf_ringbuf_output(&events, s, sizeof(s->ev) + len, 0))
+		ksurf_count(KSURF_STAT_DROPPED);
+}
+
+#endif

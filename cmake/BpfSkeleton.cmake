@@ -1,0 +1,37 @@
+# bpf_skeleton(NAME SOURCE [DEPENDS headers...])
+# Compiles bpf/NAME.bpf.c to a BPF object with clang and generates NAME.skel.h with
+# `bpftool gen skeleton`. Creates an INTERFACE target `NAME_skel` whose include path
+# holds the skeleton, so host code links it like any library.
+find_program(BPF_CLANG NAMES clang clang-19 clang-16 clang-14 REQUIRED)
+find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
+
+set(BPF_ARCH_DIR x86)
+set(BPF_TARGET_ARCH __TARGET_ARCH_x86)
+
+function(bpf_skeleton name source)
+  cmake_parse_arguments(ARG "" "" "DEPENDS" ${ARGN})
+  set(out_dir ${CMAKE_BINARY_DIR}/bpf)
+  set(obj ${out_dir}/${name}.bpf.o)
+  set(skel ${out_dir}/${name}.skel.h)
+  add_custom_command(
+    OUTPUT ${obj}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
+    COMMAND ${BPF_CLANG} -target bpf -g -O2 -D${BPF_TARGET_ARCH} -Wall -Werror
+            -I${PROJECT_SOURCE_DIR}/vmlinux/${BPF_ARCH_DIR}
+            -I${PROJECT_SOURCE_DIR}/include
+            -I${PROJECT_SOURCE_DIR}/bpf
+            -c ${source} -o ${obj}
+    DEPENDS ${source} ${ARG_DEPENDS}
+    COMMENT "BPF ${name}.bpf.c"
+    VERBATIM)
+  add_custom_command(
+    OUTPUT ${skel}
+    COMMAND ${BPFTOOL} gen skeleton ${obj} name ${name}_bpf > ${skel}
+    DEPENDS ${obj}
+    COMMENT "skeleton ${name}.skel.h"
+    VERBATIM)
+  add_custom_target(${name}_skel_gen DEPENDS ${skel})
+  add_library(${name}_skel INTERFACE)
+  add_dependencies(${name}_skel ${name}_skel_gen)
+  target_include_directories(${name}_skel INTERFACE ${out_dir})
+endfunction()

@@ -1,0 +1,35 @@
+/* Records shared by the BPF programs and the host. Plain __u32/__u64 only: this header is
+ * compiled both by clang -target bpf (against vmlinux.h) and by g++ (against linux/types.h). */
+#ifndef KSURF_EVENT_H
+#define KSURF_EVENT_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define KSURF_COMM_LEN 16
+/* Upper bound of the payload one event carries; keeps per-CPU scratch and verifier
+ * bounds small while fitting any tracepoint record the tracers commonly look at. */
+#define KSURF_MAX_DATA 1024
+
+/* Header of one record in the BPF ring buffer; `data_len` bytes of payload follow it. */
+struct ksurf_event {
+	__u64 ts_ns;     /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 probe_id;  /* index of the probe in the run, set through rodata */
+	__u32 pid;       /* thread id */
+	__u32 tgid;      /* process id */
+	__u32 cpu;
+	__u32 data_len;
+	__u32 pad;
+	char comm[KSURF_COMM_LEN];
+};
+
+/* Per-CPU counters every program keeps, summed by the host at exit. */
+enum ksurf_stat {
+	KSURF_STAT_HITS = 0,     /* program invocations */
+	KSURF_STAT_FILTERED,     /* rejected by the in-kernel filter */
+	KSURF_STAT_DROPPED,      /* ring buffer full */
+	KSURF_STAT_MAX,
+};
+
+#endif

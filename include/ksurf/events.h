@@ -1,0 +1,40 @@
+// Decoded events: what a backend hands to the formatter, whichever backend it is.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "ksurf/tracefs.h"
+
+namespace ksurf {
+
+enum class Display { Decimal, Hex, IPv4, String };
+
+struct Value {
+    std::variant<std::int64_t, std::uint64_t, std::string> v;
+    Display display = Display::Decimal;
+};
+
+struct FieldValue {
+    std::string name;
+    Value value;
+};
+
+struct Event {
+    std::uint64_t ts_ns = 0;  // CLOCK_MONOTONIC
+    std::uint32_t pid = 0;    // thread id
+    std::uint32_t tgid = 0;
+    std::uint32_t cpu = 0;
+    std::string comm;
+    std::string probe;        // event name as printed: the tracepoint or the probe's name
+    std::vector<FieldValue> fields;
+};
+
+// The fields of a raw tracepoint record laid out as FMT says, in order, without the
+// common_* header fields. Reads never leave RECORD: truncated fields are skipped.
+std::vector<FieldValue> decode_tracepoint(const tracefs::EventFormat& fmt, std::span<const std::uint8_t> record);
+
+}  // namespace ksurf

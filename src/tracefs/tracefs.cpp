@@ -1,0 +1,132 @@
+#include "ksurf/tracefs.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "ksurf/error.h"
+
+namespace ksurf::tracefs {
+namespace {
+
+constexpr const char* kDefaultMount = "/sys/kernel/tracing";
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) return {};
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::uint32_t number_after(std::string_view line, std::string_view key) {
+    auto at = line.find(key);
+    if (at == std::string_view::npos) return 0;
+    std::uint32_t v = 0;
+    auto s = line.substr(at + key.size());
+    std::from_chars(s.data(), s.data() + s.size(), v);
+    return v;
+}
+
+// "field:__data_loc char[] filename;" / "field:char comm[16];" / "field:const char * name;"
+Field parse_field_line(std::string_view line) {
+    Field f;
+    auto decl_begin = line.find("field:") + 6;
+    auto decl_end = line.find(';', decl_begin);
+    std::string decl(line.substr(decl_begin, decl_end - decl_begin));
+    f.offset = number_after(line, "offset:");
+    f.size = number_after(line, "size:");
+    f.is_signed = number_after(line, "signed:") != 0;
+    for (auto [key, flag] : {std::pair{"__data_loc ", &f.data_loc}, std::pair{"__rel_loc ", &f.rel_loc}}) {
+        if (decl.starts_with(key)) {
+            *flag = true;
+            decl.erase(0, std::string_view(key).size());
+        }
+    }
+    auto name_at = decl.find_last_of(" *");
+    f.name = decl.substr(name_at + 1);
+    f.type = decl.substr(0, name_at + 1);
+    while (!f.type.empty() && f.type.back() == ' ') f.type.pop_back();
+    if (auto bracket = f.name.find('['); bracket != std::string::npos) {
+        f.type += f.name.substr(bracket);
+        f.name.erase(bracket);
+    }
+    return f;
+}
+
+}  // namespace
+
+bool Field::is_string() const {
+    return type.starts_with("char[") || type.starts_with("const char[");
+}
+
+bool Field::is_pointer() const { return type.find('*') != std::string::npos; }
+
+const Field* EventFormat::field(std::string_view n) const {
+    for (const auto& f : fields)
+        if (f.name == n) return &f;
+    return nullptr;
+}
+
+bool EventFormat::has_dynamic() const {
+    for (const auto& f : fields)
+        if (f.data_loc || f.rel_loc) return true;
+    return false;
+}
+
+std::uint32_t EventFormat::fixed_size() const {
+    std::uint32_t end = 0;
+    for (const auto& f : fields) end = std::max(end, f.offset + f.size);
+    return end;
+}
+
+EventFormat parse_format(std::string_view system, std::string_view name, std::string_view text) {
+    EventFormat ev{std::string(system), std::string(name), 0, {}};
+    std::istringstream in{std::string(text)};
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.starts_with("ID:"))
+            ev.id = number_after(line, "ID:");
+        else if (line.find("field:") != std::string::npos)
+            ev.fields.push_back(parse_field_line(line));
+    }
+    if (ev.fields.empty()) fail("tracepoint '{}/{}': format file lists no fields", system, name);
+    return ev;
+}
+
+std::optional<std::string> find_mount() {
+    std::ifstream in("/proc/self/mounts");
+    std::string dev, dir, type, rest;
+    while (in >> dev >> dir >> type && std::getline(in, rest))
+        if (type == "tracefs") return dir;
+    return std::nullopt;
+}
+
+std::string root(bool* mounted_now) {
+    if (mounted_now) *mounted_now = false;
+    if (auto dir = find_mount()) return *dir;
+    if (::mount("nodev", kDefaultMount, "tracefs", 0, nullptr) != 0)
+        fail("cannot mount tracefs at {}: {}", kDefaultMount, errno_text(errno));
+    if (mounted_now) *mounted_now = true;
+    return kDefaultMount;
+}
+
+EventFormat read_format(const std::string& root, std::string_view system, std::string_view event) {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::path(root) / "events" / system / event;
+    std::string text = slurp(dir / "format");
+    if (text.empty()) {
+        std::error_code ec;
+        if (!fs::exists(fs::path(root) / "events" / system, ec))
+            fail("tracepoint '{}/{}' not found: no event system '{}' in {}/events", system, event, system, root);
+        fail("tracepoint '{}/{}' not found in {}/events/{}", system, event, root, system);
+    }
+    return parse_format(system, event, text);
+}
+
+}  // namespace ksurf::tracefs
