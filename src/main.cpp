@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
         return run_trace(opt);
     } catch (const ksurf::SourceError& e) {
         fmt::print(stderr, "ksurf: {}\n", e.render());
-    } catch (const ksurf::Error& e) {
+    } catch (const std::exception& e) {
         fmt::print(stderr, "ksurf: {}\n", e.what());
     }
     return 1;

@@ -23,6 +23,12 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(Feature::Count_)
     "fexit",  "kprobe", "kprobe_multi", "tracefs", "kprobe_events", "function_graph",
 };
 
+// A file we may not read counts as absent: unprivileged runs see EACCES under tracefs.
+bool present(const std::string& path) {
+    std::error_code ec;
+    return std::filesystem::exists(path, ec);
+}
+
 FeatureStatus yes(std::string reason) { return {true, std::move(reason)}; }
 FeatureStatus no(std::string reason) { return {false, std::move(reason)}; }
 
@@ -65,9 +71,9 @@ FeatureStatus trial_attach(Feature f) {
 // Kernel kprobes are reachable through the kprobe PMU or tracefs kprobe_events; with
 // neither, no attach attempt can say more than the build configuration does.
 std::optional<FeatureStatus> kprobes_absent() {
-    bool pmu = std::filesystem::exists("/sys/bus/event_source/devices/kprobe/type");
+    bool pmu = present("/sys/bus/event_source/devices/kprobe/type");
     auto mount = tracefs::find_mount();
-    bool events = mount && std::filesystem::exists(*mount + "/kprobe_events");
+    bool events = mount && present(*mount + "/kprobe_events");
     if (pmu || events) return std::nullopt;
     if (auto v = kernel_config("CONFIG_KPROBES"); v && v->empty())
         return no("kprobes are not configured (CONFIG_KPROBES is not set)");
@@ -119,7 +125,7 @@ FeatureStatus probe_tracefs() {
 FeatureStatus probe_kprobe_events(Features& fs) {
     if (!fs.has(Feature::Tracefs)) return no("tracefs is not available");
     std::string path = *tracefs::find_mount() + "/kprobe_events";
-    if (!std::filesystem::exists(path))
+    if (!present(path))
         return no(fmt::format("{} is missing{}", path,
                               config_hint("CONFIG_KPROBES").empty() ? config_hint("CONFIG_KPROBE_EVENTS")
                                                                     : config_hint("CONFIG_KPROBES")));
@@ -128,7 +134,9 @@ FeatureStatus probe_kprobe_events(Features& fs) {
 
 FeatureStatus probe_function_graph(Features& fs) {
     if (!fs.has(Feature::Tracefs)) return no("tracefs is not available");
-    std::ifstream in(*tracefs::find_mount() + "/available_tracers");
+    const std::string path = *tracefs::find_mount() + "/available_tracers";
+    std::ifstream in(path);
+    if (!in) return no(fmt::format("cannot read {}: {}", path, errno_text(errno)));
     std::string tracer, all;
     while (in >> tracer) {
         if (tracer == "function_graph") return yes("listed in available_tracers");

@@ -29,6 +29,7 @@ std::uint32_t number_after(std::string_view line, std::string_view key) {
     if (at == std::string_view::npos) return 0;
     std::uint32_t v = 0;
     auto s = line.substr(at + key.size());
+    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
     std::from_chars(s.data(), s.data() + s.size(), v);
     return v;
 }

@@ -1,0 +1,95 @@
+// `ksurf features` against the running kernel, checked against what the test finds out
+// independently (files in sysfs/tracefs, the kernel's config) rather than against itself.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "ksurf/kconfig.h"
+#include "process.h"
+
+namespace ksurf::test {
+namespace {
+
+struct Line {
+    bool yes;
+    std::string reason;
+};
+
+std::map<std::string, Line> features() {
+    auto r = run({ksurf_bin(), "features"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    std::map<std::string, Line> m;
+    static const std::regex re(R"(^(\S+) +(yes|no) +(.*)$)");
+    for (const auto& l : lines(r.out)) {
+        std::smatch sm;
+        EXPECT_TRUE(std::regex_match(l, sm, re)) << "malformed line: " << l;
+        if (!sm.empty()) m[sm[1]] = {sm[2] == "yes", sm[3]};
+    }
+    return m;
+}
+
+bool exists(const std::string& p) {
+    struct stat st;
+    return stat(p.c_str(), &st) == 0;
+}
+
+TEST(Features, ListsEveryFeatureOnce) {
+    auto m = features();
+    for (const char* name : {"btf", "bpf", "ringbuf", "tracepoint", "raw_tp", "tp_btf", "fentry", "fexit", "kprobe",
+                             "kprobe_multi", "tracefs", "kprobe_events", "function_graph"})
+        EXPECT_EQ(m.count(name), 1u) << name;
+    EXPECT_EQ(m.size(), 13u);
+    for (const auto& [name, line] : m) EXPECT_FALSE(line.reason.empty()) << name << " gives no reason";
+}
+
+TEST(Features, UnprivilegedUserSeesBpfRefused) {
+    auto r = Process({ksurf_bin(), "features"}, uid_t{65534}).finish();
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("bpf             no   BPF program load not permitted (EPERM)"), std::string::npos) << r.out;
+}
+
+TEST(Features, AgreesWithTheKernelsFiles) {
+    auto m = features();
+    EXPECT_EQ(m["btf"].yes, exists("/sys/kernel/btf/vmlinux"));
+    // ksurf mounts tracefs when probing, so the file checks below see the same tracefs.
+    ASSERT_TRUE(m["tracefs"].yes) << m["tracefs"].reason;
+    EXPECT_EQ(m["kprobe_events"].yes, exists("/sys/kernel/tracing/kprobe_events"));
+    std::ifstream tracers("/sys/kernel/tracing/available_tracers");
+    std::string all((std::istreambuf_iterator<char>(tracers)), {});
+    EXPECT_EQ(m["function_graph"].yes, all.find("function_graph") != std::string::npos);
+    EXPECT_TRUE(m["bpf"].yes) << m["bpf"].reason;
+    EXPECT_TRUE(m["tracepoint"].yes) << m["tracepoint"].reason;
+}
+
+TEST(Features, NamesTheConfigWhenKprobesAreMissing) {
+    auto cfg = kernel_config("CONFIG_KPROBES");
+    if (!cfg || !cfg->empty()) GTEST_SKIP() << "this kernel has kprobes (or no readable config)";
+    auto m = features();
+    EXPECT_FALSE(m["kprobe"].yes);
+    EXPECT_EQ(m["kprobe"].reason, "kprobes are not configured (CONFIG_KPROBES is not set)");
+    EXPECT_NE(m["kprobe_events"].reason.find("CONFIG_KPROBES is not set"), std::string::npos);
+}
+
+TEST(Features, ExplainsARefusedFentryWithItsErrno) {
+    auto m = features();
+    if (m["fentry"].yes) GTEST_SKIP() << "fentry works here: " << m["fentry"].reason;
+    EXPECT_FALSE(in_vm_matrix()) << "every matrix kernel supports fentry: " << m["fentry"].reason;
+    EXPECT_TRUE(std::regex_search(m["fentry"].reason, std::regex(R"(\(E[A-Z]+\))"))) << m["fentry"].reason;
+}
+
+// The matrix kernels (Debian 5.10, 6.1, 6.12) all have kprobes, fentry, function_graph and
+// BTF; only 6.12 has fprobe-based kprobe.multi.
+TEST(Features, MatrixKernelsHaveTheirKnownFeatures) {
+    if (!in_vm_matrix()) GTEST_SKIP() << "host kernel";
+    auto m = features();
+    for (const char* name : {"btf", "fentry", "fexit", "kprobe", "kprobe_events", "function_graph", "tp_btf", "raw_tp"})
+        EXPECT_TRUE(m[name].yes) << name << ": " << m[name].reason;
+    EXPECT_NE(m["fentry"].reason.find("loaded and attached fentry/vfs_read"), std::string::npos);
+    EXPECT_EQ(m["kprobe_multi"].yes, std::string(std::getenv("KSURF_VM_KERNEL")) == "6.12") << m["kprobe_multi"].reason;
+}
+
+}  // namespace
+}  // namespace ksurf::test
