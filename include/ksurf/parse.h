@@ -1,0 +1,75 @@
+// The probe language: text → AST (ast.h). Syntax errors are SourceErrors whose span is the
+// offending token and whose message names what was expected.
+//
+//   probe    := ws* KIND ws+ target { ws+ field } [ ws+ 'f:' filter ] ws*
+//   KIND     := 'p' | 'r' | 'e'
+//   target   := [ MODULE ':' ] FUNC [ '+' NUMBER ]        p; r (no offset)
+//             | SUBSYS '/' EVENT                          e
+//   FUNC     := [A-Za-z0-9_.*?]+   a glob when it has '*' or '?' (no offset then)
+//   field    := NAME '=' [ FMT ] expr       NAME := [A-Za-z_][A-Za-z0-9_]*, unique
+//   FMT      := 'S' | 'U' | 'X'             only when the next character is % $ @ (
+//   expr     := '(' type ')' expr           cast (C: applies to the whole postfix chain)
+//             | primary { '->' NAME | '.' NAME | '[' NUMBER ']' }
+//   primary  := '%' DIGITS                  argument %0..%5
+//             | '%' REG                     x86_64: di si dx cx r8 r9 ax bx bp sp ip r10-r15,
+//                                           or the long forms rdi rsi ... rip
+//             | '$' ('retval' | 'comm' | 'pid' | 'tid' | 'cpu')    $retval: r only
+//             | NAME                        BTF parameter (p/r) or tracepoint field (e)
+//             | '(' expr ')'
+//             | '@(' 'struct' HEADER '*' ')' [ LAYER ] primary      packet header of skb
+//   type     := ('struct' | 'union' | 'enum') NAME { '*' } | NAME { NAME } { '*' }
+//   HEADER   := ethhdr (l2) | iphdr | ipv6hdr (l3) | tcphdr | udphdr | icmphdr | icmp6hdr (l4)
+//   LAYER    := 'l2' | 'l3' | 'l4'          default: the header's own layer
+//   NUMBER   := decimal | 0x hex            (64-bit)
+//
+//   filter   := and { '||' and }            whitespace allowed anywhere; runs to the end
+//   and      := unary { '&&' unary }
+//   unary    := '!' unary | '(' filter ')' | NAME-OP CMP LITERAL
+//   NAME-OP  := [ '$' ] NAME { '.' NAME }   e.g. comm, $pid, ip.saddr, caller
+//   CMP      := '==' | '!=' | '<' | '<=' | '>' | '>=' | '~'   ('~' is a glob match)
+//   LITERAL  := '"' chars '"' | "'" chars "'"   escapes \\ \" \' \n \t
+//             | WORD                        integer (decimal, 0x hex, negative), IPv4
+//                                           dotted quad, IPv6, else a string; always a
+//                                           string after '~'
+//
+// Disambiguation:
+// - A field's expression contains no whitespace except inside parentheses, so fields are
+//   separated by whitespace and `(struct file *)%1` still works.
+// - S, U, X is a format letter only directly before % $ @ ( — `Sk`, `S` or `X->y` are
+//   identifiers. To format a bare identifier, parenthesize it: `n=S(sk->sk_err)`.
+// - `(NAME)` is a cast when followed by the start of an operand (`(u32)%2`, `(u32)sk`),
+//   otherwise a grouping (`(sk)->x`); tagged types, `*` and multi-word names are always
+//   casts.
+// - In `@(struct iphdr *)l3%0->saddr` the skb is only the primary `%0`; the chain applies to
+//   the header. A chained skb needs parentheses: `@(struct iphdr *)l3(%0->next)->saddr`.
+//   `l` followed by a digit right after the `)` is always the layer.
+// - Field-name conventions: `ip_*` prints an IPv4 address; `b16_ b32_ b64_` byte-swap and
+//   print in decimal (S allowed), `B16_ B32_ B64_` byte-swap and print in hex.
+//
+// Limits against hostile input: kMaxSourceLength characters, kMaxNesting levels of
+// parentheses/casts/'!', kMaxChain postfix operators per chain; printable ASCII only
+// outside string literals.
+#pragma once
+
+#include "ksurf/ast.h"
+
+#include <cstddef>
+#include <string_view>
+#include <vector>
+
+namespace ksurf {
+
+inline constexpr std::size_t kMaxSourceLength = 4096;
+inline constexpr int kMaxNesting = 32;
+inline constexpr int kMaxChain = 64;
+
+Probe parse_probe(std::string_view text);
+
+// One probe per line; blank lines and lines starting with '#' are skipped. Errors are
+// prefixed "FILE:LINE: " and their source is the line.
+std::vector<Probe> parse_probe_file(std::string_view contents, std::string_view filename);
+
+// The filter grammar on its own, as `ksurf graph --where` takes it. `$retval` is allowed.
+Filter parse_filter(std::string_view text);
+
+}  // namespace ksurf

@@ -1,0 +1,98 @@
+// A probe resolved against BTF and lowered to what every backend needs: where to attach,
+// how to fetch each field (a base value, pointer loads at byte offsets, a final access),
+// and the filter over those fields. The tracefs backend prints it as kprobe_events
+// fetch-args and an event filter; the BPF backend runs it in the kernel.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "ksurf/ast.h"
+#include "ksurf/events.h"
+
+namespace ksurf {
+
+struct Fetch {
+    enum class Base : std::uint8_t {
+        Arg,        // function argument `arg` by the calling convention
+        Reg,        // register `reg` (kprobe short name: "di", "r8", "ip")
+        Retval,     // return value (r probes)
+        Comm,       // current task's comm
+        Pid,        // current thread group id
+        Tid,        // current thread id
+        Cpu,        // current CPU
+        Record,     // e probes: the tracepoint record itself; `offset` is the field's
+        Packet,     // the header at `layer` of the sk_buff that `skb` fetches
+    };
+    // How the value at the end of the chain is taken.
+    enum class Access : std::uint8_t {
+        Value,      // the base/last-loaded value itself, truncated to `size`
+        Load,       // `size` bytes at (value + offset)
+        String,     // the NUL-terminated string at (value + offset), at most `size` bytes
+    };
+
+    Base base = Base::Arg;
+    unsigned arg = 0;
+    std::string reg;
+    Layer layer = Layer::L3;
+    std::unique_ptr<Fetch> skb;  // Packet only: yields a `struct sk_buff *`
+
+    // Applied in order before the final access: value = *(u64 *)(value + off).
+    std::vector<std::int64_t> derefs;
+
+    Access access = Access::Value;
+    std::int64_t offset = 0;
+    std::uint32_t size = 8;          // bytes; Access::String: the read limit
+    bool is_signed = false;
+    std::uint8_t bit_offset = 0;     // bitfields: bits from `offset`'s first byte
+    std::uint8_t bit_size = 0;       // 0: not a bitfield
+};
+
+struct PlannedField {
+    std::string name;
+    Fetch fetch;
+    Display display = Display::Decimal;  // String for Access::String
+    unsigned swap_bits = 0;              // byte-swap the low 16/32/64 bits before display
+    std::string c_type;                  // resolved C type, for -v and -S comments
+    bool hidden = false;                 // fetched only because the filter needs it
+};
+
+// The filter with every name bound: to a field of the plan, or to a value the kernel
+// knows without a fetch.
+struct PlannedComparison {
+    enum class Subject : std::uint8_t { Field, Comm, Pid, Tid };
+
+    Subject subject = Subject::Field;
+    std::size_t field = 0;  // index into PlannedProbe::fields
+    CmpOp op = CmpOp::Eq;
+    // Integers as the field's stored bits (IPv4 literals in network byte order, swapped
+    // fields' literals swapped), strings as written.
+    std::variant<std::int64_t, std::uint64_t, std::string> value;
+    Span span;              // of the comparison, for errors from backends
+};
+
+struct PlannedFilter;
+using PlannedFilterNode = std::variant<PlannedComparison, std::unique_ptr<PlannedFilter>>;
+struct PlannedFilter {
+    enum class Op : std::uint8_t { And, Or, Not };
+    Op op = Op::And;
+    std::vector<PlannedFilterNode> operands;  // Not: exactly one
+};
+
+struct PlannedProbe {
+    ProbeKind kind = ProbeKind::Entry;
+    std::string module;       // p/r: empty for vmlinux
+    std::string function;     // p/r: the function (globs expanded by the resolver's caller)
+    std::uint64_t offset = 0; // p FUNC+OFF
+    std::string subsystem;    // e
+    std::string event;        // e: the tracepoint; p/r: the name events are printed with
+    std::vector<PlannedField> fields;
+    std::optional<PlannedFilterNode> filter;
+    std::string text;         // the probe as written, for errors and -v
+};
+
+}  // namespace ksurf

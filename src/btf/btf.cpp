@@ -1,0 +1,453 @@
+#include "ksurf/btf.h"
+
+#include "ksurf/error.h"
+
+#include <bpf/btf.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <numeric>
+
+namespace ksurf {
+namespace {
+
+using Kind = Type::Kind;
+
+const btf_type* type_of(const struct btf* b, std::uint32_t id) {
+    const btf_type* t = btf__type_by_id(b, id);
+    if (!t) fail("BTF type id {} out of range", id);
+    return t;
+}
+
+std::string_view name_of(const struct btf* b, std::uint32_t name_off) {
+    const char* s = btf__name_by_offset(b, name_off);
+    return s ? s : "";
+}
+
+std::uint32_t skip_mods(const struct btf* b, std::uint32_t id) {
+    while (id) {
+        const btf_type* t = type_of(b, id);
+        if (!btf_is_mod(t) && !btf_is_typedef(t)) break;
+        id = t->type;
+    }
+    return id;
+}
+
+// The first id of a module's own types in split BTF; 1 (the first id) in base BTF.
+std::uint32_t own_start(const struct btf* b) {
+    const struct btf* base = btf__base_btf(b);
+    return base ? btf__type_cnt(base) : 1;
+}
+
+std::uint32_t find_id(const struct btf* b, std::string_view name, int kind, std::uint32_t first,
+                      std::uint32_t last) {
+    for (std::uint32_t id = first; id < last; ++id) {
+        const btf_type* t = type_of(b, id);
+        if (btf_kind(t) == kind && name_of(b, t->name_off) == name) return id;
+    }
+    return 0;
+}
+
+// A module's own definition of a name shadows vmlinux's.
+std::uint32_t find_named(const struct btf* b, std::string_view name, int kind) {
+    std::uint32_t own = own_start(b);
+    if (std::uint32_t id = find_id(b, name, kind, own, btf__type_cnt(b))) return id;
+    return find_id(b, name, kind, 1, own);
+}
+
+std::vector<std::string_view> words_of(std::string_view s) {
+    std::vector<std::string_view> words;
+    for (std::size_t i = 0; (i = s.find_first_not_of(' ', i)) != s.npos;) {
+        std::size_t end = std::min(s.find(' ', i), s.size());
+        words.push_back(s.substr(i, end - i));
+        i = end;
+    }
+    return words;
+}
+
+// C integer specifiers in any order, reduced to one spelling: casts say "unsigned long",
+// gcc-built BTF says "long unsigned int", clang-built BTF "unsigned long".
+std::optional<std::string> int_key(const std::vector<std::string_view>& words) {
+    int longs = 0, shorts = 0, chars = 0, ints = 0, sign = 0, unsign = 0, bools = 0;
+    for (std::string_view w : words) {
+        if (w == "long")
+            ++longs;
+        else if (w == "short")
+            ++shorts;
+        else if (w == "char")
+            ++chars;
+        else if (w == "int")
+            ++ints;
+        else if (w == "signed")
+            ++sign;
+        else if (w == "unsigned")
+            ++unsign;
+        else if (w == "_Bool" || w == "bool")
+            ++bools;
+        else
+            return std::nullopt;
+    }
+    if (bools) return words.size() == 1 ? std::optional<std::string>("_Bool") : std::nullopt;
+    if (sign + unsign > 1 || ints > 1 || longs > 2 || shorts + chars > 1 || (longs && shorts + chars) ||
+        (chars && ints))
+        return std::nullopt;
+    std::string prefix = unsign ? "unsigned " : "";
+    if (chars) return (sign ? "signed " : prefix) + "char";
+    return prefix + (shorts ? "short" : longs == 2 ? "long long" : longs ? "long" : "int");
+}
+
+std::uint32_t find_int(const struct btf* b, const std::string& key) {
+    for (std::uint32_t id = 1, n = btf__type_cnt(b); id < n; ++id) {
+        const btf_type* t = type_of(b, id);
+        if (btf_is_int(t) && int_key(words_of(name_of(b, t->name_off))) == key) return id;
+    }
+    return 0;
+}
+
+// A type named without pointers or qualifiers: "struct sk_buff", "u32", "unsigned long".
+std::uint32_t find_base(const struct btf* b, const std::vector<std::string_view>& words) {
+    if (words.size() == 2 && words[0] == "struct") return find_named(b, words[1], BTF_KIND_STRUCT);
+    if (words.size() == 2 && words[0] == "union") return find_named(b, words[1], BTF_KIND_UNION);
+    if (words.size() == 2 && words[0] == "enum") {
+        std::uint32_t id = find_named(b, words[1], BTF_KIND_ENUM);
+        return id ? id : find_named(b, words[1], BTF_KIND_ENUM64);
+    }
+    if (words.size() == 1)
+        for (int kind : {int(BTF_KIND_TYPEDEF), int(BTF_KIND_INT), int(BTF_KIND_FLOAT)})
+            if (std::uint32_t id = find_named(b, words[0], kind)) return id;
+    std::optional<std::string> key = int_key(words);
+    return key ? find_int(b, *key) : 0;
+}
+
+// Pointers to arrays and functions need parentheses: int (*)[4], void (*)(int).
+bool binds_tighter(const struct btf* b, std::uint32_t id) {
+    if (!id) return false;
+    const btf_type* t = type_of(b, id);
+    return btf_is_array(t) || btf_is_func_proto(t);
+}
+
+// Spells type `id` around the declarator text `inner` built so far, C's inside-out way.
+std::string render(const struct btf* b, std::uint32_t id, const std::string& inner) {
+    auto with = [&](std::string base) {
+        if (inner.empty()) return base;
+        return base + (inner.front() == '[' ? "" : " ") + inner;
+    };
+    if (!id) return with("void");
+    const btf_type* t = type_of(b, id);
+    std::string_view name = name_of(b, t->name_off);
+    auto tagged = [&](std::string_view keyword) {
+        return with(fmt::format("{} {}", keyword, name.empty() ? "{...}" : name));
+    };
+    switch (btf_kind(t)) {
+    case BTF_KIND_INT:
+    case BTF_KIND_FLOAT:
+    case BTF_KIND_TYPEDEF:
+        return with(std::string(name));
+    case BTF_KIND_STRUCT:
+        return tagged("struct");
+    case BTF_KIND_UNION:
+        return tagged("union");
+    case BTF_KIND_FWD:
+        return tagged(btf_kflag(t) ? "union" : "struct");
+    case BTF_KIND_ENUM:
+    case BTF_KIND_ENUM64:
+        return tagged("enum");
+    case BTF_KIND_TYPE_TAG:
+        return render(b, t->type, inner);
+    case BTF_KIND_CONST:
+    case BTF_KIND_VOLATILE:
+    case BTF_KIND_RESTRICT: {
+        std::string_view qual = btf_is_const(t) ? "const" : btf_is_volatile(t) ? "volatile" : "restrict";
+        // A qualified pointer is "char *const"; anything else is "const char".
+        if (t->type && btf_is_ptr(type_of(b, t->type)))
+            return render(b, t->type, inner.empty() ? std::string(qual) : fmt::format("{} {}", qual, inner));
+        return fmt::format("{} {}", qual, render(b, t->type, inner));
+    }
+    case BTF_KIND_PTR:
+        return render(b, t->type, binds_tighter(b, t->type) ? "(*" + inner + ")" : "*" + inner);
+    case BTF_KIND_ARRAY:
+        return render(b, btf_array(t)->type, fmt::format("{}[{}]", inner, btf_array(t)->nelems));
+    case BTF_KIND_FUNC_PROTO: {
+        std::string params;
+        const btf_param* p = btf_params(t);
+        for (int i = 0; i < btf_vlen(t); ++i, ++p)
+            params += fmt::format("{}{}", i ? ", " : "", p->type ? render(b, p->type, "") : "...");
+        return render(b, t->type, fmt::format("{}({})", inner, params.empty() ? "void" : params));
+    }
+    }
+    fail("BTF type id {} (kind {}) is not a C type", id, btf_kind(t));
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    std::iota(row.begin(), row.end(), 0);
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diag = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            std::size_t up = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+            diag = up;
+        }
+    }
+    return row[b.size()];
+}
+
+// "; did you mean 'len'?" for the closest candidate within typo distance, else "".
+std::string suggestion(std::string_view wrong, const std::vector<std::string_view>& candidates) {
+    std::size_t best = (wrong.size() + 2) / 3 + 1;
+    std::string_view pick;
+    for (std::string_view c : candidates)
+        if (std::size_t d = edit_distance(wrong, c); d < best) best = d, pick = c;
+    return pick.empty() ? "" : fmt::format("; did you mean '{}'?", pick);
+}
+
+struct NamedMember {
+    std::string_view name;
+    Member member;
+};
+
+// Every member reachable by name from struct/union `id`: anonymous struct/union members
+// contribute their own members, at their offset.
+void flatten(const struct btf* b, std::uint32_t id, std::uint32_t base_bits, std::vector<NamedMember>& out) {
+    const btf_type* t = type_of(b, id);
+    const btf_member* m = btf_members(t);
+    for (std::uint32_t i = 0; i < btf_vlen(t); ++i, ++m) {
+        std::uint32_t bits = base_bits + btf_member_bit_offset(t, i);
+        if (std::string_view name = name_of(b, m->name_off); !name.empty()) {
+            out.push_back({name, {Type(b, m->type), bits / 8, bits, btf_member_bitfield_size(t, i)}});
+        } else if (std::uint32_t inner = skip_mods(b, m->type);
+                   inner && btf_is_composite(type_of(b, inner))) {
+            flatten(b, inner, bits, out);
+        }
+    }
+}
+
+const btf_type* own_type(const Type& s) {
+    return s.depth() || !s.id() ? nullptr : type_of(s.btf(), s.id());
+}
+
+Function make_function(const struct btf* b, std::uint32_t proto, std::string_view name, std::string module,
+                       std::size_t skip) {
+    const btf_type* t = type_of(b, proto);
+    Function f{std::string(name), std::move(module), Type(b, t->type), {}, false};
+    const btf_param* p = btf_params(t);
+    for (std::size_t i = 0; i < btf_vlen(t); ++i, ++p) {
+        if (!p->type)
+            f.variadic = true;  // the "..." marker, always last
+        else if (i >= skip)
+            f.params.push_back({std::string(name_of(b, p->name_off)), Type(b, p->type)});
+    }
+    return f;
+}
+
+struct btf* parse(const std::filesystem::path& file, struct btf* base) {
+    struct btf* b = base ? btf__parse_split(file.c_str(), base) : btf__parse(file.c_str(), nullptr);
+    if (!b) {
+        int err = errno;
+        fail("cannot load BTF from {}: {}", file.string(), errno_text(err));
+    }
+    return b;
+}
+
+}  // namespace
+
+Type::Kind Type::kind() const {
+    if (depth_) return Kind::Pointer;
+    const btf_type* t = own_type(strip());
+    if (!t) return Kind::Void;
+    switch (btf_kind(t)) {
+    case BTF_KIND_INT:
+        if (btf_int_encoding(t) & BTF_INT_BOOL) return Kind::Bool;
+        // clang and pahole leave BTF_INT_CHAR unset; plain char is the 1-byte int so named.
+        if ((btf_int_encoding(t) & BTF_INT_CHAR) || (t->size == 1 && name_of(btf_, t->name_off) == "char"))
+            return Kind::Char;
+        return Kind::Int;
+    case BTF_KIND_ENUM:
+    case BTF_KIND_ENUM64:
+        return Kind::Enum;
+    case BTF_KIND_FLOAT:
+        return Kind::Float;
+    case BTF_KIND_PTR:
+        return Kind::Pointer;
+    case BTF_KIND_ARRAY:
+        return Kind::Array;
+    case BTF_KIND_STRUCT:
+        return Kind::Struct;
+    case BTF_KIND_UNION:
+        return Kind::Union;
+    case BTF_KIND_FWD:
+        return btf_kflag(t) ? Kind::Union : Kind::Struct;
+    case BTF_KIND_FUNC_PROTO:
+        return Kind::FuncProto;
+    }
+    fail("BTF type id {} (kind {}) is not a C type", strip().id_, btf_kind(t));
+}
+
+std::size_t Type::size() const {
+    if (depth_) {
+        std::size_t ptr = btf_ ? btf__pointer_size(btf_) : 0;
+        return ptr ? ptr : sizeof(void*);
+    }
+    long long size = id_ ? btf__resolve_size(btf_, id_) : 0;
+    return size > 0 ? static_cast<std::size_t>(size) : 0;
+}
+
+bool Type::is_signed() const {
+    const btf_type* t = own_type(strip());
+    if (!t) return false;
+    if (btf_is_int(t)) return btf_int_encoding(t) & BTF_INT_SIGNED;
+    return btf_is_any_enum(t) && btf_kflag(t);
+}
+
+Type Type::strip() const {
+    return depth_ ? *this : Type(btf_, skip_mods(btf_, id_));
+}
+
+Type Type::pointee() const {
+    if (depth_) return {btf_, id_, depth_ - 1};
+    const btf_type* t = own_type(strip());
+    if (!t || !btf_is_ptr(t)) fail("'{}' is not a pointer", name());
+    return {btf_, t->type};
+}
+
+Type Type::elem() const {
+    const btf_type* t = own_type(strip());
+    if (!t || !btf_is_array(t)) fail("'{}' is not an array", name());
+    return {btf_, btf_array(t)->type};
+}
+
+std::uint32_t Type::count() const {
+    const btf_type* t = own_type(strip());
+    if (!t || !btf_is_array(t)) fail("'{}' is not an array", name());
+    return btf_array(t)->nelems;
+}
+
+std::string Type::name() const {
+    std::string stars(depth_, '*');
+    return render(btf_, id_, depth_ && binds_tighter(btf_, id_) ? "(" + stars + ")" : stars);
+}
+
+Member member(Type agg, std::string_view name) {
+    Type s = agg.strip();
+    const btf_type* t = own_type(s);
+    if (t && btf_is_fwd(t))
+        fail("cannot take member '{}' of {}: only declared in BTF, no layout", name, agg.name());
+    if (!t || !btf_is_composite(t))
+        fail("cannot take member '{}' of '{}': not a struct or union", name, agg.name());
+    std::vector<NamedMember> all;
+    flatten(s.btf(), s.id(), 0, all);
+    std::vector<std::string_view> names;
+    for (const NamedMember& m : all) {
+        if (m.name == name) return m.member;
+        names.push_back(m.name);
+    }
+    fail("{} has no member '{}'{}", agg.name(), name, suggestion(name, names));
+}
+
+std::size_t Function::param_index(std::string_view param) const {
+    std::vector<std::string_view> names;
+    for (const Param& p : params) {
+        if (p.name == param) return names.size();
+        names.push_back(p.name);
+    }
+    fail("function '{}' has no parameter '{}'{}", name, param, suggestion(param, names));
+}
+
+void Btf::Deleter::operator()(struct btf* b) const {
+    btf__free(b);
+}
+
+Btf Btf::kernel(const std::filesystem::path& dir) {
+    std::filesystem::path vmlinux = dir / "vmlinux";
+    std::error_code ec;
+    if (!std::filesystem::exists(vmlinux, ec))
+        fail("kernel BTF not found at {} (CONFIG_DEBUG_INFO_BTF); pass --btf FILE", vmlinux.string());
+    return Btf(Ptr(parse(vmlinux, nullptr)), dir);
+}
+
+Btf Btf::from_file(const std::filesystem::path& file) {
+    std::error_code ec;
+    if (!std::filesystem::exists(file, ec)) fail("BTF file {} not found", file.string());
+    return Btf(Ptr(parse(file, nullptr)), {});
+}
+
+const struct btf* Btf::btf_of(std::string_view module) const {
+    if (module.empty() || module == "vmlinux") return base_.get();
+    if (modules_dir_.empty()) fail("module '{}': no module BTF with an explicit BTF file", module);
+    if (auto it = modules_.find(module); it != modules_.end()) return it->second.get();
+    std::filesystem::path file = modules_dir_ / module;
+    std::error_code ec;
+    if (!std::filesystem::exists(file, ec)) fail("module '{}' has no BTF at {}", module, file.string());
+    return modules_.emplace(module, Ptr(parse(file, base_.get()))).first->second.get();
+}
+
+std::optional<Btf::Found> Btf::locate(std::string_view module, std::string_view name, int kind) const {
+    auto search = [&](std::string_view mod) -> std::optional<Found> {
+        const struct btf* b = btf_of(mod);
+        if (std::uint32_t id = find_id(b, name, kind, own_start(b), btf__type_cnt(b)))
+            return Found{b, id, b == base_.get() ? "" : std::string(mod)};
+        return std::nullopt;
+    };
+    if (!module.empty() || modules_dir_.empty()) return search(module);
+    if (auto found = search({})) return found;
+    std::vector<std::string> modules;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(modules_dir_, ec))
+        if (entry.path().filename() != "vmlinux") modules.push_back(entry.path().filename().string());
+    std::sort(modules.begin(), modules.end());
+    for (const std::string& mod : modules)
+        if (auto found = search(mod)) return found;
+    return std::nullopt;
+}
+
+Type Btf::find_type(std::string_view c_name, std::string_view module) const {
+    const struct btf* b = btf_of(module);
+    std::string spaced;  // "struct file**" as "struct file * *"
+    for (char c : c_name) {
+        if (c == '*')
+            spaced += " * ";
+        else
+            spaced += c == '\t' ? ' ' : c;
+    }
+    std::vector<std::string_view> words;
+    unsigned depth = 0;
+    bool trailing = false;  // a name after a '*': "char *p"
+    for (std::string_view w : words_of(spaced)) {
+        if (w == "*")
+            ++depth;
+        else if (w == "const" || w == "volatile" || w == "restrict")
+            continue;
+        else if (depth)
+            trailing = true;
+        else
+            words.push_back(w);
+    }
+    if (words.size() == 1 && words[0] == "void" && !trailing) return Type(b, 0, depth);
+    std::uint32_t id = words.empty() || trailing ? 0 : find_base(b, words);
+    if (!id) fail("unknown type '{}'", fmt::join(words_of(c_name), " "));
+    return Type(b, id, depth);
+}
+
+Function Btf::find_function(std::string_view name) const {
+    std::size_t colon = name.find(':');
+    std::string_view module = colon == name.npos ? "" : name.substr(0, colon);
+    std::string_view func = colon == name.npos ? name : name.substr(colon + 1);
+    auto found = locate(module, func, BTF_KIND_FUNC);
+    if (!found && module.empty()) fail("function '{}' not found in BTF", func);
+    if (!found) fail("function '{}' not found in BTF of module '{}'", func, module);
+    return make_function(found->btf, type_of(found->btf, found->id)->type, func, std::move(found->module), 0);
+}
+
+Function Btf::find_tracepoint_proto(std::string_view event) const {
+    auto found = locate({}, fmt::format("btf_trace_{}", event), BTF_KIND_TYPEDEF);
+    if (!found) fail("tracepoint '{}' not found in BTF (no btf_trace_{})", event, event);
+    Type ptr = Type(found->btf, found->id).strip();
+    if (ptr.kind() != Kind::Pointer || ptr.pointee().kind() != Kind::FuncProto)
+        fail("btf_trace_{} is not a function pointer typedef", event);
+    // Skip the `void *__data` every tracepoint callback takes first.
+    return make_function(found->btf, ptr.pointee().strip().id(), event, std::move(found->module), 1);
+}
+
+}  // namespace ksurf
