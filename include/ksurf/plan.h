@@ -33,6 +33,8 @@ struct Fetch {
         Value,      // the base/last-loaded value itself, truncated to `size`
         Load,       // `size` bytes at (value + offset)
         String,     // the NUL-terminated string at (value + offset), at most `size` bytes
+        DataLoc,    // Record only: the tracepoint's __data_loc string whose u32 locator
+                    // (len << 16 | offset from the record start) is at `offset`
     };
 
     Base base = Base::Arg;
