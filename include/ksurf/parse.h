@@ -12,7 +12,7 @@
 //             | primary { '->' NAME | '.' NAME | '[' NUMBER ']' }
 //   primary  := '%' DIGITS                  argument %0..%5
 //             | '%' REG                     x86_64: di si dx cx r8 r9 ax bx bp sp ip r10-r15,
-//                                           or the long forms rdi rsi ... rip
+//                                           or the long forms rdi rsi ... rip (%N, %REG: p/r)
 //             | '$' ('retval' | 'comm' | 'pid' | 'tid' | 'cpu')    $retval: r only
 //             | NAME                        BTF parameter (p/r) or tracepoint field (e)
 //             | '(' expr ')'
@@ -24,8 +24,8 @@
 //
 //   filter   := and { '||' and }            whitespace allowed anywhere; runs to the end
 //   and      := unary { '&&' unary }
-//   unary    := '!' unary | '(' filter ')' | NAME-OP CMP LITERAL
-//   NAME-OP  := [ '$' ] NAME { '.' NAME }   e.g. comm, $pid, ip.saddr, caller
+//   unary    := '!' unary | '(' filter ')' | OPERAND CMP LITERAL
+//   OPERAND  := '$' NAME | NAME { '.' NAME }   one name: comm, $pid, ip.saddr, caller
 //   CMP      := '==' | '!=' | '<' | '<=' | '>' | '>=' | '~'   ('~' is a glob match)
 //   LITERAL  := '"' chars '"' | "'" chars "'"   escapes \\ \" \' \n \t
 //             | WORD                        integer (decimal, 0x hex, negative), IPv4

@@ -47,7 +47,8 @@ constexpr std::array<std::string_view, 17> kRegisters = {
     "di", "si", "dx", "cx", "ax", "bx", "bp", "sp", "ip",
     "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
 
-// The kRegisters entry (static storage, whatever `name` points into) for a short or long name.
+// A view of the kRegisters entry, never of `name` (callers pass temporaries), for a short or
+// long name.
 std::optional<std::string_view> canonical_register(std::string_view name) {
     auto legacy = std::span(kRegisters).first(9);
     if (auto it = std::ranges::find(kRegisters, name); it != kRegisters.end()) return *it;
@@ -337,7 +338,7 @@ std::optional<TypeName> Parser::cast_type() {
     skip_ws();
     if (type && type->tag != TypeName::Tag::None && peek() != ')')
         expected(fmt::format("')' after type '{}'", type->to_string()));
-    auto next = pos_ + 1;
+    auto next = pos_ + 1;  // after the ')', and past whitespace where the expression allows it
     while (parens_ && next < src_.size() && is_space(src_[next])) ++next;
     bool cast = type && peek() == ')' &&
                 (type->tag != TypeName::Tag::None || type->pointers ||

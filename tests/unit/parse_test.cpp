@@ -207,7 +207,8 @@ const Invalid kInvalid[] = {
     {"p f x=@(", "        ^", "expected 'struct HEADER *' after '@('"},
     {"p f x=@(struct iphdr *%0", "                      ^", "expected ')' after 'struct iphdr *'"},
     {"p f x=@(struct tcphdr *)l3%0->dest", "                        ^^", "struct tcphdr is a layer-4 header, not l3"},
-    {"p f x=@(struct ethhdr *)l4%0->h_proto", "                        ^^", "struct ethhdr is a layer-2 header, not l4"},
+    {"p f x=@(struct ethhdr *)l4%0->h_proto", "                        ^^",
+     "struct ethhdr is a layer-2 header, not l4"},
     {"p f x=@(struct iphdr *)l5%0", "                       ^^", "unknown layer 'l5' (expected l2, l3 or l4)"},
     {"p f x=@(struct foo *)%0", "        ^^^^^^^^^^^^", "unknown packet header 'struct foo *'"},
     {"p f x=@(union iphdr *)%0", "        ^^^^^^^^^^^^^", "unknown packet header 'union iphdr *'"},
@@ -514,8 +515,8 @@ TEST(ParseFilterShape, Errors) {
 // ---- Files ----
 
 TEST(ParseFile, SkipsBlankLinesAndComments) {
-    auto probes = parse_probe_file("# probes\n\np tcp_v4_rcv a=%0\r\n   # indented comment\n  r tcp_sendmsg ret=$retval\n",
-                                   "net.probes");
+    auto probes = parse_probe_file(
+        "# probes\n\np tcp_v4_rcv a=%0\r\n   # indented comment\n  r tcp_sendmsg ret=$retval\n", "net.probes");
     ASSERT_EQ(probes.size(), 2U);
     EXPECT_EQ(probes[0].to_string(), "p tcp_v4_rcv a=%0");
     EXPECT_EQ(probes[0].origin, "net.probes:3");
