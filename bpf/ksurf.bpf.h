@@ -1,13 +1,13 @@
-/* Helpers shared by ksurf's BPF programs. */
+/* Maps and the event header every ksurf program shares. */
 #ifndef KSURF_BPF_H
 #define KSURF_BPF_H
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include "ksurf/event.h"
+#include "ksurf/bpf_config.h"
 
-/* Every program writes to one ring buffer; the host sizes it before load and shares
- * it between skeleton instances with bpf_map__reuse_fd(). */
+/* The host creates these once per run and hands them to every program instance with
+ * bpf_map__reuse_fd(); it also sizes the ring buffer. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22);
@@ -20,11 +20,15 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* Events are assembled here rather than in a ring buffer reservation because the size is
- * only known after the payload is read; bpf_ringbuf_output() then copies the exact size. */
+/* Events are assembled here rather than in a ring buffer reservation so that filtered
+ * events never touch the ring buffer. */
 struct ksurf_scratch {
 	struct ksurf_event ev;
-	__u8 data[KSURF_MAX_DATA];
+	/* Slack for string searches, which the verifier bounds by KSURF_MAX_STR rather than
+	 * by each field's capacity, and which compare a u64 at a time past the end. */
+	__u8 data[KSURF_MAX_DATA + KSURF_MAX_STR + 8];
+	__u16 len[KSURF_MAX_FIELDS]; /* string fields' lengths, for the filter */
+	__u64 stack;                 /* the filter's booleans */
 };
 
 struct {
@@ -63,12 +67,11 @@ static __always_inline struct ksurf_scratch *ksurf_begin(__u32 probe_id)
 	return s;
 }
 
-static __always_inline void ksurf_submit(struct ksurf_scratch *s)
+static __always_inline void ksurf_submit(struct ksurf_scratch *s, __u32 len)
 {
-	__u32 len = s->ev.data_len;
-
 	if (len > KSURF_MAX_DATA)
 		len = KSURF_MAX_DATA;
+	s->ev.data_len = len;
 	if (bpf_ringbuf_output(&events, s, sizeof(s->ev) + len, 0))
 		ksurf_count(KSURF_STAT_DROPPED);
 }

@@ -1,45 +1,24 @@
-// ksurf command line: probe text → parse → resolve → plan → backend → events → format.
+// ksurf's command line. The work happens in the pipeline behind run_trace():
+// probe text → parse → resolve (BTF) → plan → backend (bpf | tracefs) → events → format.
 #include <CLI/CLI.hpp>
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
 
-#include <chrono>
-#include <csignal>
 #include <cstdarg>
 #include <cstdio>
 
-#include "ksurf/bpf_backend.h"
 #include "ksurf/error.h"
 #include "ksurf/features.h"
-#include "ksurf/format.h"
-#include "ksurf/tracefs.h"
+#include "ksurf/trace.h"
 
 namespace {
 
-volatile std::sig_atomic_t g_stop = 0;
-
-void on_signal(int) { g_stop = 1; }
-
-// Without SA_RESTART the ring buffer's epoll_wait returns at once on Ctrl-C.
-void install_signal_handlers() {
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
-}
-
 bool g_verbose = false;
 
-int libbpf_log(enum libbpf_print_level level, const char* format, va_list args) {
-    if (!g_verbose && level != LIBBPF_WARN) return 0;
-    if (!g_verbose) return 0;
-    return std::vfprintf(stderr, format, args);
+// libbpf explains load failures at length; that belongs to -v, the one-line error to ksurf.
+int libbpf_log(enum libbpf_print_level, const char* format, va_list args) {
+    return g_verbose ? std::vfprintf(stderr, format, args) : 0;
 }
-
-struct Options {
-    std::vector<std::string> probes;
-    double duration = 0;
-    bool json = false;
-};
 
 int run_features() {
     ksurf::Features features;
@@ -51,73 +30,47 @@ int run_features() {
     return 0;
 }
 
-// `e SUBSYS/EVENT`: the only probe kind this build runs.
-ksurf::tracefs::EventFormat tracepoint_of(const std::string& text, const std::string& tracefs_root) {
-    if (!text.starts_with("e ") || text.find('/') == std::string::npos)
-        ksurf::fail("malformed probe '{}': expected 'e SUBSYS/EVENT'", text);
-    std::string target = text.substr(2);
-    auto slash = target.find('/');
-    return ksurf::tracefs::read_format(tracefs_root, target.substr(0, slash), target.substr(slash + 1));
-}
-
-int run_trace(const Options& opt) {
-    ksurf::Features features;
-    if (const auto& bpf = features.get(ksurf::Feature::Bpf); !bpf.ok) ksurf::fail("cannot trace: {}", bpf.reason);
-    std::string root = ksurf::tracefs::root();
-    std::vector<ksurf::tracefs::EventFormat> formats;
-    for (const auto& p : opt.probes) formats.push_back(tracepoint_of(p, root));
-
-    auto out = opt.json ? ksurf::json_formatter(stdout) : ksurf::text_formatter(stdout, stderr);
-    ksurf::BpfSession session([&](const ksurf::Event& ev) { out->write(ev); });
-    for (const auto& f : formats) session.add_tracepoint(f);
-
-    install_signal_handlers();
-    fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", formats.size(), formats.size() == 1 ? "" : "s");
-    using clock = std::chrono::steady_clock;
-    const auto deadline = clock::now() + std::chrono::duration<double>(opt.duration);
-    while (!g_stop) {
-        int wait_ms = 100;
-        if (opt.duration > 0) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
-            if (left <= 0) break;
-            wait_ms = static_cast<int>(std::min<long>(left, wait_ms));
-        }
-        if (!session.poll(wait_ms)) break;
-        std::fflush(stdout);
-    }
-    // Events already in the buffer at the deadline still belong to the run.
-    session.poll(0);
-    out->summary(session.stats());
-    std::fflush(stdout);
-    return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"ksurf: trace kernel functions and events with typed fields and in-kernel filters"};
-    app.footer(R"(Examples:
-  ksurf -d 5 'e sched/sched_process_exec'        # every exec for 5 seconds
-  ksurf --json 'e sched/sched_process_fork'       # JSON lines
-  ksurf features                                  # what this kernel allows)");
+    app.footer(R"(Probes:
+  p FUNC[+OFF] [NAME=EXPR...] [f:FILTER]    function entry (or an offset inside it)
+  r FUNC [NAME=EXPR...] [f:FILTER]          function return; $retval is the return value
+  e SUBSYS/EVENT [NAME=FIELD...] [f:FILTER] tracepoint; without fields, all of its own
+EXPR: %0..%5 or a parameter name, ->member .member [i], (struct T *)casts, %reg at
+FUNC+OFF, $comm $pid $tid $cpu, S/U/X prefixes (signed, unsigned, hex), packet headers
+@(struct iphdr *)l3%0->saddr. Field names ip_* print IPv4, b16_/B16_* byte-swap.
+FILTER: == != < <= > >= ~ && || ! ( ) over fields, comm, common_pid.
+
+Examples:
+  ksurf -d 5 'e sched/sched_process_exec'
+  ksurf 'e sched/sched_process_exec f:pid>1000' --json
+  ksurf 'p wake_up_new_task comm=%0->comm users=S%0->mm->mm_users f:comm==bash'
+  ksurf 'r do_sys_openat2 ret=$retval f:ret<0'
+  ksurf 'p ip_rcv proto=@(struct iphdr *)l3%0->protocol ip_src=@(struct iphdr *)l3%0->saddr f:proto==1'
+  ksurf -S 'p vfs_open name=%0->dentry->d_name.name'    # the tracefs translation, as a script
+  ksurf features                                          # what this kernel allows, and why not)");
     app.set_version_flag("--version", std::string("ksurf ") + KSURF_VERSION);
-    Options opt;
-    app.add_option("probes", opt.probes, "Probes: 'e SUBSYS/EVENT'");
+    ksurf::TraceOptions opt;
+    app.add_option("probes", opt.probes, "Probes (see below)");
+    app.add_option("-f,--file", opt.probe_file, "Read probes from FILE, one per line")->check(CLI::ExistingFile);
     app.add_option("-d,--duration", opt.duration, "Stop after SECONDS")->check(CLI::PositiveNumber);
     app.add_flag("--json", opt.json, "Print events as JSON lines");
+    app.add_option("--backend", opt.backend, "auto, bpf, fentry, kprobe or tracefs")->capture_default_str();
+    app.add_option("--btf", opt.btf_file, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux");
+    app.add_flag("-S,--script", opt.script, "Print the tracefs translation as a shell script; attach nothing");
+    app.add_option("-o,--output-script", opt.script_file, "Write the tracefs translation to FILE (mode 0600)");
     app.add_flag("-v,--verbose", g_verbose, "Explain choices and show libbpf messages");
     auto* features = app.add_subcommand("features", "Probe what this kernel lets ksurf do");
     app.require_subcommand(0, 1);
 
     CLI11_PARSE(app, argc, argv);
+    opt.verbose = g_verbose;
     libbpf_set_print(libbpf_log);
     try {
         if (features->parsed()) return run_features();
-        if (opt.probes.empty()) {
-            fmt::print(stderr, "ksurf: no probe given\n{}", app.help());
-            return 2;
-        }
-        return run_trace(opt);
+        return ksurf::run_trace(opt);
     } catch (const ksurf::SourceError& e) {
         fmt::print(stderr, "ksurf: {}\n", e.render());
     } catch (const std::exception& e) {

@@ -1,38 +1,113 @@
-// The BPF backend: skeleton instances attached to the kernel, all writing into one ring
-// buffer that the host drains.
+// The BPF backend: every PlannedProbe becomes one instance of bpf/probe.bpf.c, whose rodata
+// holds the probe encoded as a ksurf_config (include/ksurf/bpf_config.h): the fields are
+// fetched and the filter is evaluated in the kernel, and only events that pass reach the
+// ring buffer shared by all instances.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
-#include "ksurf/events.h"
-#include "ksurf/format.h"
-#include "ksurf/tracefs.h"
+#include "ksurf/backend.h"
+#include "ksurf/bpf_config.h"
+#include "ksurf/plan.h"
 
 namespace ksurf {
 
-class BpfSession {
-public:
-    using Sink = std::function<void(const Event&)>;
+class Btf;
+class Features;
+struct Function;
 
-    explicit BpfSession(Sink sink);
-    ~BpfSession();
-    BpfSession(const BpfSession&) = delete;
-    BpfSession& operator=(const BpfSession&) = delete;
+enum class BpfAttach : std::uint8_t { Fentry, Fexit, Kprobe, Kretprobe, KprobeMulti, KretprobeMulti, Tracepoint };
+std::string_view bpf_attach_name(BpfAttach a);  // "fentry", "kretprobe.multi", ...
 
-    // Loads and attaches a tracepoint program for FMT. Throws naming the probe and errno.
-    void add_tracepoint(const tracefs::EventFormat& fmt);
+// ---- Encoding: PlannedProbe → ksurf_config (pure; no kernel) ----
 
-    // Waits up to TIMEOUT_MS for events and hands each to the sink; false once interrupted.
-    bool poll(int timeout_ms);
-
-    // Counters summed over CPUs and programs; `events` counts what reached the sink.
-    RunStats stats() const;
-
-private:
-    struct Impl;
-    std::unique_ptr<Impl> impl_;
+// Where the program's context keeps what Arg, Reg and Retval fetch.
+struct BpfFrame {
+    BpfAttach attach = BpfAttach::Tracepoint;
+    // fentry/fexit: the u64 slot of each parameter in the context (a struct passed by
+    // value takes one slot per 8 bytes) and of the return value (fexit). kprobes: the
+    // calling-convention slot of each parameter (0..5 in registers, then the stack).
+    // Without them, parameter i is slot i.
+    std::vector<unsigned> arg_slots;
+    unsigned ret_slot = 0;
+    // kprobes: offsetof(struct pt_regs, NAME) by kprobe register name ("di", "ax", "ip").
+    std::map<std::string, std::int32_t, std::less<>> regs;
+    // e probes printed whole (no visible field): bytes of the raw record to copy.
+    std::uint32_t record_size = 0;
 };
+
+// Both from the kernel's BTF: pt_regs offsets, and FN's argument slots.
+std::map<std::string, std::int32_t, std::less<>> pt_regs_offsets(const Btf& btf);
+void set_arg_slots(BpfFrame& frame, const Function& fn);
+
+// How one printed field sits in the payload.
+struct BpfOutput {
+    enum class Kind : std::uint8_t { Number, String, Bytes };
+
+    std::string name;
+    Kind kind = Kind::Number;
+    std::uint16_t at = 0;    // payload offset
+    std::uint16_t size = 8;  // bytes reserved
+    bool is_signed = false;
+    unsigned bits = 64;      // of the value, for swap_bits
+    unsigned swap_bits = 0;
+    Display display = Display::Decimal;
+};
+
+struct BpfProgramSpec {
+    ksurf_config config{};            // probe_id is set per instance
+    std::vector<BpfOutput> outputs;   // the plan's visible fields, in order
+    bool raw_record = false;          // the payload ends with the record (config.record_out)
+};
+
+// Throws a one-line Error naming PROBE when FRAME cannot run it or it exceeds the limits of
+// bpf_config.h.
+BpfProgramSpec encode_bpf(const PlannedProbe& probe, const BpfFrame& frame);
+
+// The visible fields of one event's PAYLOAD (without the raw record).
+std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload);
+
+// ---- The backend ----
+
+// Which program type runs function (p/r) probes. e probes are always tracepoints.
+enum class FunctionAttach : std::uint8_t {
+    Auto,         // fentry/fexit where the kernel and the probe allow, else kprobes
+    Fentry,
+    Kprobe,       // one kprobe per function
+    KprobeMulti,  // one kprobe.multi link per group of functions sharing a spec
+};
+
+struct BpfOptions {
+    FunctionAttach attach = FunctionAttach::Auto;
+    Features* features = nullptr;  // borrowed; the backend probes its own when null
+    const Btf* btf = nullptr;      // borrowed; kernel BTF is loaded when null
+    std::uint32_t ringbuf_bytes = 4u << 20;
+    // Called once per probe when its attach type is decided (for -v): "p vfs_open: kprobe
+    // (fentry: program load refused: ...)".
+    std::function<void(const std::string&)> explain;
+};
+
+// What the backend chose for one probe.
+struct BpfAttachment {
+    std::string probe;  // "p vfs_open", "e sched/sched_process_exec"
+    BpfAttach attach = BpfAttach::Tracepoint;
+    std::string why;    // why not the better attach types; empty when the best one runs it
+};
+
+class BpfBackend : public Backend {
+public:
+    // In add() order; kprobes grouped for kprobe.multi are decided in start().
+    virtual const std::vector<BpfAttachment>& attachments() const = 0;
+};
+
+// Throws when the shared maps cannot be created (no BPF, no ring buffer).
+std::unique_ptr<BpfBackend> make_bpf_backend(Backend::Sink sink, BpfOptions options = {});
 
 }  // namespace ksurf

@@ -60,7 +60,8 @@ private:
 };
 
 // A struct/union member found by name, possibly inside nested anonymous structs/unions.
-struct Member {
+// (Not `Member`: that is the `a->b` node of ast.h, and the resolver includes both.)
+struct MemberLayout {
     Type type;                        // as declared: typedef names kept
     std::size_t offset = 0;           // bytes from the start of the outer struct (a
                                       // bitfield: the byte holding its first bit)
@@ -70,7 +71,7 @@ struct Member {
 
 // `agg` is a struct or union, possibly behind typedefs/qualifiers. Throws "struct sk_buff
 // has no member 'lenn'; did you mean 'len'?".
-Member member(Type agg, std::string_view name);
+MemberLayout member(Type agg, std::string_view name);
 
 struct Param {
     std::string name;  // empty when BTF has none (tracepoint protos)

@@ -8,19 +8,19 @@
 #endif
 
 #define KSURF_COMM_LEN 16
-/* Upper bound of the payload one event carries; keeps per-CPU scratch and verifier
- * bounds small while fitting any tracepoint record the tracers commonly look at. */
-#define KSURF_MAX_DATA 1024
+/* Upper bound of the payload one event carries: 16 fields of which a few are strings, or
+ * any tracepoint record the tracers commonly look at. */
+#define KSURF_MAX_DATA 4096
 
 /* Header of one record in the BPF ring buffer; `data_len` bytes of payload follow it. */
 struct ksurf_event {
 	__u64 ts_ns;     /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
-	__u32 probe_id;  /* index of the probe in the run, set through rodata */
+	__u32 probe_id;  /* index of the probe in the run */
 	__u32 pid;       /* thread id */
 	__u32 tgid;      /* process id */
 	__u32 cpu;
 	__u32 data_len;
-	__u32 pad;
+	__u32 pad;       /* room for a kernel stack id (-s) */
 	char comm[KSURF_COMM_LEN];
 };
 

@@ -50,7 +50,11 @@ struct Fetch {
     std::int64_t offset = 0;
     std::uint32_t size = 8;          // bytes; Access::String: the read limit
     bool is_signed = false;
-    std::uint8_t bit_offset = 0;     // bitfields: bits from `offset`'s first byte
+    // Bitfields: `offset` is the byte holding the first bit, bit_offset (0..7) counts from
+    // that byte's least significant bit, `size` is the declared type's. The reader picks the
+    // container: the fewest of 1/2/4/8 bytes at `offset` covering bit_offset + bit_size
+    // (kprobe `b<bit_size>@<bit_offset>/<container bits>`).
+    std::uint8_t bit_offset = 0;
     std::uint8_t bit_size = 0;       // 0: not a bitfield
 };
 

@@ -1,6 +1,7 @@
 #include "ksurf/btf.h"
 
 #include "ksurf/error.h"
+#include "ksurf/suggest.h"
 
 #include <bpf/btf.h>
 #include <fmt/ranges.h>
@@ -179,33 +180,9 @@ std::string render(const struct btf* b, std::uint32_t id, const std::string& inn
     fail("BTF type id {} (kind {}) is not a C type", id, btf_kind(t));
 }
 
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-    std::vector<std::size_t> row(b.size() + 1);
-    std::iota(row.begin(), row.end(), 0);
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        std::size_t diag = row[0];
-        row[0] = i;
-        for (std::size_t j = 1; j <= b.size(); ++j) {
-            std::size_t up = row[j];
-            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-            diag = up;
-        }
-    }
-    return row[b.size()];
-}
-
-// "; did you mean 'len'?" for the closest candidate within typo distance, else "".
-std::string suggestion(std::string_view wrong, const std::vector<std::string_view>& candidates) {
-    std::size_t best = (wrong.size() + 2) / 3 + 1;
-    std::string_view pick;
-    for (std::string_view c : candidates)
-        if (std::size_t d = edit_distance(wrong, c); d < best) best = d, pick = c;
-    return pick.empty() ? "" : fmt::format("; did you mean '{}'?", pick);
-}
-
 struct NamedMember {
     std::string_view name;
-    Member member;
+    MemberLayout member;
 };
 
 // Every member reachable by name from struct/union `id`: anonymous struct/union members
@@ -329,7 +306,7 @@ std::string Type::name() const {
     return render(btf_, id_, depth_ && binds_tighter(btf_, id_) ? "(" + stars + ")" : stars);
 }
 
-Member member(Type agg, std::string_view name) {
+MemberLayout member(Type agg, std::string_view name) {
     Type s = agg.strip();
     const btf_type* t = own_type(s);
     if (t && btf_is_fwd(t))
@@ -343,7 +320,7 @@ Member member(Type agg, std::string_view name) {
         if (m.name == name) return m.member;
         names.push_back(m.name);
     }
-    fail("{} has no member '{}'{}", agg.name(), name, suggestion(name, names));
+    fail("{} has no member '{}'{}", agg.name(), name, did_you_mean(name, names));
 }
 
 std::size_t Function::param_index(std::string_view param) const {
@@ -352,7 +329,7 @@ std::size_t Function::param_index(std::string_view param) const {
         if (p.name == param) return names.size();
         names.push_back(p.name);
     }
-    fail("function '{}' has no parameter '{}'{}", name, param, suggestion(param, names));
+    fail("function '{}' has no parameter '{}'{}", name, param, did_you_mean(param, names));
 }
 
 void Btf::Deleter::operator()(struct btf* b) const {

@@ -121,6 +121,7 @@ EventFormat read_format(const std::string& root, std::string_view system, std::s
     namespace fs = std::filesystem;
     const fs::path dir = fs::path(root) / "events" / system / event;
     std::string text = slurp(dir / "format");
+    if (text.empty() && errno == EACCES) fail("cannot read {}: {}", (dir / "format").string(), errno_text(errno));
     if (text.empty()) {
         std::error_code ec;
         if (!fs::exists(fs::path(root) / "events" / system, ec))

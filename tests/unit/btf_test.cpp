@@ -21,7 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ksurf::Btf;
-using ksurf::Member;
+using Member = ksurf::MemberLayout;
 using ksurf::Type;
 using Kind = Type::Kind;
 

@@ -1,0 +1,112 @@
+/* A PlannedProbe as the BPF interpreter (bpf/probe.bpf.h) runs it: the host encodes it
+ * (src/backend/bpf/encode.cpp) into the `const volatile` rodata of one program instance, so
+ * the verifier sees every field of it as a constant and explores only the paths the probe
+ * uses. Plain __u8..__u64 only: compiled by clang -target bpf and by g++.
+ *
+ * An event's payload is laid out by the host: numeric fields first, 8 bytes each (loaded,
+ * bits extracted, sign- or zero-extended to 64 bits), then strings and byte arrays at their
+ * capacity, then, for a tracepoint printed whole, a copy of its raw record. */
+#ifndef KSURF_BPF_CONFIG_H
+#define KSURF_BPF_CONFIG_H
+
+#include "ksurf/event.h"
+
+#define KSURF_MAX_FIELDS 16   /* fetched fields, including those only the filter reads */
+#define KSURF_MAX_STEPS 8     /* pointer loads (and the skb → header step) per field */
+#define KSURF_MAX_OPS 32      /* filter program length */
+#define KSURF_MAX_PATTERNS 8  /* distinct strings the filter compares with */
+#define KSURF_MAX_PATTERN 64  /* bytes of one such string */
+#define KSURF_MAX_STR 256     /* capacity of a string field, NUL included */
+
+/* Where a field's chain starts. */
+enum ksurf_base {
+	KSURF_BASE_CTX = 0,   /* the context's address (a tracepoint's record) */
+	KSURF_BASE_CTX_U64,   /* the u64 at ctx + base_off: fentry/fexit slot, pt_regs member */
+	KSURF_BASE_COMM,
+	KSURF_BASE_PID,       /* thread group id */
+	KSURF_BASE_TID,
+	KSURF_BASE_CPU,
+};
+
+/* How the value at the end of the chain is taken. */
+enum ksurf_access {
+	KSURF_ACCESS_VALUE = 0, /* the value itself */
+	KSURF_ACCESS_LOAD,      /* `size` (1..8) bytes at value + offset, as a number */
+	KSURF_ACCESS_BYTES,     /* `size` raw bytes at value + offset */
+	KSURF_ACCESS_STRING,    /* NUL-terminated string at value + offset, `size` with the NUL */
+	KSURF_ACCESS_DATALOC,   /* __data_loc string whose u32 locator is at value + offset */
+};
+
+#define KSURF_NO_PACKET 0xff
+
+struct ksurf_field_cfg {
+	__u8 base;        /* enum ksurf_base */
+	__u8 access;      /* enum ksurf_access */
+	__u8 nsteps;
+	__u8 packet_step; /* before steps[packet_step] the value (an sk_buff *) becomes the
+			   * address of its header at `layer`; KSURF_NO_PACKET: none */
+	__u8 layer;       /* 2, 3, 4: mac_header, network_header, transport_header */
+	__u8 is_signed;
+	__u8 lshift;      /* numbers: value = (value << lshift) >> rshift, arithmetic if */
+	__u8 rshift;      /* signed: keeps a bitfield's or a narrow type's bits, extended */
+	__u16 size;
+	__u16 out;        /* payload offset */
+	__s32 base_off;
+	__s32 offset;     /* of the final access */
+	__s32 steps[KSURF_MAX_STEPS]; /* value = *(u64 *)(value + steps[i]) */
+};
+
+/* The filter: a postfix program over a stack of booleans, all comparisons evaluated. */
+enum ksurf_op_code {
+	KSURF_OP_EQ = 0,    /* numbers: payload u64 at `at` against imm */
+	KSURF_OP_NE,
+	KSURF_OP_LT,
+	KSURF_OP_LE,
+	KSURF_OP_GT,
+	KSURF_OP_GE,
+	KSURF_OP_SLT,
+	KSURF_OP_SLE,
+	KSURF_OP_SGT,
+	KSURF_OP_SGE,
+	KSURF_OP_STR_EQ,    /* strings: field `field` at `at` against patterns[slot] */
+	KSURF_OP_STR_PREFIX,
+	KSURF_OP_STR_SUFFIX,
+	KSURF_OP_STR_CONTAINS,
+	KSURF_OP_AND,       /* pop two, push one */
+	KSURF_OP_OR,
+	KSURF_OP_NOT,
+};
+
+struct ksurf_op {
+	__u8 code;  /* enum ksurf_op_code */
+	__u8 field;
+	__u8 slot;
+	__u8 pad;
+	__u16 at;   /* payload offset of the operand */
+	__u16 pad2;
+	__u64 imm;
+};
+
+/* Compared a u64 word at a time: `full` whole words, then words[full] under `last_mask`
+ * (the len % 8 bytes left; 0 when none are). */
+struct ksurf_pattern {
+	__u64 words[KSURF_MAX_PATTERN / 8 + 1];
+	__u64 last_mask;
+	__u32 len;
+	__u32 full;
+};
+
+struct ksurf_config {
+	__u32 probe_id;      /* ignored by kprobe.multi programs: the attach cookie says */
+	__u16 nfields;
+	__u16 nfilter;       /* fields [0, nfilter) are the filter's, fetched before it runs */
+	__u16 nops;
+	__u16 data_len;      /* payload bytes per event */
+	__u16 record_out;    /* payload offset of the raw record copy */
+	__u16 record_len;    /* 0: no copy */
+	struct ksurf_field_cfg fields[KSURF_MAX_FIELDS];
+	struct ksurf_op ops[KSURF_MAX_OPS];
+	struct ksurf_pattern patterns[KSURF_MAX_PATTERNS];
+};
+
+#endif

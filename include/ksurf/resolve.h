@@ -1,0 +1,71 @@
+// Semantic analysis: a parsed Probe bound to BTF (functions, parameters, struct layout) or
+// to a tracepoint's format, and lowered to a PlannedProbe. Every error is a SourceError
+// under the token that caused it.
+//
+// Lowering of a field expression, as a state walked along the chain:
+//   value of type T               %0, sk, $retval, %di (unsigned long), (T)value
+//   object of type T at (v + O)   what a member, an index or a header names
+// `->m`/`.m` on a pointer value: the pointee object at (v + off(m)); on an object of pointer
+// type: its 8 bytes become the new value (Fetch::derefs gets O), then as before; on a
+// struct/union object: O += off(m). `.` on a pointer and `->` on a struct object are
+// accepted for what they can only mean. `[i]` on an array object: O += i * sizeof(elem);
+// on a pointer: as `->`, at i * sizeof(*p). A cast of a value retypes it; a cast of an
+// object reinterprets its bytes. The final type picks the access: numbers and pointers are
+// loaded (object) or taken (value); `char[N]` is a string of N bytes; a pointer to a type
+// spelled char/unsigned char/signed char is followed to a string of at most
+// kMaxStringPointer bytes; structs, unions and other arrays are errors.
+//
+// e probes print tracepoint fields by name only (`NAME=FIELD`); without fields, every
+// non-common field of the format except __rel_loc and non-string dynamic arrays, which
+// no Fetch::Access reads yet. Errors of probes from a file are prefixed with their origin.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ksurf/ast.h"
+#include "ksurf/plan.h"
+#include "ksurf/tracefs.h"
+
+namespace ksurf {
+
+class Btf;
+
+// The read limit of a string reached through a char pointer (a char[N] reads N bytes).
+inline constexpr std::uint32_t kMaxStringPointer = 128;
+
+struct ResolveContext {
+    const Btf& btf;
+    // The format of tracepoint SUBSYS/EVENT (e probes), normally
+    // tracefs::read_format(tracefs::root(), subsys, event); throws when there is none.
+    std::function<tracefs::EventFormat(std::string_view subsys, std::string_view event)> tracepoint_format;
+    // The lines of tracing/available_filter_functions ("func" or "func [module]"): what
+    // globs expand over and what an unknown function is compared with for a suggestion.
+    // Unset: globs are an error and there are no suggestions.
+    std::function<std::vector<std::string>()> functions;
+};
+
+// PROBE, whose target is one function or tracepoint (no glob), with its filter.
+PlannedProbe resolve(const Probe& probe, const ResolveContext& ctx);
+
+// PROBE with its glob expanded: one PlannedProbe per matching function that has BTF, in
+// name order (compiler clones such as `f.isra.0` have none); exactly resolve() without a
+// glob. Throws at the glob when nothing matches. Tracepoint globs are not supported yet.
+std::vector<PlannedProbe> resolve_all(const Probe& probe, const ResolveContext& ctx);
+
+// The functions among `available_filter_functions` lines that GLOB (`*`, `?`, optionally
+// "module:glob") matches, sorted and without duplicates.
+std::vector<std::string> expand_glob(std::string_view glob, const std::vector<std::string>& functions);
+
+// Binds FILTER (spans into SOURCE) to PLAN, a result of resolve(), and replaces PLAN.filter.
+// A name is, in order: a field of the plan; a field of the tracepoint (e probes, so an e
+// probe's common_pid is the record's); comm/$comm, common_pid/$pid, $tid, $cpu, $retval
+// (r); a parameter (p/r at entry). Values that no printed field holds are added as hidden
+// fields. Literals become the field's stored bits (see PlannedComparison). For the probe's
+// own `f:` and `ksurf graph --where`.
+void resolve_filter(const Filter& filter, std::string_view source, PlannedProbe& plan, const ResolveContext& ctx);
+
+}  // namespace ksurf

@@ -1,0 +1,109 @@
+// The tracefs backend: planned probes become kprobe_events definitions and event filters
+// in a private ftrace instance, `ksurf_<pid>`, whose binary per-CPU ring buffers are read
+// back with libtracefs/libtraceevent. It runs where BPF cannot attach, and `-S` prints the
+// same translation as a shell script that needs nothing but tracefs.
+//
+// What tracefs cannot do that BPF does, by design of kprobe_events:
+// - Pid, Tid and Cpu are not fetch-args: they come from every record's header
+//   (common_pid, the buffer's CPU) and filters compare `common_pid`. common_pid is the
+//   thread id, so a `$pid` filter matches the threads whose id is that pid: the process's
+//   main thread (all of a single-threaded process), not its other threads.
+// - Packet headers are found relative to skb->data (kprobe_events cannot add two fetched
+//   values, so skb->head + skb->network_header is out of reach): L3 = data, which is where
+//   the IP header is on the receive path up to ip_rcv_finish; L2 = data - ETH_HLEN; L4 =
+//   data + 20, an IPv4 header without options.
+// - Filters count nothing: events the kernel discards are not reported (filtered = 0).
+// - Strings are read from kernel memory only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ksurf/backend.h"
+#include "ksurf/plan.h"
+#include "ksurf/tracefs.h"
+
+namespace ksurf::tracefs {
+
+// The struct sk_buff offsets Base::Packet fetches need, from the kernel's BTF:
+// `member(btf.find_type("struct sk_buff"), "data").offset`.
+struct SkbLayout {
+    std::int64_t data = -1;  // offsetof(struct sk_buff, data); -1: unknown
+};
+
+// What translation needs beyond the plan.
+struct TranslateContext {
+    std::string group;  // kprobe group: run_name(getpid())
+    SkbLayout skb;
+    // Formats of the e probes' tracepoints: they name the record fields filters compare.
+    // Without its format, a record field is named by its PlannedField::name.
+    std::vector<EventFormat> tracepoints;
+};
+
+// Where a printed field is in a record.
+struct FieldSource {
+    enum class Kind : std::uint8_t { Record, Comm, Pid, Tid, Cpu };
+
+    Kind kind = Kind::Record;
+    std::string name;       // Record: the event's field (kprobe fetch-arg or tracepoint field)
+    std::size_t field = 0;  // index into PlannedProbe::fields
+};
+
+struct TracefsProbe {
+    ProbeKind kind = ProbeKind::Entry;
+    std::string system;   // the kprobe group, or the tracepoint's subsystem
+    std::string event;    // "p0", "r1" (kind and index in the run), or the tracepoint
+    std::string address;  // kprobes: "[MODULE:]FUNCTION[+OFFSET]"
+    std::string args;     // kprobes: fetch-args, ending with `__comm=$comm` for the header
+    std::string filter;   // the event filter; empty for none
+    // The plan's printed fields, in order. Empty for an e probe that prints none: then
+    // every field of the tracepoint is printed, as the BPF backend does.
+    std::vector<FieldSource> fields;
+
+    // "p:ksurf_42/p0 do_filp_open name=+0(+0(%si)):string __comm=$comm"; empty for e probes.
+    std::string definition() const;
+};
+
+// PROBE, the INDEX-th of its run, in tracefs terms. Pure: no tracefs access. Throws a
+// one-line Error naming the probe for what kprobe_events or event filters cannot express.
+TracefsProbe translate(const PlannedProbe& probe, std::size_t index, const TranslateContext& ctx);
+
+// A POSIX shell script that traces PROBES with tracefs alone: it creates an instance and the
+// kprobes (group and instance `ksurf_sh_<shell pid>`, which cleanup_stale() leaves alone),
+// sets the filters, enables the events, cats trace_pipe, and removes everything on exit.
+std::string script(std::span<const PlannedProbe> probes, const TranslateContext& ctx);
+
+// Writes TEXT to PATH, created or truncated, with mode 0600: it may name what is traced.
+void write_private_file(const std::string& path, std::string_view text);
+
+// "ksurf_<pid>": the kprobe group and the instance of the run with PID.
+std::string run_name(pid_t pid);
+// The pid a run name carries; nullopt for any other name.
+std::optional<pid_t> run_pid(std::string_view name);
+
+struct StaleRun {
+    pid_t pid = 0;
+    bool instance = false;     // its instance was removed
+    std::size_t kprobes = 0;   // kprobe events of its group removed
+};
+// Removes the instances and kprobe groups of runs whose process is gone or is no longer a
+// ksurf (its pid reused), so the caller can say "removed stale probes from a killed run
+// (pid N)". Mounts tracefs when needed; throws only when that fails.
+std::vector<StaleRun> cleanup_stale();
+
+}  // namespace ksurf::tracefs
+
+namespace ksurf {
+
+// Throws when tracefs cannot be mounted or the instance cannot be created.
+std::unique_ptr<Backend> make_tracefs_backend(Backend::Sink sink, tracefs::SkbLayout skb = {});
+
+}  // namespace ksurf

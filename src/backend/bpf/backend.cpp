@@ -1,0 +1,453 @@
+// The BPF backend: picks an attach type per probe, loads one configured instance of
+// bpf/probe.bpf.c for it (or one kprobe.multi instance for a group of functions), and
+// decodes the shared ring buffer.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include "internal.h"
+#include "ksurf/btf.h"
+#include "ksurf/error.h"
+#include "ksurf/event.h"
+#include "ksurf/features.h"
+#include "ksurf/tracefs.h"
+#include "probe.skel.h"
+
+namespace ksurf {
+namespace {
+
+// Room for __data_loc payloads after a record's fixed fields: paths and names, without
+// copying kilobytes per event.
+constexpr std::uint32_t kDynamicRecordBytes = 256;
+
+bool uses(const Fetch& f, Fetch::Base base) { return f.base == base || (f.skb && uses(*f.skb, base)); }
+bool uses(const PlannedProbe& p, Fetch::Base base) {
+    return std::any_of(p.fields.begin(), p.fields.end(), [&](const auto& f) { return uses(f.fetch, base); });
+}
+
+std::string qualified(const PlannedProbe& p) { return p.module.empty() ? p.function : p.module + ":" + p.function; }
+
+struct SkelDeleter {
+    void operator()(probe_bpf* s) const { probe_bpf__destroy(s); }
+};
+struct LinkDeleter {
+    void operator()(bpf_link* l) const { bpf_link__destroy(l); }
+};
+using Skel = std::unique_ptr<probe_bpf, SkelDeleter>;
+using Link = std::unique_ptr<bpf_link, LinkDeleter>;
+
+// One loaded and attached program. Links go first: detach before the program goes away.
+struct Instance {
+    Skel skel;
+    Link link;
+};
+
+class Fd {
+public:
+    explicit Fd(int fd = -1) : fd_(fd) {}
+    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    ~Fd() {
+        if (fd_ >= 0) close(fd_);
+    }
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+class Impl final : public BpfBackend {
+public:
+    Impl(Sink sink, BpfOptions opt) : sink_(std::move(sink)), opt_(std::move(opt)) {
+        if (!opt_.features) opt_.features = &own_features_;
+        const std::uint32_t rb = opt_.ringbuf_bytes;
+        if (rb < 4096 || (rb & (rb - 1))) fail("the BPF ring buffer size must be a power of two of at least 4096 bytes, not {}", rb);
+        // The maps outlive any one instance: they are created here and every instance
+        // reuses them, so a failed load never takes them along.
+        Skel skel(probe_bpf__open());
+        if (!skel) fail("cannot open the BPF object: {}", errno_text(errno));
+        for (bpf_map* m : {skel->maps.events, skel->maps.stats, skel->maps.scratch}) {
+            const bool ring = m == skel->maps.events;
+            int fd = bpf_map_create(bpf_map__type(m), bpf_map__name(m), bpf_map__key_size(m), bpf_map__value_size(m),
+                                    ring ? rb : bpf_map__max_entries(m), nullptr);
+            if (fd < 0) fail("cannot create the BPF map '{}': {}", bpf_map__name(m), errno_text(errno));
+            maps_.emplace_back(fd);
+        }
+        rb_ = ring_buffer__new(maps_[0].get(), on_event, this, nullptr);
+        if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
+    }
+
+    ~Impl() override {
+        instances_.clear();  // detached first: nothing writes to the ring buffer any more
+        ring_buffer__free(rb_);
+    }
+
+    void add(const PlannedProbe& p) override {
+        const std::size_t id = probes_.size();
+        probes_.push_back({p.event.empty() ? p.function : p.event, {}, std::nullopt});
+        try {
+            if (p.kind == ProbeKind::Tracepoint)
+                add_tracepoint(p, id);
+            else
+                add_function(p, id);
+        } catch (...) {
+            probes_.pop_back();
+            throw;
+        }
+    }
+
+    void start() override {
+        started_ = true;
+        for (auto& g : groups_) start_group(g);
+        groups_.clear();
+    }
+
+    bool poll(int timeout_ms) override {
+        int n = ring_buffer__poll(rb_, timeout_ms);
+        if (n == -EINTR) return false;
+        if (n < 0) fail("reading the BPF ring buffer: {}", errno_text(n));
+        return true;
+    }
+
+    RunStats stats() const override {
+        RunStats s;
+        s.events = delivered_;
+        const int ncpu = libbpf_num_possible_cpus();
+        std::vector<std::uint64_t> per_cpu(ncpu > 0 ? ncpu : 1);
+        auto sum = [&](std::uint32_t key) {
+            std::uint64_t total = 0;
+            if (bpf_map_lookup_elem(maps_[1].get(), &key, per_cpu.data()) == 0)
+                for (auto v : per_cpu) total += v;
+            return total;
+        };
+        s.filtered = sum(KSURF_STAT_FILTERED);
+        s.dropped = sum(KSURF_STAT_DROPPED);
+        return s;
+    }
+
+    const std::vector<BpfAttachment>& attachments() const override { return attachments_; }
+
+private:
+    struct Probe {
+        std::string name;  // Event::probe
+        BpfProgramSpec spec;
+        std::optional<tracefs::EventFormat> format;  // raw records
+    };
+
+    // kprobes that can share one kprobe.multi link, attached in start() when the whole
+    // set of probes is known.
+    struct Group {
+        BpfAttach attach;
+        BpfProgramSpec spec;
+        std::vector<std::size_t> ids;
+        std::vector<std::string> functions;
+        std::vector<PlannedProbe> plans;  // for plain kprobes when the group stays single
+        std::vector<std::string> notes;   // why not kprobe.multi, when that failed
+    };
+
+    // ---- attach type selection ----
+
+    void add_tracepoint(const PlannedProbe& p, std::size_t id) {
+        BpfFrame frame;
+        frame.attach = BpfAttach::Tracepoint;
+        const bool whole = std::none_of(p.fields.begin(), p.fields.end(), [](const auto& f) { return !f.hidden; });
+        if (whole) {
+            auto fmt = tracefs::read_format(tracefs::root(), p.subsystem, p.event);
+            frame.record_size = fmt.fixed_size() + (fmt.has_dynamic() ? kDynamicRecordBytes : 0);
+            probes_[id].format = std::move(fmt);
+        }
+        probes_[id].spec = encode_bpf(p, frame);
+        try {
+            instances_.push_back(load(probes_[id].spec.config, id, BpfAttach::Tracepoint, p));
+        } catch (const Error& e) {
+            fail("{}: {}", probe_label(p), e.what());
+        }
+        decided(p, BpfAttach::Tracepoint, {});
+    }
+
+    // Why ATTACH cannot run P on this kernel, before trying; nullopt when it may.
+    std::optional<std::string> unavailable(BpfAttach a, const PlannedProbe& p) {
+        auto missing = [&](Feature f) -> std::optional<std::string> {
+            const auto& st = opt_.features->get(f);
+            if (st.ok) return std::nullopt;
+            return st.reason;
+        };
+        switch (a) {
+        case BpfAttach::Fentry:
+        case BpfAttach::Fexit:
+            if (auto m = missing(a == BpfAttach::Fentry ? Feature::Fentry : Feature::Fexit)) return m;
+            if (p.offset) return "it attaches at function entry only, not at an offset";
+            if (uses(p, Fetch::Base::Reg)) return "registers need a kprobe's struct pt_regs";
+            if (!function(p)) return fmt::format("'{}' has no BTF", qualified(p));
+            return std::nullopt;
+        case BpfAttach::KprobeMulti:
+        case BpfAttach::KretprobeMulti:
+            if (auto m = missing(Feature::KprobeMulti)) return m;
+            if (p.offset) return "it attaches at function entry only, not at an offset";
+            [[fallthrough]];
+        default:
+            if (auto m = missing(Feature::Kprobe)) return m;
+            if (p.kind == ProbeKind::Return && uses(p, Fetch::Base::Arg))
+                return "arguments are gone when a kretprobe runs (fexit keeps them)";
+            return std::nullopt;
+        }
+    }
+
+    void add_function(const PlannedProbe& p, std::size_t id) {
+        const bool ret = p.kind == ProbeKind::Return;
+        const BpfAttach fentry = ret ? BpfAttach::Fexit : BpfAttach::Fentry;
+        const BpfAttach kprobe = ret ? BpfAttach::Kretprobe : BpfAttach::Kprobe;
+        const BpfAttach multi = ret ? BpfAttach::KretprobeMulti : BpfAttach::KprobeMulti;
+        std::vector<BpfAttach> order;
+        switch (opt_.attach) {
+        case FunctionAttach::Auto: order = {fentry, kprobe}; break;
+        case FunctionAttach::Fentry: order = {fentry}; break;
+        case FunctionAttach::Kprobe: order = {kprobe}; break;
+        case FunctionAttach::KprobeMulti: order = {multi}; break;
+        }
+        const bool forced = opt_.attach != FunctionAttach::Auto;
+        std::vector<std::string> notes;
+        for (BpfAttach a : order) {
+            const auto name = bpf_attach_name(a);
+            if (auto why = unavailable(a, p)) {
+                if (forced) fail("{}: cannot use {}: {}", probe_label(p), name, *why);
+                notes.push_back(fmt::format("{}: {}", name, *why));
+                continue;
+            }
+            probes_[id].spec = encode_bpf(p, frame(a, p));  // limits are the same for every type: not a fallback
+            // Several functions with one spec share a kprobe.multi link; which ones is
+            // known in start().
+            const bool may_group = a == kprobe && opt_.attach == FunctionAttach::Auto && !unavailable(multi, p);
+            if (!started_ && (a == multi || may_group)) {
+                group(p, id, a, notes);
+                return;
+            }
+            try {
+                instances_.push_back(load(probes_[id].spec.config, id, a, p));
+                decided(p, a, notes);
+                return;
+            } catch (const Error& e) {
+                if (forced) fail("{}: {}", probe_label(p), e.what());
+                notes.push_back(fmt::format("{}: {}", name, e.what()));
+            }
+        }
+        fail("{}: no BPF attach type can run it: {}", probe_label(p), fmt::join(notes, "; "));
+    }
+
+    // P's function in BTF; nullopt when it has none (a kprobe still attaches to it).
+    std::optional<Function> function(const PlannedProbe& p) {
+        try {
+            return btf().find_function(qualified(p));
+        } catch (const Error&) {
+            return std::nullopt;
+        }
+    }
+
+    // Where attach type A finds what P fetches.
+    BpfFrame frame(BpfAttach a, const PlannedProbe& p) {
+        BpfFrame f;
+        f.attach = a;
+        if (auto fn = function(p)) set_arg_slots(f, *fn);
+        if (a != BpfAttach::Fentry && a != BpfAttach::Fexit) {
+            if (regs_.empty()) regs_ = pt_regs_offsets(btf());
+            f.regs = regs_;
+        }
+        return f;
+    }
+
+    void group(const PlannedProbe& p, std::size_t id, BpfAttach a, const std::vector<std::string>& notes) {
+        attachments_.push_back({probe_label(p), a, fmt::format("{}", fmt::join(notes, "; "))});
+        const ksurf_config& key = probes_[id].spec.config;
+        auto g = std::find_if(groups_.begin(), groups_.end(), [&](const Group& g) {
+            return g.attach == a && std::memcmp(&g.spec.config, &key, sizeof key) == 0;
+        });
+        if (g == groups_.end()) g = groups_.insert(g, {a, probes_[id].spec, {}, {}, {}, {}});
+        g->ids.push_back(id);
+        g->functions.push_back(p.function);  // kprobe.multi looks names up without "module:"
+        g->plans.push_back(copy_of(p));
+    }
+
+    // A group keeps what start() needs of its plans: kind, target, label.
+    static PlannedProbe copy_of(const PlannedProbe& p) {
+        PlannedProbe c;
+        c.kind = p.kind;
+        c.module = p.module;
+        c.function = p.function;
+        c.offset = p.offset;
+        c.event = p.event;
+        c.text = p.text;
+        return c;
+    }
+
+    void start_group(Group& g) {
+        const bool multi = g.attach == BpfAttach::KprobeMulti || g.attach == BpfAttach::KretprobeMulti;
+        const bool ret = g.attach == BpfAttach::Kretprobe || g.attach == BpfAttach::KretprobeMulti;
+        if (multi || g.ids.size() > 1) {
+            const BpfAttach a = ret ? BpfAttach::KretprobeMulti : BpfAttach::KprobeMulti;
+            try {
+                instances_.push_back(load_multi(g, a));
+                for (std::size_t id : g.ids) decided_at(id, a, g.notes);
+                return;
+            } catch (const Error& e) {
+                const std::string who = g.ids.size() > 1 ? fmt::format(" (with {} more functions of its spec)", g.ids.size() - 1) : "";
+                if (multi) fail("{}{}: {}", probe_label(g.plans.front()), who, e.what());
+                // Plain kprobes then, each failing on its own if it must.
+                g.notes.push_back(fmt::format("{}: {}", bpf_attach_name(a), e.what()));
+            }
+        }
+        const BpfAttach a = ret ? BpfAttach::Kretprobe : BpfAttach::Kprobe;
+        for (std::size_t i = 0; i < g.ids.size(); i++) {
+            try {
+                instances_.push_back(load(g.spec.config, g.ids[i], a, g.plans[i]));
+            } catch (const Error& e) {
+                fail("{}: {}{}", probe_label(g.plans[i]), e.what(),
+                     g.notes.empty() ? "" : fmt::format(" ({})", fmt::join(g.notes, "; ")));
+            }
+            decided_at(g.ids[i], a, g.notes);
+        }
+    }
+
+    void decided(const PlannedProbe& p, BpfAttach a, const std::vector<std::string>& notes) {
+        attachments_.push_back({probe_label(p), a, fmt::format("{}", fmt::join(notes, "; "))});
+        explain(attachments_.back());
+    }
+
+    // A grouped probe's choice, made in start(); attachments_ and probes_ share indexes.
+    void decided_at(std::size_t id, BpfAttach a, const std::vector<std::string>& group_notes) {
+        auto& at = attachments_[id];
+        at.attach = a;
+        for (const auto& n : group_notes) at.why += (at.why.empty() ? "" : "; ") + n;
+        explain(at);
+    }
+
+    void explain(const BpfAttachment& a) const {
+        if (opt_.explain) opt_.explain(fmt::format("{}: {}{}", a.probe, bpf_attach_name(a.attach), a.why.empty() ? "" : " (" + a.why + ")"));
+    }
+
+    // ---- loading ----
+
+    // An instance configured with CFG, with only ATTACH's program loaded; maps shared.
+    Skel open(const ksurf_config& cfg, BpfAttach a, std::size_t id) {
+        Skel skel(probe_bpf__open());
+        if (!skel) fail("cannot open the BPF object: {}", errno_text(errno));
+        bpf_program* p = nullptr;
+        bpf_object__for_each_program(p, skel->obj) bpf_program__set_autoload(p, false);
+        bpf_program__set_autoload(program(skel.get(), a), true);
+        bpf_map* shared[] = {skel->maps.events, skel->maps.stats, skel->maps.scratch};
+        for (std::size_t i = 0; i < maps_.size(); i++)
+            if (int err = bpf_map__reuse_fd(shared[i], maps_[i].get())) fail("cannot share BPF maps: {}", errno_text(err));
+        skel->rodata->cfg = cfg;
+        skel->rodata->cfg.probe_id = static_cast<std::uint32_t>(id);
+        return skel;
+    }
+
+    static bpf_program* program(probe_bpf* s, BpfAttach a) {
+        switch (a) {
+        case BpfAttach::Fentry: return s->progs.ksurf_fentry;
+        case BpfAttach::Fexit: return s->progs.ksurf_fexit;
+        case BpfAttach::Kprobe:
+        case BpfAttach::Kretprobe: return s->progs.ksurf_kprobe;
+        case BpfAttach::KprobeMulti:
+        case BpfAttach::KretprobeMulti: return s->progs.ksurf_kprobe_multi;
+        case BpfAttach::Tracepoint: return s->progs.ksurf_tp;
+        }
+        return nullptr;
+    }
+
+    static void load_skel(probe_bpf* s, BpfAttach a) {
+        if (int err = probe_bpf__load(s))
+            fail("cannot load the {} program: {}{}", bpf_attach_name(a), errno_text(err),
+                 err == -EACCES || err == -EINVAL ? " (-v shows the verifier's log)" : "");
+    }
+
+    Instance load(const ksurf_config& cfg, std::size_t id, BpfAttach a, const PlannedProbe& p) {
+        Skel skel = open(cfg, a, id);
+        bpf_program* prog = program(skel.get(), a);
+        const auto name = bpf_attach_name(a);
+        if (a == BpfAttach::Fentry || a == BpfAttach::Fexit)
+            if (int err = bpf_program__set_attach_target(prog, 0, p.function.c_str()))
+                fail("cannot attach {}: {}", name, errno_text(err));
+        load_skel(skel.get(), a);
+        bpf_link* link = nullptr;
+        switch (a) {
+        case BpfAttach::Fentry:
+        case BpfAttach::Fexit: link = bpf_program__attach_trace(prog); break;
+        case BpfAttach::Kprobe:
+        case BpfAttach::Kretprobe: {
+            LIBBPF_OPTS(bpf_kprobe_opts, o, .offset = p.offset, .retprobe = a == BpfAttach::Kretprobe);
+            link = bpf_program__attach_kprobe_opts(prog, qualified(p).c_str(), &o);
+            break;
+        }
+        case BpfAttach::Tracepoint: link = bpf_program__attach_tracepoint(prog, p.subsystem.c_str(), p.event.c_str()); break;
+        default: fail("{} attaches groups only", name);
+        }
+        if (!link) fail("cannot attach {}: {}", name, errno_text(errno));
+        return {std::move(skel), Link(link)};
+    }
+
+    Instance load_multi(const Group& g, BpfAttach a) {
+        Skel skel = open(g.spec.config, a, 0);
+        load_skel(skel.get(), a);
+        std::vector<const char*> syms;
+        for (const auto& f : g.functions) syms.push_back(f.c_str());
+        std::vector<__u64> cookies(g.ids.begin(), g.ids.end());
+        LIBBPF_OPTS(bpf_kprobe_multi_opts, o, .syms = syms.data(), .cookies = cookies.data(), .cnt = syms.size(),
+                    .retprobe = a == BpfAttach::KretprobeMulti);
+        bpf_link* link = bpf_program__attach_kprobe_multi_opts(program(skel.get(), a), nullptr, &o);
+        if (!link) fail("cannot attach {}: {}", bpf_attach_name(a), errno_text(errno));
+        return {std::move(skel), Link(link)};
+    }
+
+    const Btf& btf() {
+        if (opt_.btf) return *opt_.btf;
+        if (!own_btf_) own_btf_.emplace(Btf::kernel());
+        return *own_btf_;
+    }
+
+    // ---- events ----
+
+    static int on_event(void* ctx, void* data, std::size_t size) {
+        auto* self = static_cast<Impl*>(ctx);
+        if (size < sizeof(ksurf_event)) return 0;
+        ksurf_event hdr;
+        std::memcpy(&hdr, data, sizeof hdr);
+        if (hdr.probe_id >= self->probes_.size()) return 0;
+        const Probe& probe = self->probes_[hdr.probe_id];
+        auto payload = std::span(static_cast<const std::uint8_t*>(data) + sizeof hdr,
+                                 std::min<std::size_t>(hdr.data_len, size - sizeof hdr));
+        Event ev{hdr.ts_ns, hdr.pid, hdr.tgid, hdr.cpu, std::string(hdr.comm, strnlen(hdr.comm, sizeof hdr.comm)),
+                 probe.name, decode_bpf(probe.spec, payload)};
+        if (probe.spec.raw_record && probe.format && probe.spec.config.record_out <= payload.size())
+            ev.fields = decode_tracepoint(*probe.format, payload.subspan(probe.spec.config.record_out));
+        self->delivered_++;
+        self->sink_(ev);
+        return 0;
+    }
+
+    Sink sink_;
+    BpfOptions opt_;
+    Features own_features_;
+    std::optional<Btf> own_btf_;
+    std::map<std::string, std::int32_t, std::less<>> regs_;
+    std::vector<Fd> maps_;  // events, stats, scratch
+    ring_buffer* rb_ = nullptr;
+    std::vector<Probe> probes_;
+    std::vector<Group> groups_;
+    std::vector<Instance> instances_;
+    std::vector<BpfAttachment> attachments_;
+    bool started_ = false;
+    std::uint64_t delivered_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<BpfBackend> make_bpf_backend(Backend::Sink sink, BpfOptions options) {
+    return std::make_unique<Impl>(std::move(sink), std::move(options));
+}
+
+}  // namespace ksurf

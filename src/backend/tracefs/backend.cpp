@@ -1,0 +1,517 @@
+// The tracefs backend at run time: a private instance holding the run's events, kprobes in
+// the run's own group, and the instance's per-CPU ring buffers read in binary.
+#include <fmt/format.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+#include <utility>
+
+#include "bits.h"
+#include "libtracefs.h"
+#include "ksurf/error.h"
+#include "ksurf/kconfig.h"
+#include "ksurf/tracefs_backend.h"
+
+namespace ksurf {
+namespace {
+
+namespace fs = std::filesystem;
+using tracefs::FieldSource;
+
+std::string slurp(const fs::path& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// Mounts tracefs when needed and points libtracefs at the same mount.
+std::string tracing_root() {
+    std::string root = tracefs::root();
+    if (tracefs_set_tracing_dir(root.data()) != 0) fail("libtracefs cannot use {}", root);
+    return root;
+}
+
+struct InstanceDeleter {
+    void operator()(tracefs_instance* i) const {
+        // Disabling first leaves the run's kprobes removable even if rmdir fails.
+        tracefs_instance_file_write(i, "events/enable", "0");
+        tracefs_instance_destroy(i);
+        tracefs_instance_free(i);
+    }
+};
+using InstancePtr = std::unique_ptr<tracefs_instance, InstanceDeleter>;
+
+struct DyneventDeleter {
+    void operator()(tracefs_dynevent* d) const {
+        // Forced only when enabled elsewhere: forcing disables it in every instance.
+        if (tracefs_dynevent_destroy(d, false) != 0) tracefs_dynevent_destroy(d, true);
+        tracefs_dynevent_free(d);
+    }
+};
+using DyneventPtr = std::unique_ptr<tracefs_dynevent, DyneventDeleter>;
+
+struct TepDeleter {
+    void operator()(tep_handle* t) const { tep_free(t); }
+};
+
+// The kernel's reason for refusing DEFINITION, from error_log:
+//   [  12.345678] trace_kprobe: error: Invalid probed address or symbol
+//     Command: p:ksurf_42/p0 nosuch __comm=$comm
+//              ^
+std::optional<std::string> kprobe_refusal(const std::string& root, std::string_view definition) {
+    std::istringstream in(slurp(fs::path(root) / "error_log"));
+    std::optional<std::string> reason;
+    std::string line, error, command;
+    std::size_t command_at = 0;
+    while (std::getline(in, line)) {
+        if (auto at = line.find(": error: "); at != std::string::npos && line.starts_with("[")) {
+            error = line.substr(at + 9);
+            command.clear();
+        } else if (auto c = line.find("Command: "); c != std::string::npos) {
+            command_at = c + 9;
+            command = line.substr(command_at);
+        } else if (auto caret = line.find('^'); caret != std::string::npos && !command.empty()) {
+            // Several refusals may be logged; the last one for this definition is ours.
+            if (!definition.starts_with(command.substr(0, command.find_last_not_of(' ') + 1))) continue;
+            std::size_t pos = caret >= command_at ? caret - command_at : 0;
+            auto token = pos < command.size() ? command.substr(pos, command.find(' ', pos) - pos) : std::string();
+            reason = token.empty() ? error : fmt::format("{} (at '{}')", error, token);
+        }
+    }
+    return reason;
+}
+
+// After a refused filter the event's filter file holds the kernel's parse error.
+std::string filter_refusal(tracefs_instance* inst, const std::string& system, const std::string& event, int err) {
+    char* text = tracefs_event_file_read(inst, system.c_str(), event.c_str(), "filter", nullptr);
+    std::string reason = errno_text(err);
+    if (text) {
+        std::string_view s(text);
+        if (auto at = s.find("parse_error: "); at != std::string_view::npos)
+            reason = std::string(s.substr(at + 13, s.find('\n', at) - at - 13));
+        std::free(text);
+    }
+    return reason;
+}
+
+// Tracepoint records carry only the thread id: comm and tgid come from /proc while the
+// task lives, else from what ftrace saved when it last ran (saved_cmdlines, saved_tgids).
+class TaskNames {
+public:
+    struct Task {
+        std::string comm;
+        std::uint32_t tgid = 0;
+    };
+
+    explicit TaskNames(std::string root) : root_(std::move(root)) {}
+
+    // Each drain asks again: a tid may have exec'd or been reused since.
+    void forget() {
+        known_.clear();
+        saved_loaded_ = false;
+    }
+
+    const Task& get(std::uint32_t tid) {
+        auto [it, fresh] = known_.try_emplace(tid);
+        if (fresh) it->second = lookup(tid);
+        return it->second;
+    }
+
+private:
+    Task lookup(std::uint32_t tid) {
+        if (tid == 0) return {"<idle>", 0};
+        const fs::path proc = fs::path("/proc") / std::to_string(tid);
+        if (std::ifstream comm(proc / "comm"); comm) {
+            Task t;
+            std::getline(comm, t.comm);
+            std::istringstream status(slurp(proc / "status"));
+            for (std::string line; std::getline(status, line);)
+                if (line.starts_with("Tgid:")) t.tgid = std::stoul(line.substr(5));
+            return t;
+        }
+        if (!saved_loaded_) load_saved();
+        Task t{"<...>", 0};  // as ftrace prints a task it did not save
+        if (auto c = saved_comm_.find(tid); c != saved_comm_.end()) t.comm = c->second;
+        if (auto g = saved_tgid_.find(tid); g != saved_tgid_.end()) t.tgid = g->second;
+        return t;
+    }
+
+    void load_saved() {
+        saved_loaded_ = true;
+        saved_comm_.clear();
+        saved_tgid_.clear();
+        std::istringstream cmdlines(slurp(fs::path(root_) / "saved_cmdlines"));
+        std::uint32_t pid = 0, tgid = 0;
+        for (std::string comm; cmdlines >> pid && std::getline(cmdlines >> std::ws, comm);) saved_comm_[pid] = comm;
+        std::istringstream tgids(slurp(fs::path(root_) / "saved_tgids"));
+        while (tgids >> pid >> tgid) saved_tgid_[pid] = tgid;
+    }
+
+    std::string root_;
+    std::unordered_map<std::uint32_t, Task> known_;
+    bool saved_loaded_ = false;
+    std::unordered_map<std::uint32_t, std::string> saved_comm_;
+    std::unordered_map<std::uint32_t, std::uint32_t> saved_tgid_;
+};
+
+std::uint64_t load_le(const std::uint8_t* p, std::uint32_t size) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, p, std::min<std::uint32_t>(size, 8));  // x86_64: little-endian
+    return v;
+}
+
+std::uint64_t swap_low(std::uint64_t v, unsigned bits) {
+    switch (bits) {
+    case 16: return __builtin_bswap16(static_cast<std::uint16_t>(v));
+    case 32: return __builtin_bswap32(static_cast<std::uint32_t>(v));
+    case 64: return __builtin_bswap64(v);
+    default: return v;
+    }
+}
+
+std::string c_string(std::span<const std::uint8_t> bytes, std::size_t limit) {
+    bytes = bytes.first(std::min(bytes.size(), limit));
+    return {bytes.begin(), std::find(bytes.begin(), bytes.end(), std::uint8_t{0})};
+}
+
+// A printed field: where it is in the record and how the plan wants it shown.
+struct Slot {
+    std::string name;
+    FieldSource::Kind kind = FieldSource::Kind::Record;
+    tracefs::Field field;       // Record: offset and size in the record
+    Display display = Display::Decimal;
+    unsigned swap_bits = 0;
+    unsigned bits = 64;         // the value's width
+    unsigned shift = 0;         // a tracepoint bitfield's bit offset (kprobes shift in the kernel)
+    bool is_signed = false;
+    bool is_string = false;
+    std::size_t limit = SIZE_MAX;  // strings: the plan's read limit
+
+    Value number(std::uint64_t raw) const {
+        raw = tracefs::low_bits(raw >> shift, bits);
+        if (swap_bits) raw = swap_low(raw, swap_bits);
+        return is_signed ? Value{tracefs::sign_extend(raw, bits), display} : Value{raw, display};
+    }
+
+    // Strings in kprobe and tracepoint records alike: __data_loc/__rel_loc or char arrays.
+    std::optional<std::string> text(std::span<const std::uint8_t> rec) const {
+        if (field.offset + field.size > rec.size()) return std::nullopt;
+        if (!field.data_loc && !field.rel_loc) return c_string(rec.subspan(field.offset, field.size), limit);
+        auto loc = static_cast<std::uint32_t>(load_le(rec.data() + field.offset, 4));
+        std::size_t off = (loc & 0xffff) + (field.rel_loc ? field.offset + field.size : 0);
+        if (off > rec.size()) return std::nullopt;
+        return c_string(rec.subspan(off, std::min<std::size_t>(loc >> 16, rec.size() - off)), limit);
+    }
+
+    std::optional<Value> read(std::span<const std::uint8_t> rec, const Event& ev, std::uint32_t tgid) const {
+        switch (kind) {
+        case FieldSource::Kind::Comm: return Value{ev.comm, Display::String};
+        case FieldSource::Kind::Pid: return number(tgid);
+        case FieldSource::Kind::Tid: return number(ev.pid);
+        case FieldSource::Kind::Cpu: return number(ev.cpu);
+        case FieldSource::Kind::Record: break;
+        }
+        if (is_string || field.data_loc || field.rel_loc) {
+            auto s = text(rec);
+            if (!s) return std::nullopt;
+            return Value{*s, Display::String};
+        }
+        if (field.offset + field.size > rec.size()) return std::nullopt;
+        return number(load_le(rec.data() + field.offset, field.size));
+    }
+};
+
+// Whether PID is a live ksurf run: its comm is ours (a reused pid runs another program).
+bool live_run(pid_t pid) {
+    if (pid == getpid()) return true;
+    std::string theirs = slurp(fs::path("/proc") / std::to_string(pid) / "comm");
+    return !theirs.empty() && theirs == slurp("/proc/self/comm");
+}
+
+constexpr unsigned kKprobeTypes = TRACEFS_DYNEVENT_KPROBE | TRACEFS_DYNEVENT_KRETPROBE;
+
+// Removes the instance and the kprobe group of the run with PID.
+tracefs::StaleRun remove_run(pid_t pid) {
+    tracefs::StaleRun r{pid};
+    const auto name = tracefs::run_name(pid);
+    if (tracefs_instance_exists(name.c_str())) {
+        // The instance goes first: events enabled in it keep the kprobes in place.
+        if (InstancePtr inst{tracefs_instance_alloc(nullptr, name.c_str())}) {
+            tracefs_instance_file_write(inst.get(), "events/enable", "0");
+            r.instance = tracefs_instance_destroy(inst.get()) == 0;
+            tracefs_instance_free(inst.release());
+        }
+    }
+    if (tracefs_dynevent** all = tracefs_dynevent_get_all(kKprobeTypes, name.c_str())) {
+        for (auto** d = all; *d; d++) r.kprobes += tracefs_dynevent_destroy(*d, true) == 0;
+        tracefs_dynevent_list_free(all);
+    }
+    return r;
+}
+
+struct Probe {
+    std::string name;  // printed
+    tracefs::TracefsProbe t;
+    tracefs::EventFormat format;
+    std::vector<Slot> slots;
+    std::optional<Slot> comm;  // kprobes: __comm
+    DyneventPtr kprobe;
+};
+
+class TracefsBackend final : public Backend {
+public:
+    TracefsBackend(Sink sink, tracefs::SkbLayout skb) : sink_(std::move(sink)), root_(tracing_root()), tasks_(root_) {
+        ctx_.group = tracefs::run_name(getpid());
+        ctx_.skb = skb;
+        // Whatever already has our name was left by a killed run that had our pid.
+        remove_run(getpid());
+        instance_.reset(tracefs_instance_create(ctx_.group.c_str()));
+        if (!instance_) fail("cannot create the tracefs instance {}: {}", ctx_.group, errno_text(errno));
+        if (tracefs_instance_file_write(instance_.get(), "trace_clock", "mono") < 0)
+            fail("cannot set the trace clock of {} to mono: {}", ctx_.group, errno_text(errno));
+        // Like the BPF ring buffer, a full buffer drops new events (counted in stats) rather
+        // than overwriting unread ones; tgids are saved for tasks gone by the time we read.
+        tracefs_instance_file_write(instance_.get(), "options/overwrite", "0");
+        tracefs_instance_file_write(instance_.get(), "options/record-tgid", "1");
+    }
+
+    void add(const PlannedProbe& plan) override {
+        if (tep_) fail("{}: probes must be added before the trace starts", plan.text);
+        const bool is_kprobe = plan.kind != ProbeKind::Tracepoint;
+        if (is_kprobe && !fs::exists(fs::path(root_) / "kprobe_events")) {
+            auto hint = config_hint("CONFIG_KPROBES");
+            fail("{}: kprobes are not available on this kernel{}", plan.text,
+                 hint.empty() ? config_hint("CONFIG_KPROBE_EVENTS") : hint);
+        }
+        Probe p;
+        p.name = plan.event;
+        if (!is_kprobe) {
+            for (const auto& other : probes_)
+                if (other.t.system == plan.subsystem && other.t.event == plan.event)
+                    fail("{}: {}/{} is traced twice; tracefs keeps one filter per event", plan.text, plan.subsystem,
+                         plan.event);
+            ctx_.tracepoints.push_back(tracefs::read_format(root_, plan.subsystem, plan.event));
+        }
+        p.t = tracefs::translate(plan, probes_.size(), ctx_);
+        if (is_kprobe) {
+            create_kprobe(plan, p);
+            p.format = tracefs::read_format(root_, p.t.system, p.t.event);
+            p.comm.emplace();
+            p.comm->field = field_of(plan, p, "__comm");
+        } else {
+            p.format = ctx_.tracepoints.back();
+        }
+        if (!p.t.filter.empty() && tracefs_event_file_write(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "filter",
+                                                             p.t.filter.c_str()) < 0) {
+            int err = errno;
+            fail("{}: the kernel refused the filter '{}': {}", plan.text, p.t.filter,
+                 filter_refusal(instance_.get(), p.t.system, p.t.event, err));
+        }
+        for (const auto& src : p.t.fields) p.slots.push_back(slot(plan, p, src));
+        probes_.push_back(std::move(p));
+    }
+
+    void start() override {
+        tep_.reset(tep_alloc());
+        if (!tep_) fail("out of memory");
+        std::string header = slurp(fs::path(root_) / "events/header_page");
+        if (tep_parse_header_page(tep_.get(), header.data(), header.size(), sizeof(long)) != 0)
+            fail("cannot parse {}/events/header_page", root_);
+        for (std::size_t i = 0; i < probes_.size(); i++) {
+            const auto& t = probes_[i].t;
+            std::string format = slurp(fs::path(root_) / "events" / t.system / t.event / "format");
+            if (tep_parse_event(tep_.get(), format.data(), format.size(), t.system.c_str()) != 0)
+                fail("cannot parse the format of {}/{}", t.system, t.event);
+            by_id_[static_cast<int>(probes_[i].format.id)] = i;
+        }
+        for (const auto& p : probes_)
+            if (tracefs_event_file_write(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "enable", "1") < 0)
+                fail("cannot enable {}/{}: {}", p.t.system, p.t.event, errno_text(errno));
+    }
+
+    // tracefs has no readiness notification that also covers partly filled pages, so
+    // this drains, then sleeps, then drains again; a busy trace never sleeps.
+    bool poll(int timeout_ms) override {
+        if (!tep_) return false;
+        if (drain() > 0 || timeout_ms <= 0) return true;
+        if (::poll(nullptr, 0, timeout_ms) < 0 && errno == EINTR) return false;
+        drain();
+        return true;
+    }
+
+    RunStats stats() const override {
+        // `filtered` stays 0: event filters discard without counting.
+        RunStats s;
+        s.events = delivered_;
+        char* dir = tracefs_instance_get_dir(instance_.get());
+        if (!dir) return s;
+        std::error_code ec;
+        for (const auto& cpu : fs::directory_iterator(fs::path(dir) / "per_cpu", ec)) {
+            std::istringstream in(slurp(cpu.path() / "stats"));
+            for (std::string line; std::getline(in, line);) {
+                // Lost while the buffer was full: overwritten (overrun), never written
+                // (dropped events) or lost to nested writers (commit overrun).
+                for (std::string_view key : {"overrun: ", "commit overrun: ", "dropped events: "})
+                    if (line.starts_with(key)) s.dropped += std::stoull(line.substr(key.size()));
+            }
+        }
+        tracefs_put_tracing_file(dir);
+        return s;
+    }
+
+private:
+    void create_kprobe(const PlannedProbe& plan, Probe& p) {
+        const auto& t = p.t;
+        p.kprobe.reset(plan.kind == ProbeKind::Return
+                           ? tracefs_kretprobe_alloc(t.system.c_str(), t.event.c_str(), t.address.c_str(), t.args.c_str(), 0)
+                           : tracefs_kprobe_alloc(t.system.c_str(), t.event.c_str(), t.address.c_str(), t.args.c_str()));
+        if (!p.kprobe) fail("{}: {}", plan.text, errno_text(errno));
+        if (tracefs_dynevent_create(p.kprobe.get()) == 0) return;
+        int err = errno;
+        // Not created: nothing to destroy.
+        tracefs_dynevent_free(p.kprobe.release());
+        auto reason = kprobe_refusal(root_, t.definition());
+        fail("{}: the kernel refused the kprobe: {}", plan.text, reason ? *reason : errno_text(err));
+    }
+
+    // A fetch-arg of the kprobe P created, as its format file lays it out.
+    static const tracefs::Field& field_of(const PlannedProbe& plan, const Probe& p, const std::string& name) {
+        const tracefs::Field* field = p.format.field(name);
+        if (!field) fail("{}: field '{}' is missing from {}/{}", plan.text, name, p.t.system, p.t.event);
+        return *field;
+    }
+
+    Slot slot(const PlannedProbe& plan, const Probe& p, const FieldSource& src) const {
+        const PlannedField& f = plan.fields[src.field];
+        const Fetch& x = f.fetch;
+        Slot s;
+        s.name = f.name;
+        s.kind = src.kind;
+        s.display = f.display;
+        s.swap_bits = f.swap_bits;
+        s.is_signed = x.is_signed;
+        s.is_string = x.access == Fetch::Access::String || f.display == Display::String;
+        if (x.access == Fetch::Access::String) s.limit = x.size;
+        if (src.kind != FieldSource::Kind::Record) {
+            s.bits = src.kind == FieldSource::Kind::Comm ? 0 : 32;
+            return s;
+        }
+        s.bits = x.bit_size ? x.bit_size : std::min(x.size * 8, 64u);
+        if (plan.kind != ProbeKind::Tracepoint) {
+            s.field = field_of(plan, p, src.name);
+            return s;
+        }
+        // A tracepoint field is read where the plan says; __data_loc strings need the
+        // format's word on where the text is.
+        s.shift = x.bit_size ? x.bit_offset : 0;
+        s.field.offset = static_cast<std::uint32_t>(x.offset);
+        s.field.size = x.size;
+        if (const auto* known = p.format.field(src.name); known && known->offset == x.offset) {
+            s.field = *known;
+            if (!s.is_string && !known->data_loc && !known->rel_loc) s.field.size = std::min(x.size, known->size);
+        }
+        return s;
+    }
+
+    static int on_record(tep_event* event, tep_record* record, int cpu, void* ctx) {
+        auto* self = static_cast<TracefsBackend*>(ctx);
+        try {
+            self->deliver(event, record, cpu);
+            return 0;
+        } catch (...) {
+            // C frames are in between: stop the iteration and rethrow once out of them.
+            self->error_ = std::current_exception();
+            return 1;
+        }
+    }
+
+    void deliver(tep_event* event, tep_record* record, int cpu) {
+        auto it = by_id_.find(event->id);
+        if (it == by_id_.end()) return;
+        const Probe& p = probes_[it->second];
+        std::span rec(static_cast<const std::uint8_t*>(record->data), static_cast<std::size_t>(record->size));
+        Event ev;
+        ev.ts_ns = record->ts;  // trace_clock mono: CLOCK_MONOTONIC ns
+        ev.pid = static_cast<std::uint32_t>(tep_data_pid(tep_.get(), record));
+        ev.cpu = static_cast<std::uint32_t>(cpu);
+        ev.probe = p.name;
+        const auto& task = tasks_.get(ev.pid);
+        ev.tgid = task.tgid;
+        ev.comm = p.comm ? p.comm->text(rec).value_or(task.comm) : task.comm;
+        if (p.slots.empty() && p.t.kind == ProbeKind::Tracepoint)
+            ev.fields = decode_tracepoint(p.format, rec);
+        for (const auto& s : p.slots)
+            if (auto v = s.read(rec, ev, task.tgid)) ev.fields.push_back({s.name, std::move(*v)});
+        delivered_++;
+        sink_(ev);
+    }
+
+    std::size_t drain() {
+        const auto before = delivered_;
+        tasks_.forget();
+        int rc = tracefs_iterate_raw_events(tep_.get(), instance_.get(), nullptr, 0, on_record, this);
+        if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+        if (rc < 0) fail("cannot read the ring buffers of {}: {}", ctx_.group, errno_text(errno));
+        return delivered_ - before;
+    }
+
+    Sink sink_;
+    std::string root_;
+    tracefs::TranslateContext ctx_;
+    TaskNames tasks_;
+    // Destroyed bottom-up: the instance (disabling every event) before the kprobes,
+    // which the kernel refuses to remove while enabled.
+    std::vector<Probe> probes_;
+    std::unique_ptr<tep_handle, TepDeleter> tep_;
+    InstancePtr instance_;
+    std::unordered_map<int, std::size_t> by_id_;
+    std::uint64_t delivered_ = 0;
+    std::exception_ptr error_;
+};
+
+}  // namespace
+
+namespace tracefs {
+
+std::vector<StaleRun> cleanup_stale() {
+    tracing_root();
+    std::set<pid_t> pids;
+    if (char** names = tracefs_instances(nullptr)) {
+        for (char** n = names; *n; n++)
+            if (auto pid = run_pid(*n)) pids.insert(*pid);
+        tracefs_list_free(names);
+    }
+    if (tracefs_dynevent** all = tracefs_dynevent_get_all(kKprobeTypes, nullptr)) {
+        for (auto** d = all; *d; d++) {
+            char* system = nullptr;
+            tracefs_dynevent_info(*d, &system, nullptr, nullptr, nullptr, nullptr);
+            if (auto pid = system ? run_pid(system) : std::nullopt) pids.insert(*pid);
+            std::free(system);
+        }
+        tracefs_dynevent_list_free(all);
+    }
+    std::vector<StaleRun> removed;
+    for (pid_t pid : pids) {
+        if (live_run(pid)) continue;
+        if (auto r = remove_run(pid); r.instance || r.kprobes) removed.push_back(r);
+    }
+    return removed;
+}
+
+}  // namespace tracefs
+
+std::unique_ptr<Backend> make_tracefs_backend(Backend::Sink sink, tracefs::SkbLayout skb) {
+    return std::make_unique<TracefsBackend>(std::move(sink), skb);
+}
+
+}  // namespace ksurf

@@ -1,0 +1,276 @@
+// PlannedProbe → kprobe_events fetch-args and an event filter (Documentation/trace/
+// kprobetrace.rst, events.rst "Event filtering"). x86_64 only, like the rest of ksurf.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <charconv>
+
+#include "ksurf/error.h"
+#include "ksurf/tracefs_backend.h"
+#include "bits.h"
+
+namespace ksurf::tracefs {
+namespace {
+
+constexpr std::array<std::string_view, 6> kArgRegs = {"%di", "%si", "%dx", "%cx", "%r8", "%r9"};
+constexpr std::int64_t kEthHlen = 14;
+constexpr std::int64_t kIpv4Hlen = 20;  // without options
+
+// Names a kprobe fetch-arg must not take: the kernel reserves some, and filters resolve an
+// event's own fields before the generic comm/cpu, so an arg named `comm` would shadow them.
+bool reserved_arg_name(std::string_view n) {
+    for (std::string_view prefix : {"common_", "__probe_", "__comm"})
+        if (n.starts_with(prefix)) return true;
+    for (std::string_view generic : {"comm", "COMM", "cpu", "CPU", "stacktrace", "STACKTRACE"})
+        if (n == generic) return true;
+    return false;
+}
+
+bool identifier(std::string_view n) {
+    if (n.empty() || std::isdigit(static_cast<unsigned char>(n[0]))) return false;
+    for (char c : n)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+    return true;
+}
+
+// `+OFF(INNER)` / `-OFF(INNER)`: the memory at INNER + OFF.
+std::string at(std::int64_t off, const std::string& inner) {
+    return fmt::format("{}{}({})", off < 0 ? '-' : '+', off < 0 ? -static_cast<std::uint64_t>(off) : off, inner);
+}
+
+std::optional<FieldSource::Kind> header_kind(Fetch::Base base) {
+    switch (base) {
+    case Fetch::Base::Comm: return FieldSource::Kind::Comm;
+    case Fetch::Base::Pid: return FieldSource::Kind::Pid;
+    case Fetch::Base::Tid: return FieldSource::Kind::Tid;
+    case Fetch::Base::Cpu: return FieldSource::Kind::Cpu;
+    default: return std::nullopt;
+    }
+}
+
+unsigned value_bits(const Fetch& f) { return f.bit_size ? f.bit_size : f.size * 8; }
+
+class Translator {
+public:
+    Translator(const PlannedProbe& probe, std::size_t index, const TranslateContext& ctx)
+        : probe_(probe), ctx_(ctx), index_(index) {
+        if (probe.kind == ProbeKind::Tracepoint)
+            for (const auto& f : ctx.tracepoints)
+                if (f.system == probe.subsystem && f.name == probe.event) format_ = &f;
+    }
+
+    TracefsProbe run() {
+        TracefsProbe t;
+        t.kind = probe_.kind;
+        if (probe_.kind == ProbeKind::Tracepoint) {
+            t.system = probe_.subsystem;
+            t.event = probe_.event;
+        } else {
+            t.system = ctx_.group;
+            t.event = fmt::format("{}{}", probe_.kind == ProbeKind::Return ? 'r' : 'p', index_);
+            t.address = probe_.module.empty() ? probe_.function : probe_.module + ":" + probe_.function;
+            if (probe_.offset) t.address += fmt::format("+{}", probe_.offset);
+        }
+        for (std::size_t i = 0; i < probe_.fields.size(); i++) {
+            const auto& f = probe_.fields[i];
+            FieldSource src{FieldSource::Kind::Record, {}, i};
+            if (auto kind = header_kind(f.fetch.base)) {
+                if (!f.fetch.derefs.empty()) refuse(f, "header values cannot be dereferenced");
+                src.kind = *kind;
+            } else if (probe_.kind == ProbeKind::Tracepoint) {
+                src.name = record_field(f);
+            } else {
+                src.name = arg_name(f, i);
+                t.args += fmt::format("{}={}:{} ", src.name, location(f.fetch, f), type(f));
+            }
+            names_.push_back(src.name);
+            if (!f.hidden) t.fields.push_back(std::move(src));
+        }
+        // The comm of the task that hit a kprobe, for the event header: exact, where a
+        // tracepoint's comm has to be looked up afterwards.
+        if (probe_.kind != ProbeKind::Tracepoint) t.args += "__comm=$comm";
+        if (probe_.filter) t.filter = filter(*probe_.filter, false);
+        return t;
+    }
+
+private:
+    [[noreturn]] void refuse(const PlannedField& f, std::string_view why) const {
+        fail("{}: field '{}': {} on tracefs", probe_.text, f.name, why);
+    }
+    [[noreturn]] void refuse(const PlannedComparison& c, std::string_view why) const {
+        throw SourceError(fmt::format("{} in a tracefs filter", why), probe_.text, c.span.pos, c.span.len);
+    }
+
+    std::string arg_name(const PlannedField& f, std::size_t i) const {
+        bool taken = std::find(names_.begin(), names_.end(), f.name) != names_.end();
+        return identifier(f.name) && !reserved_arg_name(f.name) && !taken ? f.name : fmt::format("f{}", i);
+    }
+
+    // A tracepoint field is in the record already: its name is all a filter needs.
+    std::string record_field(const PlannedField& f) const {
+        if (f.fetch.base != Fetch::Base::Record) refuse(f, "e probes read only their own record");
+        if (!f.fetch.derefs.empty()) refuse(f, "pointers in a tracepoint record cannot be followed");
+        if (format_)
+            for (const auto& field : format_->fields)
+                if (field.offset == static_cast<std::uint64_t>(f.fetch.offset)) return field.name;
+        return f.name;
+    }
+
+    // The fetch-arg for F's value, without a type.
+    std::string location(const Fetch& f, const PlannedField& owner) const {
+        std::string expr;
+        std::int64_t pending = 0;  // a packet layer's distance from skb->data
+        switch (f.base) {
+        case Fetch::Base::Arg:
+            if (probe_.kind == ProbeKind::Return) refuse(owner, "arguments are gone in a return probe");
+            if (f.arg >= kArgRegs.size()) refuse(owner, fmt::format("argument %{} is on the stack, not in a register", f.arg));
+            expr = kArgRegs[f.arg];
+            break;
+        case Fetch::Base::Reg: expr = "%" + f.reg; break;
+        case Fetch::Base::Retval:
+            if (probe_.kind != ProbeKind::Return) refuse(owner, "$retval exists in r probes only");
+            expr = "$retval";
+            break;
+        case Fetch::Base::Packet: {
+            if (!f.skb) refuse(owner, "packet header without its sk_buff");
+            if (ctx_.skb.data < 0) refuse(owner, "offsetof(struct sk_buff, data) is unknown (no BTF)");
+            const Fetch& skb = *f.skb;
+            if (skb.access == Fetch::Access::String || skb.bit_size || (skb.access == Fetch::Access::Load && skb.size != 8))
+                refuse(owner, "the sk_buff must be a pointer");
+            expr = at(ctx_.skb.data, location(skb, owner));
+            pending = f.layer == Layer::L2 ? -kEthHlen : f.layer == Layer::L4 ? kIpv4Hlen : 0;
+            break;
+        }
+        default: refuse(owner, "this value is not a kprobe fetch-arg");
+        }
+        for (auto off : f.derefs) {
+            expr = at(off + pending, expr);
+            pending = 0;
+        }
+        if (f.access == Fetch::Access::Value) {
+            if (pending) refuse(owner, "the address of an L2/L4 header cannot be fetched");
+            return expr;
+        }
+        return at(f.offset + pending, expr);
+    }
+
+    std::string type(const PlannedField& f) const {
+        const Fetch& x = f.fetch;
+        if (x.access == Fetch::Access::String) return "string";
+        if (x.bit_size) {
+            unsigned need = x.bit_offset + x.bit_size, container = 8;
+            while (container < need) container *= 2;
+            if (container > 64) refuse(f, "a bitfield spanning more than 8 bytes");
+            return fmt::format("b{}@{}/{}", x.bit_size, x.bit_offset, container);
+        }
+        if (x.size != 1 && x.size != 2 && x.size != 4 && x.size != 8)
+            refuse(f, fmt::format("{}-byte values cannot be fetched", x.size));
+        char kind = f.display == Display::Hex ? 'x' : x.is_signed ? 's' : 'u';
+        return fmt::format("{}{}", kind, x.size * 8);
+    }
+
+    // ---- filter ----
+
+    std::string filter(const PlannedFilterNode& node, bool nested) const {
+        if (const auto* c = std::get_if<PlannedComparison>(&node)) return comparison(*c);
+        const auto& f = *std::get<std::unique_ptr<PlannedFilter>>(node);
+        if (f.op == PlannedFilter::Op::Not) return fmt::format("!({})", filter(f.operands.at(0), false));
+        std::string s;
+        for (const auto& operand : f.operands) {
+            if (!s.empty()) s += f.op == PlannedFilter::Op::And ? " && " : " || ";
+            s += filter(operand, true);
+        }
+        return nested && f.operands.size() > 1 ? "(" + s + ")" : s;
+    }
+
+    // The generic comm/cpu, unless the tracepoint has a field of that name: then (or when
+    // its format is unknown) the upper-case spelling, which no event uses.
+    std::string generic(std::string_view lower, std::string_view upper) const {
+        if (probe_.kind != ProbeKind::Tracepoint || (format_ && !format_->field(lower))) return std::string(lower);
+        return std::string(upper);
+    }
+
+    std::string comparison(const PlannedComparison& c) const {
+        using S = PlannedComparison::Subject;
+        const PlannedField* field = nullptr;
+        std::string name;
+        bool is_string = false, is_signed = true;
+        unsigned bits = 32;  // common_pid and cpu are ints
+        bool hex = false;
+        auto subject = c.subject;
+        if (c.subject == S::Field) {
+            if (c.field >= probe_.fields.size()) refuse(c, "a comparison of an unknown field");
+            field = &probe_.fields[c.field];
+            switch (field->fetch.base) {
+            case Fetch::Base::Comm: subject = S::Comm; break;
+            case Fetch::Base::Pid: subject = S::Pid; break;
+            case Fetch::Base::Tid: subject = S::Tid; break;
+            case Fetch::Base::Cpu: name = generic("cpu", "CPU"); break;
+            default:
+                name = names_[c.field];
+                is_string = field->fetch.access == Fetch::Access::String || field->display == Display::String;
+                is_signed = field->fetch.is_signed;
+                bits = value_bits(field->fetch);
+                hex = field->display == Display::Hex;
+            }
+        }
+        if (subject == S::Comm) {
+            name = generic("comm", "COMM");
+            is_string = true;
+        } else if (subject == S::Pid || subject == S::Tid) {
+            name = "common_pid";
+        }
+        auto op = cmp_op_text(c.op);
+        if (is_string) {
+            const auto* s = std::get_if<std::string>(&c.value);
+            if (!s) refuse(c, "a string compared with a number");
+            if (c.op != CmpOp::Eq && c.op != CmpOp::Ne && c.op != CmpOp::Glob) refuse(c, "strings compare with ==, != and ~ only");
+            // The kernel's filter strings have no escapes: either quote may delimit them.
+            char quote = s->find('"') == std::string::npos ? '"' : '\'';
+            if (s->find(quote) != std::string::npos) refuse(c, "a string with both kinds of quotes");
+            return fmt::format("{} {} {}{}{}", name, op, quote, *s, quote);
+        }
+        if (std::holds_alternative<std::string>(c.value)) refuse(c, "a number compared with a string");
+        if (c.op == CmpOp::Glob) refuse(c, "~ matches strings only");
+        // The plan gives the stored bits; the kernel parses them by the field's signedness.
+        std::uint64_t raw = std::holds_alternative<std::int64_t>(c.value)
+                                ? static_cast<std::uint64_t>(std::get<std::int64_t>(c.value))
+                                : std::get<std::uint64_t>(c.value);
+        raw = low_bits(raw, bits);
+        if (is_signed) return fmt::format("{} {} {}", name, op, sign_extend(raw, bits));
+        return hex ? fmt::format("{} {} 0x{:x}", name, op, raw) : fmt::format("{} {} {}", name, op, raw);
+    }
+
+    const PlannedProbe& probe_;
+    const TranslateContext& ctx_;
+    std::size_t index_;
+    const EventFormat* format_ = nullptr;
+    std::vector<std::string> names_;  // per plan field: its name in the event, "" for header values
+};
+
+}  // namespace
+
+std::string TracefsProbe::definition() const {
+    if (kind == ProbeKind::Tracepoint) return {};
+    return fmt::format("{}:{}/{} {} {}", kind == ProbeKind::Return ? 'r' : 'p', system, event, address, args);
+}
+
+TracefsProbe translate(const PlannedProbe& probe, std::size_t index, const TranslateContext& ctx) {
+    return Translator(probe, index, ctx).run();
+}
+
+std::string run_name(pid_t pid) { return fmt::format("ksurf_{}", pid); }
+
+std::optional<pid_t> run_pid(std::string_view name) {
+    constexpr std::string_view prefix = "ksurf_";
+    if (!name.starts_with(prefix)) return std::nullopt;
+    auto digits = name.substr(prefix.size());
+    pid_t pid = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), pid);
+    if (ec != std::errc{} || end != digits.data() + digits.size() || pid <= 0 || digits[0] == '0') return std::nullopt;
+    return pid;
+}
+
+}  // namespace ksurf::tracefs

@@ -1,0 +1,87 @@
+#include "ksurf/backend_choice.h"
+
+#include <fmt/format.h>
+
+#include <optional>
+
+#include "ksurf/error.h"
+
+namespace ksurf {
+namespace {
+
+std::string label(const PlannedProbe& p) {
+    switch (p.kind) {
+    case ProbeKind::Tracepoint: return fmt::format("e {}/{}", p.subsystem, p.event);
+    case ProbeKind::Return: return "r " + p.function;
+    default: return p.offset ? fmt::format("p {}+{:#x}", p.function, p.offset) : "p " + p.function;
+    }
+}
+
+// The first feature of NEEDED the kernel lacks, as "name: reason"; nullopt when all are there.
+std::optional<std::string> missing(const FeatureQuery& has, std::initializer_list<Feature> needed) {
+    for (Feature f : needed)
+        if (const auto& st = has(f); !st.ok) return fmt::format("{}: {}", feature_name(f), st.reason);
+    return std::nullopt;
+}
+
+// Why BPF cannot run PROBE under REQ, or nullopt when it can.
+std::optional<std::string> bpf_refusal(BackendRequest req, const PlannedProbe& p, const FeatureQuery& has) {
+    if (auto m = missing(has, {Feature::Bpf, Feature::Ringbuf})) return m;
+    if (p.kind == ProbeKind::Tracepoint) return missing(has, {Feature::Tracepoint});
+    const Feature fentry = p.kind == ProbeKind::Return ? Feature::Fexit : Feature::Fentry;
+    // fentry attaches at a function's entry only; FUNC+OFF needs a kprobe.
+    const bool fentry_allowed = !p.offset && req != BackendRequest::Kprobe;
+    const bool kprobe_allowed = req != BackendRequest::Fentry;
+    std::string why;
+    if (fentry_allowed) {
+        if (auto m = missing(has, {fentry}); !m) return std::nullopt;
+        else why = *m;
+    }
+    if (kprobe_allowed) {
+        if (auto m = missing(has, {Feature::Kprobe}); !m) return std::nullopt;
+        else why += (why.empty() ? "" : "; ") + *m;
+    }
+    if (why.empty()) why = "fentry cannot attach at an offset inside a function";
+    return why;
+}
+
+std::optional<std::string> tracefs_refusal(const PlannedProbe& p, const FeatureQuery& has) {
+    if (p.kind == ProbeKind::Tracepoint) return missing(has, {Feature::Tracefs});
+    return missing(has, {Feature::Tracefs, Feature::KprobeEvents});
+}
+
+}  // namespace
+
+BackendRequest parse_backend_request(std::string_view text) {
+    if (text == "auto") return BackendRequest::Auto;
+    if (text == "bpf") return BackendRequest::Bpf;
+    if (text == "fentry") return BackendRequest::Fentry;
+    if (text == "kprobe") return BackendRequest::Kprobe;
+    if (text == "tracefs") return BackendRequest::Tracefs;
+    fail("unknown backend '{}': expected auto, bpf, fentry, kprobe or tracefs", text);
+}
+
+BackendChoice choose_backend(BackendRequest req, const std::vector<PlannedProbe>& probes, const FeatureQuery& has) {
+    BackendChoice choice;
+    const bool bpf_allowed = req != BackendRequest::Tracefs;
+    const bool tracefs_allowed = req == BackendRequest::Auto || req == BackendRequest::Tracefs;
+    std::vector<std::string> bpf_refusals;
+    for (const auto& p : probes) {
+        if (!bpf_allowed) break;
+        if (auto why = bpf_refusal(req, p, has)) bpf_refusals.push_back(fmt::format("{}: BPF cannot run it ({})", label(p), *why));
+    }
+    if (bpf_allowed && bpf_refusals.empty()) return choice;
+    if (!tracefs_allowed) fail("{}", bpf_refusals.front());
+
+    choice.kind = BackendKind::Tracefs;
+    for (const auto& p : probes) {
+        if (auto why = tracefs_refusal(p, has)) {
+            std::string bpf_why = bpf_allowed ? bpf_refusal(req, p, has).value_or("") : "";
+            fail("{}: cannot run on this kernel: {}{}", label(p), bpf_why.empty() ? "" : bpf_why + "; ", *why);
+        }
+    }
+    for (auto& r : bpf_refusals) choice.notes.push_back(r + "; using tracefs");
+    return choice;
+}
+
+}  // namespace ksurf

@@ -1,0 +1,364 @@
+// `ksurf --backend tracefs` on the running kernel: tracepoints everywhere, kprobes where the
+// kernel has kprobe_events (the VM matrix), and nothing left behind in tracefs afterwards.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "process.h"
+
+namespace ksurf::test {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr const char* kReady = "Hit Ctrl-C to end.";
+
+fs::path tracing_dir() {
+    std::ifstream mounts("/proc/mounts");
+    std::string dev, dir, type, rest;
+    while (mounts >> dev >> dir >> type && std::getline(mounts, rest))
+        if (type == "tracefs") return dir;
+    return "/sys/kernel/tracing";  // where ksurf mounts it
+}
+
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+bool kprobes_available() { return fs::exists(tracing_dir() / "kprobe_events"); }
+
+bool instance_exists(pid_t pid) { return fs::exists(tracing_dir() / "instances" / fmt::format("ksurf_{}", pid)); }
+
+// kprobe_events lines of the run with PID.
+std::vector<std::string> kprobes_of(pid_t pid) {
+    std::vector<std::string> v;
+    for (const auto& l : lines(slurp(tracing_dir() / "kprobe_events")))
+        if (l.find(fmt::format(":ksurf_{}/", pid)) != std::string::npos) v.push_back(l);
+    return v;
+}
+
+std::vector<std::string> tracefs_args(std::vector<std::string> args) {
+    args.insert(args.begin(), {ksurf_bin(), "--backend", "tracefs"});
+    return args;
+}
+
+// Runs ksurf with ARGS and, once it is attached, ACTION; then waits for ksurf to end.
+Result trace(const std::vector<std::string>& args, const std::function<void()>& action) {
+    Process p(args);
+    EXPECT_TRUE(p.wait_for_err(kReady, 20s)) << "ksurf did not attach";
+    action();
+    return p.finish();
+}
+
+// A line of ksurf's text output: comm-pid [cpu] secs.micros: probe: fields
+struct Line {
+    std::string comm;
+    pid_t pid = 0;
+    int cpu = 0;
+    double ts = 0;
+    std::string rest;  // "probe: fields"
+};
+
+std::vector<Line> parse_lines(const std::string& out) {
+    static const std::regex re(R"(^(.*)-(\d+) \[(\d{3})\] (\d+\.\d{6}): (.*)$)");
+    std::vector<Line> v;
+    std::smatch m;
+    for (const auto& l : lines(out)) {
+        EXPECT_TRUE(std::regex_match(l, m, re)) << "not an event line: " << l;
+        if (!m.empty()) v.push_back({m[1], std::stoi(m[2]), std::stoi(m[3]), std::stod(m[4]), m[5]});
+    }
+    return v;
+}
+
+std::vector<Line> lines_of(const std::vector<Line>& all, pid_t pid) {
+    std::vector<Line> v;
+    for (const auto& l : all)
+        if (l.pid == pid) v.push_back(l);
+    return v;
+}
+
+// ---- everywhere: tracepoints ----
+
+TEST(TracefsBackend, ExecEventsPrintAsFtraceLikeLines) {
+    std::vector<pid_t> pids;
+    auto r = trace(tracefs_args({"-d", "2", "e sched/sched_process_exec"}), [&] {
+        for (int i = 0; i < 3; i++) pids.push_back(spawn_and_wait({"/bin/true"}));
+    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    for (pid_t pid : pids) {
+        std::regex line(fmt::format(R"((^|\n)true-{0} \[\d{{3}}\] \d+\.\d{{6}}: sched_process_exec: )"
+                                    R"(filename=(/usr)?/bin/true pid={0} old_pid={0}\n)",
+                                    pid));
+        EXPECT_TRUE(std::regex_search(r.out, line)) << "no exec line for pid " << pid << " in:\n" << r.out;
+    }
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.err, m, std::regex(R"((\d+) events, 0 filtered, 0 dropped)"))) << r.err;
+    EXPECT_EQ(std::stoul(m[1]), lines(r.out).size());
+}
+
+// The same events through both backends: identical lines, timestamps of the same clock.
+TEST(TracefsBackend, LinesMatchTheBpfBackend) {
+    Process bpf({ksurf_bin(), "--backend", "bpf", "-d", "3", "e sched/sched_process_exec"});
+    ASSERT_TRUE(bpf.wait_for_err(kReady, 20s)) << "the BPF backend did not attach";
+    std::vector<pid_t> pids;
+    auto r = trace(tracefs_args({"-d", "2", "e sched/sched_process_exec"}), [&] {
+        for (int i = 0; i < 3; i++) pids.push_back(spawn_and_wait({"/bin/true"}));
+    });
+    auto b = bpf.finish();
+    ASSERT_EQ(r.status, 0) << r.err;
+    ASSERT_EQ(b.status, 0) << b.err;
+    auto ours = parse_lines(r.out), theirs = parse_lines(b.out);
+    for (pid_t pid : pids) {
+        auto x = lines_of(ours, pid), y = lines_of(theirs, pid);
+        ASSERT_EQ(x.size(), 1u) << r.out;
+        ASSERT_EQ(y.size(), 1u) << b.out;
+        EXPECT_EQ(x[0].comm, y[0].comm);
+        EXPECT_EQ(x[0].cpu, y[0].cpu);
+        EXPECT_EQ(x[0].rest, y[0].rest);
+        // CLOCK_MONOTONIC both: the same tracepoint hit, apart by the time between the two
+        // handlers (milliseconds under emulation).
+        EXPECT_NEAR(x[0].ts, y[0].ts, 0.05) << "tracefs " << x[0].ts << " bpf " << y[0].ts;
+    }
+}
+
+TEST(TracefsBackend, JsonCarriesTgidAndNumbers) {
+    pid_t pid = 0;
+    auto r = trace(tracefs_args({"--json", "-d", "2", "e sched/sched_process_exec"}),
+                   [&] { pid = spawn_and_wait({"/bin/true"}); });
+    ASSERT_EQ(r.status, 0) << r.err;
+    bool found = false;
+    for (const auto& l : lines(r.out)) {
+        auto j = nlohmann::json::parse(l);
+        if (j.contains("summary") || j["pid"] != pid) continue;
+        found = true;
+        EXPECT_EQ(j["comm"], "true");
+        EXPECT_EQ(j["tgid"], pid);
+        EXPECT_EQ(j["probe"], "sched_process_exec");
+        EXPECT_EQ(j["fields"]["pid"], pid);
+    }
+    EXPECT_TRUE(found) << r.out;
+}
+
+TEST(TracefsBackend, TracepointWithANumericFilter) {
+    // Only the forks of this test process: the kernel filters on the record's parent_pid.
+    const pid_t self = getpid();
+    std::vector<pid_t> pids;
+    auto r = trace(tracefs_args({"-d", "2", fmt::format("e sched/sched_process_fork f:parent_pid=={}", self)}), [&] {
+        for (int i = 0; i < 3; i++) pids.push_back(spawn_and_wait({"/bin/true"}));
+    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto all = parse_lines(r.out);
+    EXPECT_GE(all.size(), pids.size()) << r.out;
+    for (const auto& l : all)
+        EXPECT_NE(l.rest.find(fmt::format(" parent_pid={} ", self)), std::string::npos) << l.rest;
+    for (pid_t pid : pids)
+        EXPECT_NE(r.out.find(fmt::format(" child_pid={}", pid)), std::string::npos) << pid << " in\n" << r.out;
+}
+
+TEST(TracefsBackend, TracepointFilteredByComm) {
+    auto r = trace(tracefs_args({"-d", "2", "e sched/sched_process_exec f:comm==\"true\""}), [&] {
+        spawn_and_wait({"/bin/true"});
+        spawn_and_wait({"/bin/echo"});
+    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto all = parse_lines(r.out);
+    ASSERT_FALSE(all.empty()) << r.err;
+    for (const auto& l : all) EXPECT_EQ(l.comm, "true");
+}
+
+// ---- everywhere: nothing left behind ----
+
+TEST(TracefsBackend, SigtermRemovesTheInstance) {
+    Process p(tracefs_args({"e sched/sched_process_exec"}));
+    ASSERT_TRUE(p.wait_for_err(kReady, 20s));
+    EXPECT_TRUE(instance_exists(p.pid()));
+    const pid_t pid = p.pid();
+    p.signal(SIGTERM);
+    auto r = p.finish(10s);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_FALSE(instance_exists(pid));
+}
+
+TEST(TracefsBackend, AKilledRunIsCleanedUpByTheNext) {
+    Process p(tracefs_args({"e sched/sched_process_exec"}));
+    ASSERT_TRUE(p.wait_for_err(kReady, 20s));
+    const pid_t pid = p.pid();
+    p.signal(SIGKILL);
+    EXPECT_EQ(p.finish(10s).status, 128 + SIGKILL);
+    ASSERT_TRUE(instance_exists(pid)) << "SIGKILL leaves the instance behind";
+    auto r = run(tracefs_args({"-d", "1", "e sched/sched_process_exit"}));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find(fmt::format("killed run (pid {})", pid)), std::string::npos) << r.err;
+    EXPECT_FALSE(instance_exists(pid));
+}
+
+// ---- -S ----
+
+TEST(TracefsBackend, ScriptIsPrintedWithoutAttaching) {
+    auto r = run(tracefs_args({"-S", "e sched/sched_process_exec f:comm==\"true\""}));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(r.out.starts_with("#!/bin/sh\n")) << r.out;
+    EXPECT_NE(r.out.find("echo 1 > \"$I/events/sched/sched_process_exec/enable\""), std::string::npos) << r.out;
+    EXPECT_EQ(r.err.find(kReady), std::string::npos) << r.err;
+}
+
+TEST(TracefsBackend, ScriptOfAKprobeNeedsNoKprobes) {
+    auto r = run(tracefs_args({"-S", "p do_filp_open name=%1->name f:comm==\"cat\""}));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(kprobe "p:\$G/p0 "'do_filp_open name=\S+\(%si\)\):string __comm=\$comm')")))
+        << r.out;
+    EXPECT_NE(r.out.find("filter \"$G/p0\" 'comm == \"cat\"'"), std::string::npos) << r.out;
+}
+
+// The script traces by itself and removes its instance when terminated.
+TEST(TracefsBackend, ScriptFileRunsAndCleansUp) {
+    const std::string file = fmt::format("/tmp/ksurf-tfs-{}.sh", getpid());
+    auto r = run(tracefs_args({"-o", file, "e sched/sched_process_exec f:comm==\"true\""}));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    struct stat st {};
+    ASSERT_EQ(stat(file.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+    Process sh({"/bin/sh", file});
+    const auto instance = [&] { return tracing_dir() / "instances" / fmt::format("ksurf_sh_{}", sh.pid()); };
+    const auto enable = [&] { return instance() / "events/sched/sched_process_exec/enable"; };
+    for (int i = 0; i < 200 && !slurp(enable()).starts_with("1"); i++) std::this_thread::sleep_for(50ms);
+    pid_t pid = spawn_and_wait({"/bin/true"});
+    std::this_thread::sleep_for(1s);  // for cat to copy it out of trace_pipe
+    sh.signal(SIGTERM);
+    auto s = sh.finish(10s);
+    // trace_pipe names the task from saved_cmdlines, which may not have it yet: "<...>-PID".
+    EXPECT_TRUE(std::regex_search(s.out, std::regex(fmt::format(R"(-{} +\[\d+\] .*sched_process_exec: filename=)", pid))))
+        << s.out << s.err;
+    EXPECT_FALSE(fs::exists(instance())) << s.err;
+    unlink(file.c_str());
+}
+
+// ---- kprobes ----
+
+// On the host, without CONFIG_KPROBES: one clear line, not a crash or a fallback.
+TEST(TracefsBackend, KprobesMissingIsOneClearLine) {
+    if (kprobes_available()) GTEST_SKIP() << "this kernel has kprobe_events";
+    auto r = run(tracefs_args({"-d", "1", "p do_filp_open"}));
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
+    EXPECT_NE(r.err.find("kprobe"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("(CONFIG_KPROBES is not set)"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find(kReady), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+class TracefsBackendKprobes : public testing::Test {
+protected:
+    void SetUp() override {
+        if (kprobes_available()) return;
+        ASSERT_FALSE(in_vm_matrix()) << "no kprobe_events in the VM matrix";
+        GTEST_SKIP() << "no kprobe_events on this kernel";
+    }
+
+    // A file the test opens itself, so its name is in the trace.
+    static std::string unique_path(const char* what) { return fmt::format("/tmp/ksurf-tfs-{}-{}", what, getpid()); }
+};
+
+TEST_F(TracefsBackendKprobes, EntryProbeReadsAStringFilteredByComm) {
+    const auto path = unique_path("entry");
+    std::ofstream{path};
+    pid_t cat = 0;
+    auto r = trace(tracefs_args({"-d", "2", "p do_filp_open name=%1->name f:comm==\"cat\""}), [&] {
+        spawn_and_wait({"/bin/true"});
+        cat = spawn_and_wait({"/bin/cat", path});
+    });
+    unlink(path.c_str());
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto all = parse_lines(r.out);
+    for (const auto& l : all) EXPECT_EQ(l.comm, "cat") << l.rest;
+    bool found = false;
+    for (const auto& l : lines_of(all, cat)) found |= l.rest == "do_filp_open: name=" + path;
+    EXPECT_TRUE(found) << "no do_filp_open of " << path << " by " << cat << " in:\n" << r.out;
+}
+
+TEST_F(TracefsBackendKprobes, ReturnProbeRetval) {
+    const auto missing = unique_path("missing");
+    pid_t cat = 0;
+    auto r = trace(tracefs_args({"-d", "2", "r do_sys_openat2 ret=$retval f:comm==\"cat\" && ret<0"}),
+                   [&] { cat = spawn_and_wait({"/bin/cat", missing}); });
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto mine = lines_of(parse_lines(r.out), cat);
+    ASSERT_FALSE(mine.empty()) << r.out;
+    EXPECT_TRUE(mine.back().rest.starts_with("do_sys_openat2")) << mine.back().rest;  // "do_sys_openat2.return"
+    EXPECT_TRUE(mine.back().rest.ends_with(": ret=-2")) << mine.back().rest;           // ENOENT
+}
+
+// FUNC+OFF right after the ftrace call site, where the argument registers are untouched:
+// 5 bytes in, or 9 behind an endbr64 (IBT kernels). The kernel refuses the offset that is
+// not an instruction boundary.
+TEST_F(TracefsBackendKprobes, OffsetProbeReadsARegister) {
+    int offset = 5;
+    if (run(tracefs_args({"-d", "0.1", "p do_filp_open+5"})).err.find("not an instruction boundary") != std::string::npos)
+        offset = 9;
+    const auto path = unique_path("offset");
+    std::ofstream{path};
+    pid_t cat = 0;
+    auto r = trace(tracefs_args({"-d", "2", fmt::format("p do_filp_open+{} name=((struct filename *)%si)->name "
+                                                        "f:comm==\"cat\"",
+                                                        offset)}),
+                   [&] { cat = spawn_and_wait({"/bin/cat", path}); });
+    unlink(path.c_str());
+    ASSERT_EQ(r.status, 0) << r.err;
+    bool found = false;
+    const auto expected = fmt::format("do_filp_open+{:#x}: name={}", offset, path);
+    for (const auto& l : lines_of(parse_lines(r.out), cat)) found |= l.rest == expected;
+    EXPECT_TRUE(found) << r.out;
+}
+
+TEST_F(TracefsBackendKprobes, TheKernelsReasonForARefusedKprobe) {
+    // An offset inside the first instruction: the kernel refuses, naming why.
+    auto r = run(tracefs_args({"-d", "1", "p do_filp_open+1"}));
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
+    EXPECT_NE(r.err.find("p do_filp_open+1: the kernel refused the kprobe: "), std::string::npos) << r.err;
+}
+
+TEST_F(TracefsBackendKprobes, SigtermRemovesKprobesAndInstance) {
+    Process p(tracefs_args({"p do_filp_open name=%1->name", "r do_sys_openat2 ret=$retval"}));
+    ASSERT_TRUE(p.wait_for_err(kReady, 20s)) << p.finish().err;
+    const pid_t pid = p.pid();
+    EXPECT_EQ(kprobes_of(pid).size(), 2u);
+    p.signal(SIGTERM);
+    EXPECT_EQ(p.finish(10s).status, 0);
+    EXPECT_TRUE(kprobes_of(pid).empty()) << slurp(tracing_dir() / "kprobe_events");
+    EXPECT_FALSE(instance_exists(pid));
+}
+
+TEST_F(TracefsBackendKprobes, AKilledRunsKprobesAreRemovedByTheNext) {
+    Process p(tracefs_args({"p do_filp_open name=%1->name"}));
+    ASSERT_TRUE(p.wait_for_err(kReady, 20s)) << p.finish().err;
+    const pid_t pid = p.pid();
+    p.signal(SIGKILL);
+    p.finish(10s);
+    ASSERT_EQ(kprobes_of(pid).size(), 1u) << "SIGKILL leaves the kprobe behind";
+    auto r = run(tracefs_args({"-d", "1", "p do_filp_open"}));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find(fmt::format("killed run (pid {})", pid)), std::string::npos) << r.err;
+    EXPECT_TRUE(kprobes_of(pid).empty()) << slurp(tracing_dir() / "kprobe_events");
+    EXPECT_FALSE(instance_exists(pid));
+}
+
+}  // namespace
+}  // namespace ksurf::test

@@ -1,0 +1,776 @@
+// The resolver against two truths it does not compute: the host compiler's offsetof over
+// the fixture header whose clang-built BTF it reads, and the running kernel's BTF checked
+// against UAPI headers (or the BTF layer's own, oracle-tested member()).
+#include "ksurf/resolve.h"
+
+#include <gtest/gtest.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <type_traits>
+
+#include "data/resolve/resolve_fixtures.h"
+#include "ksurf/btf.h"
+#include "ksurf/error.h"
+#include "ksurf/parse.h"
+
+namespace ksurf {
+namespace {
+
+using Base = Fetch::Base;
+using Access = Fetch::Access;
+using Subject = PlannedComparison::Subject;
+using Stored = decltype(PlannedComparison::value);
+
+// Verbatim from a 6.18 kernel, as in tracepoint_record_test.cpp.
+constexpr const char* kExecFormat = R"(name: sched_process_exec
+ID: 365
+format:
+	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
+	field:unsigned char common_flags;	offset:2;	size:1;	signed:0;
+	field:unsigned char common_preempt_count;	offset:3;	size:1;	signed:0;
+	field:int common_pid;	offset:4;	size:4;	signed:1;
+
+	field:__data_loc char[] filename;	offset:8;	size:4;	signed:0;
+	field:pid_t pid;	offset:12;	size:4;	signed:1;
+	field:pid_t old_pid;	offset:16;	size:4;	signed:1;
+
+print fmt: "filename=%s pid=%d old_pid=%d", __get_str(filename), REC->pid, REC->old_pid
+)";
+
+constexpr const char* kSwitchFormat = R"(name: sched_switch
+ID: 317
+format:
+	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
+	field:unsigned char common_flags;	offset:2;	size:1;	signed:0;
+	field:unsigned char common_preempt_count;	offset:3;	size:1;	signed:0;
+	field:int common_pid;	offset:4;	size:4;	signed:1;
+
+	field:char prev_comm[16];	offset:8;	size:16;	signed:0;
+	field:pid_t prev_pid;	offset:24;	size:4;	signed:1;
+	field:int prev_prio;	offset:28;	size:4;	signed:1;
+	field:long prev_state;	offset:32;	size:8;	signed:1;
+	field:const void * ptr;	offset:40;	size:8;	signed:0;
+	field:__rel_loc char[] rel;	offset:48;	size:4;	signed:0;
+)";
+
+tracefs::EventFormat test_format(std::string_view subsys, std::string_view event) {
+    if (subsys == "sched" && event == "sched_process_exec") return tracefs::parse_format(subsys, event, kExecFormat);
+    if (subsys == "sched" && event == "sched_switch") return tracefs::parse_format(subsys, event, kSwitchFormat);
+    fail("tracepoint '{}/{}' not found", subsys, event);
+}
+
+// What PROBE's resolution throws, with its caret: {message, "   ^^^"}.
+std::pair<std::string, std::string> error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const SourceError& e) {
+        return {e.what(), std::string(e.pos, ' ') + std::string(e.len, '^')};
+    }
+    return {"(no error)", ""};
+}
+
+// The first bit and the width of what SET turns on in a zeroed rs_file: the host
+// compiler's bitfield layout.
+struct Bits {
+    std::size_t first, width;
+};
+Bits bits_of(void (*set)(rs_file&)) {
+    rs_file f;
+    std::memset(&f, 0, sizeof f);
+    set(f);
+    unsigned char bytes[sizeof f];
+    std::memcpy(bytes, &f, sizeof f);
+    std::optional<std::size_t> first;
+    std::size_t last = 0;
+    for (std::size_t i = 0; i < sizeof f * 8; ++i)
+        if (bytes[i / 8] >> (i % 8) & 1) {
+            first = first.value_or(i);
+            last = i;
+        }
+    return {first.value(), last - *first + 1};
+}
+
+class ResolveFixture : public testing::Test {
+protected:
+    Btf btf = Btf::from_file(KSURF_RESOLVE_FIXTURE);
+    std::vector<std::string> functions = {"rs_open", "rs_read",        "rs_close",        "rs_noargs", "rs_fill",
+                                          "rs_open", "rs_open.isra.0", "rs_fill [rsmod]", "other_fn"};
+    ResolveContext ctx{btf, test_format, [this] { return functions; }};
+
+    PlannedProbe plan(std::string_view text) const {
+        try {
+            return resolve(parse_probe(text), ctx);
+        } catch (const SourceError& e) {
+            ADD_FAILURE() << e.render();
+            throw;
+        }
+    }
+    // The only field of TEXT.
+    PlannedField field(std::string_view text) const {
+        PlannedProbe p = plan(text);
+        EXPECT_EQ(p.fields.size(), 1u) << text;
+        return std::move(p.fields.at(0));
+    }
+    // A copy: P is often a temporary.
+    PlannedComparison comparison(const PlannedProbe& p) const {
+        return std::get<PlannedComparison>(p.filter.value());
+    }
+};
+
+std::int64_t off(std::size_t offset) { return static_cast<std::int64_t>(offset); }
+
+// ---- p/r: bases, members, arrays ----
+
+TEST_F(ResolveFixture, ArgumentsAndParametersAreValues) {
+    PlannedProbe p = plan("p rs_open f=%0 m=mode o=other");
+    EXPECT_EQ(p.function, "rs_open");
+    EXPECT_EQ(p.event, "rs_open");
+    ASSERT_EQ(p.fields.size(), 3u);
+    const Fetch& f = p.fields[0].fetch;
+    EXPECT_EQ(f.base, Base::Arg);
+    EXPECT_EQ(f.arg, 0u);
+    EXPECT_EQ(f.access, Access::Value);
+    EXPECT_EQ(f.size, 8u);
+    EXPECT_TRUE(f.derefs.empty());
+    EXPECT_EQ(p.fields[0].display, Display::Hex);
+    EXPECT_EQ(p.fields[0].c_type, "struct rs_file *");
+    EXPECT_EQ(p.fields[1].fetch.arg, 2u);
+    EXPECT_EQ(p.fields[1].fetch.size, 4u);
+    EXPECT_FALSE(p.fields[1].fetch.is_signed);
+    EXPECT_EQ(p.fields[1].display, Display::Decimal);
+    EXPECT_EQ(p.fields[1].c_type, "u32");
+    EXPECT_EQ(p.fields[2].fetch.arg, 3u);
+    EXPECT_EQ(p.fields[2].c_type, "rs_file_t *");
+}
+
+TEST_F(ResolveFixture, MemberOfPointerIsALoad) {
+    PlannedField f = field("p rs_open fl=%0->f_flags");
+    EXPECT_EQ(f.name, "fl");
+    EXPECT_EQ(f.fetch.base, Base::Arg);
+    EXPECT_TRUE(f.fetch.derefs.empty());
+    EXPECT_EQ(f.fetch.access, Access::Load);
+    EXPECT_EQ(f.fetch.offset, off(offsetof(rs_file, f_flags)));
+    EXPECT_EQ(f.fetch.size, 4u);
+    EXPECT_EQ(f.fetch.bit_size, 0u);
+    EXPECT_EQ(f.c_type, "unsigned int");
+}
+
+TEST_F(ResolveFixture, NestedObjectsAddOffsets) {
+    PlannedField f = field("p rs_open d=%0->f_path.dentry");
+    EXPECT_TRUE(f.fetch.derefs.empty());
+    EXPECT_EQ(f.fetch.offset, off(offsetof(rs_file, f_path.dentry)));
+    EXPECT_EQ(f.fetch.size, 8u);
+    EXPECT_EQ(f.display, Display::Hex);
+    PlannedField g = field("p rs_open f=%0->nodes[1].d_name.len");
+    EXPECT_EQ(g.fetch.offset, off(offsetof(rs_file, nodes[1].d_name.len)));
+    EXPECT_TRUE(g.fetch.derefs.empty());
+}
+
+TEST_F(ResolveFixture, PointerMembersAreLoadedOnTheWay) {
+    // The classic: file->f_path.dentry->d_name.name, a `const unsigned char *` string.
+    PlannedField f = field("p rs_open name=%0->f_path.dentry->d_name.name");
+    EXPECT_EQ(f.fetch.derefs,
+              (std::vector<std::int64_t>{off(offsetof(rs_file, f_path.dentry)), off(offsetof(rs_node, d_name.name))}));
+    EXPECT_EQ(f.fetch.access, Access::String);
+    EXPECT_EQ(f.fetch.offset, 0);
+    EXPECT_EQ(f.fetch.size, kMaxStringPointer);
+    EXPECT_EQ(f.display, Display::String);
+    EXPECT_EQ(f.c_type, "const unsigned char *");
+}
+
+TEST_F(ResolveFixture, AnonymousUnionsAndStructs) {
+    PlannedField count = field("p rs_open c=%0->count");
+    EXPECT_EQ(count.fetch.offset, off(offsetof(rs_file, count)));
+    EXPECT_TRUE(count.fetch.is_signed);
+    EXPECT_EQ(count.fetch.size, 8u);
+    PlannedField len = field("p rs_open l=%0->f_path.dentry->d_name.len");
+    EXPECT_EQ(len.fetch.derefs, (std::vector<std::int64_t>{off(offsetof(rs_file, f_path.dentry))}));
+    EXPECT_EQ(len.fetch.offset, off(offsetof(rs_node, d_name.len)));
+}
+
+TEST_F(ResolveFixture, BitfieldsMatchHostLayout) {
+    struct Case {
+        const char* member;
+        Bits bits;
+        std::uint32_t size;
+        bool is_signed;
+    };
+    const Case cases[] = {
+        {"mode", bits_of([](rs_file& f) { f.mode = 7; }), sizeof(unsigned), false},
+        {"delta", bits_of([](rs_file& f) { f.delta = -1; }), sizeof(int), true},
+        {"wide", bits_of([](rs_file& f) { f.wide = 0xfffff; }), sizeof(unsigned), false},
+        {"on", bits_of([](rs_file& f) { f.on = true; }), sizeof(bool), false},
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.member);
+        PlannedField f = field(std::string("p rs_open x=%0->") + c.member);
+        EXPECT_EQ(f.fetch.access, Access::Load);
+        EXPECT_EQ(f.fetch.offset, off(c.bits.first / 8));
+        EXPECT_EQ(f.fetch.bit_offset, c.bits.first % 8);
+        EXPECT_EQ(f.fetch.bit_size, c.bits.width);
+        EXPECT_EQ(f.fetch.size, c.size);
+        EXPECT_EQ(f.fetch.is_signed, c.is_signed);
+    }
+}
+
+TEST_F(ResolveFixture, StringsFromArraysAndCharPointers) {
+    PlannedField tag = field("p rs_open t=%0->tag");
+    EXPECT_EQ(tag.fetch.access, Access::String);
+    EXPECT_TRUE(tag.fetch.derefs.empty());
+    EXPECT_EQ(tag.fetch.offset, off(offsetof(rs_file, tag)));
+    EXPECT_EQ(tag.fetch.size, sizeof(rs_file::tag));
+    EXPECT_EQ(tag.c_type, "char[8]");
+    for (const char* member : {"label", "buf", "sbytes"}) {
+        SCOPED_TRACE(member);
+        PlannedField s = field(std::string("p rs_open s=%0->") + member);
+        EXPECT_EQ(s.fetch.access, Access::String);
+        EXPECT_EQ(s.fetch.derefs.size(), 1u);
+        EXPECT_EQ(s.fetch.offset, 0);
+    }
+    EXPECT_EQ(field("p rs_open s=%0->label").fetch.derefs[0], off(offsetof(rs_file, label)));
+    // A char pointer argument is already the address: no load before the string.
+    PlannedField name = field("p rs_open n=name");
+    EXPECT_EQ(name.fetch.base, Base::Arg);
+    EXPECT_EQ(name.fetch.arg, 1u);
+    EXPECT_TRUE(name.fetch.derefs.empty());
+    EXPECT_EQ(name.fetch.access, Access::String);
+    EXPECT_EQ(name.fetch.offset, 0);
+    // u8 * is a buffer, not text.
+    PlannedField raw = field("p rs_open r=%0->raw");
+    EXPECT_EQ(raw.fetch.access, Access::Load);
+    EXPECT_EQ(raw.display, Display::Hex);
+    EXPECT_EQ(field("p rs_open c=%0->tag[2]").fetch.offset, off(offsetof(rs_file, tag[2])));
+}
+
+TEST_F(ResolveFixture, ArraysAndPointerIndexing) {
+    PlannedField c = field("p rs_open c=%0->counts[3]");
+    EXPECT_EQ(c.fetch.offset, off(offsetof(rs_file, counts[3])));
+    EXPECT_EQ(c.fetch.size, sizeof(int));
+    EXPECT_TRUE(c.fetch.is_signed);
+    // An array of pointers, then through one of them.
+    PlannedField s = field("p rs_open s=%0->slots[2]->iname");
+    EXPECT_EQ(s.fetch.derefs, (std::vector<std::int64_t>{off(offsetof(rs_file, slots[2]))}));
+    EXPECT_EQ(s.fetch.offset, off(offsetof(rs_node, iname)));
+    EXPECT_EQ(s.fetch.size, sizeof(rs_node::iname));
+    // A pointer member indexed: load it, then the element.
+    PlannedField ch = field("p rs_open f=%0->chain[1]->f_flags");
+    EXPECT_EQ(ch.fetch.derefs, (std::vector<std::int64_t>{off(offsetof(rs_file, chain)), off(sizeof(rs_file*))}));
+    EXPECT_EQ(ch.fetch.offset, off(offsetof(rs_file, f_flags)));
+    // A pointer argument indexed: no load, the element's offset.
+    PlannedField o = field("p rs_open f=other[1].f_flags");
+    EXPECT_TRUE(o.fetch.derefs.empty());
+    EXPECT_EQ(o.fetch.offset, off(sizeof(rs_file) + offsetof(rs_file, f_flags)));
+    // A flexible array has no bound to check.
+    PlannedField d = field("p rs_fill d=%0->data[100]");
+    EXPECT_EQ(d.fetch.offset, off(offsetof(rs_buf, data) + 100));
+    EXPECT_EQ(d.fetch.size, 1u);
+}
+
+TEST_F(ResolveFixture, DotAndArrowAreInterchangeable) {
+    for (const char* text : {"p rs_open x=%0.f_path.dentry->flags", "p rs_open x=%0->f_path->dentry.flags"}) {
+        SCOPED_TRACE(text);
+        PlannedField f = field(text);
+        EXPECT_EQ(f.fetch.derefs, (std::vector<std::int64_t>{off(offsetof(rs_file, f_path.dentry))}));
+        EXPECT_EQ(f.fetch.offset, off(offsetof(rs_node, flags)));
+    }
+}
+
+TEST_F(ResolveFixture, EnumsBoolsAndWideIntegers) {
+    PlannedField state = field("p rs_open s=%0->state");
+    EXPECT_EQ(state.fetch.size, sizeof(rs_state));
+    EXPECT_EQ(state.fetch.is_signed, std::is_signed_v<std::underlying_type_t<rs_state>>);
+    EXPECT_EQ(state.c_type, "enum rs_state");
+    PlannedField ready = field("p rs_open r=%0->ready");
+    EXPECT_EQ(ready.fetch.offset, off(offsetof(rs_file, ready)));
+    EXPECT_EQ(ready.fetch.size, 1u);
+    EXPECT_FALSE(ready.fetch.is_signed);
+    PlannedField when = field("p rs_open w=%0->when");
+    EXPECT_EQ(when.fetch.offset, off(offsetof(rs_file, when)));
+    EXPECT_TRUE(when.fetch.is_signed);
+    EXPECT_EQ(when.display, Display::Decimal);
+}
+
+TEST_F(ResolveFixture, CastsRetypeValuesAndReinterpretObjects) {
+    PlannedField v = field("p rs_open n=(struct rs_node *)%1");
+    EXPECT_EQ(v.fetch.access, Access::Value);
+    EXPECT_EQ(v.c_type, "struct rs_node *");
+    PlannedField m = field("p rs_open n=((struct rs_node *)name)->iname");
+    EXPECT_EQ(m.fetch.access, Access::String);
+    EXPECT_EQ(m.fetch.offset, off(offsetof(rs_node, iname)));
+    EXPECT_TRUE(m.fetch.derefs.empty());
+    PlannedField narrow = field("p rs_open n=(u16)%2");
+    EXPECT_EQ(narrow.fetch.size, 2u);
+    EXPECT_EQ(narrow.c_type, "u16");
+    // An unsigned long member holding an address, read as the string it points to.
+    PlannedField s = field("p rs_open s=(char *)%0->cookie");
+    EXPECT_EQ(s.fetch.derefs, (std::vector<std::int64_t>{off(offsetof(rs_file, cookie))}));
+    EXPECT_EQ(s.fetch.access, Access::String);
+    PlannedField low = field("p rs_open l=(u8)%0->f_flags");
+    EXPECT_EQ(low.fetch.offset, off(offsetof(rs_file, f_flags)));
+    EXPECT_EQ(low.fetch.size, 1u);
+    EXPECT_EQ(low.fetch.access, Access::Load);
+}
+
+TEST_F(ResolveFixture, RegistersAtAnOffset) {
+    PlannedProbe p = plan("p rs_open+0x1a r=%di");
+    EXPECT_EQ(p.event, "rs_open+0x1a");
+    EXPECT_EQ(p.offset, 0x1au);
+    const Fetch& f = p.fields.at(0).fetch;
+    EXPECT_EQ(f.base, Base::Reg);
+    EXPECT_EQ(f.reg, "di");
+    EXPECT_EQ(f.access, Access::Value);
+    EXPECT_EQ(f.size, 8u);
+    EXPECT_FALSE(f.is_signed);
+    EXPECT_EQ(p.fields[0].c_type, "unsigned long");
+    PlannedField cast = field("p rs_open+4 f=((struct rs_file *)%si)->f_flags");
+    EXPECT_EQ(cast.fetch.base, Base::Reg);
+    EXPECT_EQ(cast.fetch.offset, off(offsetof(rs_file, f_flags)));
+}
+
+TEST_F(ResolveFixture, ReturnValueAndBuiltins) {
+    PlannedProbe r = plan("r rs_read ret=$retval c=$comm p=$pid t=$tid u=$cpu");
+    EXPECT_EQ(r.event, "rs_read.return");
+    ASSERT_EQ(r.fields.size(), 5u);
+    EXPECT_EQ(r.fields[0].fetch.base, Base::Retval);
+    EXPECT_EQ(r.fields[0].fetch.access, Access::Value);
+    EXPECT_EQ(r.fields[0].fetch.size, sizeof(long));
+    EXPECT_TRUE(r.fields[0].fetch.is_signed);
+    EXPECT_EQ(r.fields[0].c_type, "long");
+    EXPECT_EQ(r.fields[1].fetch.base, Base::Comm);
+    EXPECT_EQ(r.fields[1].fetch.access, Access::String);
+    EXPECT_EQ(r.fields[1].display, Display::String);
+    EXPECT_EQ(r.fields[2].fetch.base, Base::Pid);
+    EXPECT_EQ(r.fields[3].fetch.base, Base::Tid);
+    EXPECT_EQ(r.fields[4].fetch.base, Base::Cpu);
+    EXPECT_EQ(field("r rs_noargs f=$retval->f_flags").fetch.offset, off(offsetof(rs_file, f_flags)));
+}
+
+TEST_F(ResolveFixture, RetvalOutsideReturnProbes) {
+    // The parser refuses it first; the resolver holds to it for probes built otherwise.
+    Probe probe = parse_probe("r rs_read ret=$retval");
+    probe.kind = ProbeKind::Entry;
+    auto [message, caret] = error_of([&] { resolve(probe, ctx); });
+    EXPECT_EQ(message, "$retval is only available in return probes ('r')");
+    EXPECT_EQ(caret, "              ^^^^^^^");
+}
+
+TEST_F(ResolveFixture, Display) {
+    EXPECT_EQ(field("p rs_open x=X%0->f_flags").display, Display::Hex);
+    PlannedField s = field("p rs_open x=S%0->f_flags");
+    EXPECT_TRUE(s.fetch.is_signed);
+    EXPECT_EQ(s.display, Display::Decimal);
+    EXPECT_FALSE(field("p rs_open x=U%0->count").fetch.is_signed);
+    EXPECT_EQ(field("p rs_open x=U%0").display, Display::Decimal);
+    PlannedField ip = field("p rs_open ip_a=%0->addr");
+    EXPECT_EQ(ip.display, Display::IPv4);
+    EXPECT_EQ(ip.c_type, "be32");
+    PlannedField port = field("p rs_open b16_port=%0->port");
+    EXPECT_EQ(port.swap_bits, 16u);
+    EXPECT_EQ(port.display, Display::Decimal);
+    PlannedField hex = field("p rs_open B32_a=%0->addr");
+    EXPECT_EQ(hex.swap_bits, 32u);
+    EXPECT_EQ(hex.display, Display::Hex);
+}
+
+TEST_F(ResolveFixture, PacketHeadersNeedAnSkb) {
+    auto [message, caret] = error_of([&] { resolve(parse_probe("p rs_open x=@(struct iphdr *)l3%1->saddr"), ctx); });
+    EXPECT_EQ(message, "@(struct iphdr *) needs a struct sk_buff *, but %1 of rs_open is const char *");
+    EXPECT_EQ(caret, "                               ^^");
+}
+
+TEST_F(ResolveFixture, ErrorsRenderWithACaret) {
+    try {
+        resolve(parse_probe("p rs_open x=%0->f_flag"), ctx);
+        FAIL();
+    } catch (const SourceError& e) {
+        EXPECT_EQ(e.render(),
+                  "struct rs_file has no member 'f_flag'; did you mean 'f_flags'?\n"
+                  "  p rs_open x=%0->f_flag\n"
+                  "                  ^^^^^^");
+    }
+}
+
+TEST_F(ResolveFixture, ErrorsOfProbeFilesNameTheLine) {
+    std::vector<Probe> probes = parse_probe_file("# probes\np rs_open x=%0->zzzz\n", "fs.probes");
+    auto [message, caret] = error_of([&] { resolve(probes.at(0), ctx); });
+    EXPECT_EQ(message, "fs.probes:2: struct rs_file has no member 'zzzz'");
+    EXPECT_EQ(caret, "                ^^^^");
+}
+
+// ---- errors: message and caret ----
+
+struct Invalid {
+    const char* text;
+    const char* caret;
+    const char* message;
+};
+
+void PrintTo(const Invalid& v, std::ostream* os) { *os << v.text; }
+
+class ResolveInvalid : public ResolveFixture, public testing::WithParamInterface<Invalid> {};
+
+TEST_P(ResolveInvalid, ReportsTheSpan) {
+    auto [text, caret, message] = GetParam();
+    auto [got, got_caret] = error_of([&] { resolve(parse_probe(text), ctx); });
+    EXPECT_EQ(got, message);
+    EXPECT_EQ(got_caret, caret) << text;
+}
+
+const Invalid kInvalid[] = {
+    // functions, arguments, parameters
+    {"p rs_opn x=%0", "  ^^^^^^", "function 'rs_opn' not found in BTF; did you mean 'rs_open'?"},
+    {"p rs_close x=%3", "             ^^", "rs_close has 1 parameter (file); %3 is out of range"},
+    {"p rs_read x=%5", "            ^^", "rs_read has 4 parameters (file, buf, count, pos); %5 is out of range"},
+    {"p rs_noargs x=%0", "              ^^", "rs_noargs has no parameters; %0 is out of range"},
+    {"p rs_open x=nme", "            ^^^", "function 'rs_open' has no parameter 'nme'; did you mean 'name'?"},
+    {"p rs_open+4 x=%0", "              ^^",
+     "arguments are only defined at function entry; at rs_open+0x4 use registers such as %di"},
+    {"p rs_open+4 x=file->f_flags", "              ^^^^",
+     "arguments are only defined at function entry; at rs_open+0x4 use registers such as %di"},
+    {"r rs_close x=$retval", "             ^^^^^^^", "rs_close returns void: there is no $retval"},
+    {"p rs_open x=$comm[0]", "            ^^^^^", "$comm takes no members, indexes or casts"},
+    // members and indexes
+    {"p rs_open x=%0->f_flag", "                ^^^^^^",
+     "struct rs_file has no member 'f_flag'; did you mean 'f_flags'?"},
+    {"p rs_open x=%2->x", "                ^", "cannot take member 'x' of 'u32': not a struct or union"},
+    {"p rs_open x=%0->owner->x", "            ^^^^^^^^^",
+     "'%0->owner' is a void *; cast it to what it points to: ((struct NAME *)%0->owner)->x"},
+    {"p rs_open x=%0->counts[4]", "                       ^",
+     "index 4 is out of bounds: '%0->counts' is int[4] (4 elements)"},
+    {"p rs_open x=%2[1]", "            ^^", "'%2' is u32; only arrays and pointers to sized types can be indexed"},
+    {"p rs_fill x=%1[0]", "            ^^", "'%1' is void *; only arrays and pointers to sized types can be indexed"},
+    {"p rs_open x=%0->mode.x", "                     ^", "'%0->mode' is a bitfield; it has no members"},
+    // what cannot be printed
+    {"p rs_open x=%0->f_path", "            ^^^^^^^^^^", "'%0->f_path' is a struct rs_path; name a member"},
+    {"p rs_open x=%0->counts", "            ^^^^^^^^^^", "'%0->counts' is an array (int[4]); name an element with [N]"},
+    {"p rs_open x=%0->hw", "            ^^^^^^", "'%0->hw' is an array (u8[6]); name an element with [N]"},
+    {"p rs_open x=%0->ratio", "            ^^^^^^^^^", "'%0->ratio' is double, which has no value to print"},
+    // casts
+    {"p rs_open x=(struct nope *)%0", "             ^^^^^^^^^^^^^", "unknown type 'struct nope *'"},
+    {"p rs_open x=(struct rs_node *)%0->f_flags", "            ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
+     "cannot cast to 'struct rs_node *': a pointer needs 8 bytes, but '%0->f_flags' is unsigned int (4 bytes)"},
+    {"p rs_open x=(u64)%0->f_flags", "            ^^^^^^^^^^^^^^^^",
+     "cannot cast to 'u64' (8 bytes): '%0->f_flags' is unsigned int (4 bytes)"},
+    {"p rs_open x=(struct rs_node)%0", "            ^^^^^^^^^^^^^^^^^^",
+     "cannot cast a value to 'struct rs_node'; cast it to a pointer: (struct rs_node *)"},
+    {"p rs_open x=(u8)%0->mode", "            ^^^^^^^^^^^^", "'%0->mode' is a bitfield; it cannot be cast"},
+    // display
+    {"p rs_open ip_x=%0->port", "          ^^^^",
+     "'ip_x' prints an IPv4 address, which needs a 4-byte integer; '%0->port' is be16"},
+    {"p rs_open b32_x=%0->port", "          ^^^^^", "'b32_x' byte-swaps 32 bits, but '%0->port' is be16 (16 bits)"},
+    {"p rs_open b16_x=%0->tag", "          ^^^^^", "'b16_x' byte-swaps 16 bits, but '%0->tag' is char[8] (a string)"},
+    {"p rs_open x=S%0->label", "            ^", "'%0->label' is const char *, a string; 'S' formats numbers"},
+    // filters
+    {"p rs_open flags=%0->f_flags f:flag==1", "                              ^^^^",
+     "unknown name 'flag' in the filter; did you mean 'flags'?"},
+    {"p rs_open x=%0 f:zzz==1", "                 ^^^",
+     "unknown name 'zzz' in the filter (known: x, comm, $pid, $tid, $cpu, file, name, mode, other)"},
+    {"p rs_open+1 f:file==1", "              ^^^^",
+     "unknown name 'file' in the filter (known: comm, $pid, $tid, $cpu)"},
+    {"p rs_open u=%0->hw[0] f:u==300", "                           ^^^", "300 is out of range: 'u' is u8 (0..255)"},
+    {"p rs_open n=%0->f_flags f:n==-1", "                             ^^",
+     "-1 is out of range: 'n' is unsigned int (0..4294967295)"},
+    {"p rs_open d=%0->delta f:d==-17", "                           ^^^", "-17 is out of range: 'd' is int (-16..15)"},
+    {"p rs_open m=%0->mode f:m>=8", "                          ^", "8 is out of range: 'm' is unsigned int (0..7)"},
+    {"p rs_open w=%0->when f:w>9223372036854775808", "                         ^^^^^^^^^^^^^^^^^^^",
+     "9223372036854775808 is out of range: 'w' is long long (-9223372036854775808..9223372036854775807)"},
+    {"p rs_open s=%0->label f:s<\"a\"", "                         ^",
+     "'s' is const char *, a string: compare it with ==, != or ~"},
+    {"p rs_open n=%0->f_flags f:n~\"a*\"", "                           ^",
+     "~ matches strings, but 'n' is unsigned int"},
+    {"p rs_open n=%0->f_flags f:n==abc", "                             ^^^",
+     "'n' is unsigned int, a number; abc is not one"},
+    {"p rs_open ip_a=%0->addr f:ip_a<10.0.0.1", "                              ^",
+     "'ip_a' is compared in network byte order: only == and != work"},
+    {"p rs_open b16_p=%0->port f:b16_p>=80", "                                ^^",
+     "'b16_p' is compared in network byte order: only == and != work"},
+    {"p rs_open p=%0->port f:p==10.0.0.1", "                          ^^^^^^^^",
+     "an IPv4 address needs a 4-byte field, but 'p' is be16"},
+    {"p rs_open a=%0->addr f:a==::1", "                          ^^^",
+     "IPv6 addresses are not supported in filters yet"},
+    {"p rs_open f:comm>1", "                ^", "'comm' is char[16], a string: compare it with ==, != or ~"},
+    // tracepoints
+    {"e sched/nope", "  ^^^^^^^^^^", "tracepoint 'sched/nope' not found"},
+    {"e sched/sched_process_exec x=pidd", "                             ^^^^",
+     "sched/sched_process_exec has no field 'pidd'; did you mean 'pid'?"},
+    {"e sched/sched_process_exec x=pid->a", "                             ^^^^^^",
+     "e probes print tracepoint fields as they are ('NAME=FIELD'); members, indexes and casts of them are not "
+     "supported yet"},
+    {"e sched/sched_switch r=rel", "                       ^^^", "'rel': __rel_loc fields are not supported yet"},
+    {"e sched/sched_switch f:prev_comm>1", "                                ^",
+     "'prev_comm' is char[16], a string: compare it with ==, != or ~"},
+    {"e sched/sched_process_exec f:pidd==1", "                             ^^^^",
+     "unknown name 'pidd' in the filter; did you mean 'pid'?"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Resolve, ResolveInvalid, testing::ValuesIn(kInvalid));
+
+// ---- filters ----
+
+TEST_F(ResolveFixture, FilterKeepsTheTreeShape) {
+    PlannedProbe p = plan("p rs_open a=%0->f_flags b=%2 f:(a==1 || !(b==2)) && comm==bash");
+    const auto& root = *std::get<std::unique_ptr<PlannedFilter>>(p.filter.value());
+    EXPECT_EQ(root.op, PlannedFilter::Op::And);
+    ASSERT_EQ(root.operands.size(), 2u);
+    const auto& either = *std::get<std::unique_ptr<PlannedFilter>>(root.operands[0]);
+    EXPECT_EQ(either.op, PlannedFilter::Op::Or);
+    ASSERT_EQ(either.operands.size(), 2u);
+    const auto& a = std::get<PlannedComparison>(either.operands[0]);
+    EXPECT_EQ(a.subject, Subject::Field);
+    EXPECT_EQ(a.field, 0u);
+    EXPECT_EQ(a.value, Stored{std::uint64_t{1}});
+    const auto& negated = *std::get<std::unique_ptr<PlannedFilter>>(either.operands[1]);
+    EXPECT_EQ(negated.op, PlannedFilter::Op::Not);
+    const auto& b = std::get<PlannedComparison>(negated.operands.at(0));
+    EXPECT_EQ(b.field, 1u);
+    EXPECT_EQ(b.span.pos, std::string_view(p.text).find("b==2"));
+    EXPECT_EQ(b.span.len, 4u);
+    const auto& comm = std::get<PlannedComparison>(root.operands[1]);
+    EXPECT_EQ(comm.subject, Subject::Comm);
+    EXPECT_EQ(comm.value, Stored{std::string("bash")});
+    EXPECT_EQ(p.fields.size(), 2u);
+}
+
+TEST_F(ResolveFixture, Ipv4LiteralsInNetworkOrder) {
+    const auto& c = comparison(plan("p rs_open ip_a=%0->addr f:ip_a==127.0.0.1"));
+    // The bytes 7f 00 00 01 in memory, read as the kernel reads a little-endian u32.
+    EXPECT_EQ(c.value, Stored{std::uint64_t{0x0100007f}});
+}
+
+TEST_F(ResolveFixture, SwappedFieldsCompareSwappedLiterals) {
+    EXPECT_EQ(comparison(plan("p rs_open b16_p=%0->port f:b16_p==80")).value, Stored{std::uint64_t{0x5000}});
+    EXPECT_EQ(comparison(plan("p rs_open B32_a=%0->addr f:B32_a!=0x01020304")).value,
+              Stored{std::uint64_t{0x04030201}});
+    EXPECT_EQ(comparison(plan("p rs_open b16_p=S%0->port f:b16_p==-2")).value,
+              Stored{std::int64_t{static_cast<std::int16_t>(0xfeff)}});
+}
+
+TEST_F(ResolveFixture, IntegerLiteralsByFieldType) {
+    auto value = [&](std::string_view text) { return comparison(plan(text)).value; };
+    EXPECT_EQ(value("p rs_open u=%0->hw[0] f:u==255"), Stored{std::uint64_t{255}});
+    EXPECT_EQ(value("p rs_open c=%0->counts[0] f:c>=-5"), Stored{std::int64_t{-5}});
+    EXPECT_EQ(value("p rs_open d=%0->delta f:d==-16"), Stored{std::int64_t{-16}});
+    EXPECT_EQ(value("p rs_open m=%0->mode f:m<7"), Stored{std::uint64_t{7}});
+    EXPECT_EQ(value("p rs_open w=%0->when f:w>-9223372036854775808"), Stored{std::int64_t{INT64_MIN}});
+    EXPECT_EQ(value("p rs_open f=%0 f:f!=0xffffffffffffffff"), Stored{~std::uint64_t{0}});
+    // Signedness as the field prints it.
+    EXPECT_EQ(value("p rs_open n=S%0->f_flags f:n<-1"), Stored{std::int64_t{-1}});
+}
+
+TEST_F(ResolveFixture, StringComparisons) {
+    EXPECT_EQ(comparison(plan("p rs_open s=%0->label f:s==\"a b\"")).value, Stored{std::string("a b")});
+    const auto& glob = comparison(plan("p rs_open t=%0->tag f:t~\"ab*\""));
+    EXPECT_EQ(glob.op, CmpOp::Glob);
+    EXPECT_EQ(glob.value, Stored{std::string("ab*")});
+    // A comm may well be digits: the word as written.
+    const auto& digits = comparison(plan("p rs_open f:$comm==1234"));
+    EXPECT_EQ(digits.subject, Subject::Comm);
+    EXPECT_EQ(digits.value, Stored{std::string("1234")});
+}
+
+TEST_F(ResolveFixture, FilterNamesBindToBuiltinsAndParameters) {
+    PlannedProbe p = plan("p rs_open x=%0 f:$pid==1 && common_pid==2 && $tid==3 && $cpu==0 && mode==4 && $cpu<2");
+    const auto& all = *std::get<std::unique_ptr<PlannedFilter>>(p.filter.value());
+    ASSERT_EQ(all.operands.size(), 6u);
+    auto cmp = [&](std::size_t i) { return std::get<PlannedComparison>(all.operands[i]); };
+    EXPECT_EQ(cmp(0).subject, Subject::Pid);
+    EXPECT_EQ(cmp(0).value, Stored{std::int64_t{1}});
+    EXPECT_EQ(cmp(1).subject, Subject::Pid);
+    EXPECT_EQ(cmp(2).subject, Subject::Tid);
+    // What no subject covers is fetched as a hidden field, once.
+    ASSERT_EQ(p.fields.size(), 3u);
+    EXPECT_EQ(cmp(3).subject, Subject::Field);
+    EXPECT_EQ(cmp(3).field, 1u);
+    EXPECT_EQ(cmp(5).field, 1u);
+    EXPECT_EQ(p.fields[1].fetch.base, Base::Cpu);
+    EXPECT_TRUE(p.fields[1].hidden);
+    EXPECT_EQ(cmp(4).field, 2u);
+    EXPECT_EQ(p.fields[2].name, "mode");
+    EXPECT_EQ(p.fields[2].fetch.arg, 2u);
+    EXPECT_EQ(p.fields[2].fetch.size, 4u);
+    EXPECT_TRUE(p.fields[2].hidden);
+    EXPECT_FALSE(p.fields[0].hidden);
+
+    PlannedProbe r = plan("r rs_read f:$retval<0");
+    ASSERT_EQ(r.fields.size(), 1u);
+    EXPECT_EQ(r.fields[0].fetch.base, Base::Retval);
+    EXPECT_TRUE(r.fields[0].fetch.is_signed);
+    EXPECT_EQ(comparison(r).value, Stored{std::int64_t{0}});
+}
+
+TEST_F(ResolveFixture, FilterOfItsOwnForGraphWhere) {
+    PlannedProbe p = plan("r rs_read");
+    resolve_filter(parse_filter("$retval>=4096"), "$retval>=4096", p, ctx);
+    EXPECT_EQ(comparison(p).op, CmpOp::Ge);
+    EXPECT_EQ(p.fields.size(), 1u);
+    auto [message, caret] = error_of([&] { resolve_filter(parse_filter("$retval==\"x\""), "$retval==\"x\"", p, ctx); });
+    EXPECT_EQ(message, "'$retval' is long, a number; \"x\" is not one");
+    EXPECT_EQ(caret, "         ^^^");
+}
+
+// ---- globs ----
+
+TEST_F(ResolveFixture, GlobsExpandOverTraceableFunctions) {
+    EXPECT_EQ(expand_glob("rs_open*", functions), (std::vector<std::string>{"rs_open", "rs_open.isra.0"}));
+    EXPECT_EQ(expand_glob("rsmod:rs_*", functions), (std::vector<std::string>{"rs_fill"}));
+    EXPECT_EQ(expand_glob("rs_?ill", functions), (std::vector<std::string>{"rs_fill"}));
+    EXPECT_TRUE(expand_glob("nope*", functions).empty());
+
+    std::vector<PlannedProbe> plans = resolve_all(parse_probe("p rs_*o* c=$comm"), ctx);
+    std::vector<std::string> events;
+    for (const PlannedProbe& p : plans) events.push_back(p.event);
+    // rs_open.isra.0 has no BTF: a clone, skipped.
+    EXPECT_EQ(events, (std::vector<std::string>{"rs_close", "rs_noargs", "rs_open"}));
+    EXPECT_EQ(plans[0].fields.at(0).fetch.base, Base::Comm);
+    EXPECT_EQ(resolve_all(parse_probe("r rs_read"), ctx).at(0).event, "rs_read.return");
+
+    auto [message, caret] = error_of([&] { resolve_all(parse_probe("p zz_*"), ctx); });
+    EXPECT_EQ(message, "no function with BTF matches 'zz_*'");
+    EXPECT_EQ(caret, "  ^^^^");
+}
+
+// ---- tracepoints ----
+
+TEST_F(ResolveFixture, TracepointPrintsItsOwnFields) {
+    PlannedProbe p = plan("e sched/sched_process_exec");
+    EXPECT_EQ(p.kind, ProbeKind::Tracepoint);
+    EXPECT_EQ(p.subsystem, "sched");
+    EXPECT_EQ(p.event, "sched_process_exec");
+    ASSERT_EQ(p.fields.size(), 3u);
+    EXPECT_EQ(p.fields[0].name, "filename");
+    EXPECT_EQ(p.fields[0].fetch.base, Base::Record);
+    EXPECT_EQ(p.fields[0].fetch.access, Access::DataLoc);
+    EXPECT_EQ(p.fields[0].fetch.offset, 8);
+    EXPECT_EQ(p.fields[0].display, Display::String);
+    EXPECT_EQ(p.fields[0].c_type, "__data_loc char[]");
+    EXPECT_EQ(p.fields[1].name, "pid");
+    EXPECT_EQ(p.fields[1].fetch.access, Access::Load);
+    EXPECT_EQ(p.fields[1].fetch.offset, 12);
+    EXPECT_EQ(p.fields[1].fetch.size, 4u);
+    EXPECT_TRUE(p.fields[1].fetch.is_signed);
+    EXPECT_EQ(p.fields[1].c_type, "pid_t");
+    EXPECT_EQ(p.fields[2].name, "old_pid");
+
+    PlannedProbe sw = plan("e sched/sched_switch");
+    ASSERT_EQ(sw.fields.size(), 5u);  // without the __rel_loc field
+    EXPECT_EQ(sw.fields[0].fetch.access, Access::String);
+    EXPECT_EQ(sw.fields[0].fetch.size, 16u);
+    EXPECT_EQ(sw.fields[4].name, "ptr");
+    EXPECT_EQ(sw.fields[4].display, Display::Hex);
+}
+
+TEST_F(ResolveFixture, TracepointFilter) {
+    PlannedProbe p = plan("e sched/sched_process_exec f:pid>1");
+    EXPECT_EQ(p.fields.size(), 3u);
+    const PlannedComparison& c = comparison(p);
+    EXPECT_EQ(c.subject, Subject::Field);
+    EXPECT_EQ(c.field, 1u);
+    EXPECT_EQ(c.op, CmpOp::Gt);
+    EXPECT_EQ(c.value, Stored{std::int64_t{1}});
+}
+
+TEST_F(ResolveFixture, TracepointSelectedFields) {
+    PlannedProbe p = plan("e sched/sched_process_exec p=pid c=$comm f:old_pid==3 || pid==5 || common_pid==7");
+    ASSERT_EQ(p.fields.size(), 4u);
+    EXPECT_EQ(p.fields[0].name, "p");
+    EXPECT_EQ(p.fields[0].fetch.offset, 12);
+    EXPECT_EQ(p.fields[1].fetch.base, Base::Comm);
+    EXPECT_EQ(p.fields[2].name, "old_pid");
+    EXPECT_TRUE(p.fields[2].hidden);
+    EXPECT_EQ(p.fields[3].name, "common_pid");
+    EXPECT_EQ(p.fields[3].fetch.offset, 4);
+    const auto& any = *std::get<std::unique_ptr<PlannedFilter>>(p.filter.value());
+    EXPECT_EQ(std::get<PlannedComparison>(any.operands[0]).field, 2u);
+    EXPECT_EQ(std::get<PlannedComparison>(any.operands[1]).field, 0u);  // pid is printed as p
+    EXPECT_EQ(std::get<PlannedComparison>(any.operands[2]).field, 3u);
+}
+
+// ---- the running kernel ----
+
+class ResolveKernel : public testing::Test {
+protected:
+    void SetUp() override {
+        if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "no kernel BTF";
+        btf.emplace(Btf::kernel());
+    }
+    PlannedField field(std::string_view text) const {
+        PlannedProbe p = resolve(parse_probe(text), ResolveContext{*btf, test_format, {}});
+        return std::move(p.fields.at(0));
+    }
+    std::optional<Btf> btf;
+};
+
+TEST_F(ResolveKernel, TaskComm) {
+    PlannedField comm = field("p wake_up_new_task comm=%0->comm");
+    EXPECT_EQ(comm.fetch.base, Base::Arg);
+    EXPECT_EQ(comm.fetch.arg, 0u);
+    EXPECT_TRUE(comm.fetch.derefs.empty());
+    EXPECT_EQ(comm.fetch.access, Access::String);
+    EXPECT_EQ(comm.fetch.size, 16u);
+    EXPECT_EQ(comm.fetch.offset, off(member(btf->find_type("struct task_struct"), "comm").offset));
+}
+
+TEST_F(ResolveKernel, FileName) {
+    PlannedField name = field("p vfs_read n=%0->f_path.dentry->d_name.name");
+    Type file = btf->find_type("struct file"), dentry = btf->find_type("struct dentry");
+    auto f_path = member(file, "f_path"), d_name = member(dentry, "d_name");
+    EXPECT_EQ(name.fetch.derefs, (std::vector<std::int64_t>{off(f_path.offset + member(f_path.type, "dentry").offset),
+                                                            off(d_name.offset + member(d_name.type, "name").offset)}));
+    EXPECT_EQ(name.fetch.access, Access::String);
+    EXPECT_EQ(name.fetch.offset, 0);
+}
+
+TEST_F(ResolveKernel, PacketHeadersMatchUapi) {
+    PlannedField saddr = field("p tcp_v4_rcv ip_saddr=@(struct iphdr *)l3%0->saddr");
+    EXPECT_EQ(saddr.fetch.base, Base::Packet);
+    EXPECT_EQ(saddr.fetch.layer, Layer::L3);
+    ASSERT_TRUE(saddr.fetch.skb);
+    EXPECT_EQ(saddr.fetch.skb->base, Base::Arg);
+    EXPECT_EQ(saddr.fetch.skb->access, Access::Value);
+    EXPECT_EQ(saddr.fetch.access, Access::Load);
+    EXPECT_EQ(saddr.fetch.offset, off(offsetof(struct iphdr, saddr)));
+    EXPECT_EQ(saddr.fetch.size, 4u);
+    EXPECT_EQ(saddr.display, Display::IPv4);
+    PlannedField dest = field("p tcp_v4_rcv b16_dport=@(struct tcphdr *)l4%0->dest");
+    EXPECT_EQ(dest.fetch.layer, Layer::L4);
+    EXPECT_EQ(dest.fetch.offset, off(offsetof(struct tcphdr, dest)));
+    EXPECT_EQ(dest.swap_bits, 16u);
+    // An skb reached through a member: loaded as the pointer it is.
+    PlannedField next = field("p tcp_v4_rcv p=@(struct iphdr *)l3(%0->next)->protocol");
+    EXPECT_EQ(next.fetch.skb->access, Access::Load);
+    EXPECT_EQ(next.fetch.skb->size, 8u);
+    EXPECT_EQ(next.fetch.offset, off(offsetof(struct iphdr, protocol)));
+}
+
+TEST_F(ResolveKernel, Errors) {
+    ResolveContext ctx{*btf, test_format, {}};
+    auto [message, caret] = error_of([&] { resolve(parse_probe("p ip_rcv x=@(struct iphdr *)l3%1->saddr"), ctx); });
+    EXPECT_EQ(message, "@(struct iphdr *) needs a struct sk_buff *, but %1 of ip_rcv is struct net_device *");
+    EXPECT_EQ(caret, "                              ^^");
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("p tcp_v4_rcv x=%3"), ctx); });
+    EXPECT_EQ(message, "tcp_v4_rcv has 1 parameter (skb); %3 is out of range");
+    EXPECT_EQ(caret, "               ^^");
+}
+
+TEST_F(ResolveKernel, VariadicArgumentsAreUntyped) {
+    std::string printk = "_printk";  // since 5.15
+    try {
+        btf->find_function(printk);
+    } catch (const Error&) {
+        printk = "printk";
+    }
+    PlannedField a = field("p " + printk + " a=%2");
+    EXPECT_EQ(a.fetch.arg, 2u);
+    EXPECT_EQ(a.c_type, btf->find_type("unsigned long").name());  // gcc's "long unsigned int"
+    EXPECT_EQ(a.fetch.size, 8u);
+}
+
+}  // namespace
+}  // namespace ksurf

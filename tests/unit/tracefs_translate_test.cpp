@@ -1,0 +1,562 @@
+// PlannedProbe → kprobe_events definitions, event filters and the -S script, from plans
+// built by hand as the resolver would build them.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+
+#include "ksurf/error.h"
+#include "ksurf/tracefs_backend.h"
+
+namespace ksurf::tracefs {
+namespace {
+
+Fetch arg(unsigned i, std::vector<std::int64_t> derefs = {}) {
+    Fetch f;
+    f.base = Fetch::Base::Arg;
+    f.arg = i;
+    f.derefs = std::move(derefs);
+    return f;
+}
+
+Fetch base(Fetch::Base b) {
+    Fetch f;
+    f.base = b;
+    return f;
+}
+
+Fetch reg(std::string name) {
+    Fetch f = base(Fetch::Base::Reg);
+    f.reg = std::move(name);
+    return f;
+}
+
+Fetch load(Fetch f, std::int64_t offset, std::uint32_t size, bool is_signed = false) {
+    f.access = Fetch::Access::Load;
+    f.offset = offset;
+    f.size = size;
+    f.is_signed = is_signed;
+    return f;
+}
+
+Fetch value(Fetch f, std::uint32_t size, bool is_signed = false) {
+    f.access = Fetch::Access::Value;
+    f.size = size;
+    f.is_signed = is_signed;
+    return f;
+}
+
+Fetch string(Fetch f, std::int64_t offset = 0, std::uint32_t limit = 256) {
+    f.access = Fetch::Access::String;
+    f.offset = offset;
+    f.size = limit;
+    return f;
+}
+
+Fetch bitfield(Fetch f, std::int64_t offset, std::uint8_t bit_offset, std::uint8_t bit_size, std::uint32_t size) {
+    f = load(std::move(f), offset, size);
+    f.bit_offset = bit_offset;
+    f.bit_size = bit_size;
+    return f;
+}
+
+Fetch packet(Layer layer, Fetch skb, std::int64_t offset, std::uint32_t size) {
+    Fetch f = base(Fetch::Base::Packet);
+    f.layer = layer;
+    f.skb = std::make_unique<Fetch>(std::move(skb));
+    return load(std::move(f), offset, size);
+}
+
+Fetch record(std::int64_t offset, std::uint32_t size, bool is_signed = false) {
+    return load(base(Fetch::Base::Record), offset, size, is_signed);
+}
+
+PlannedField field(std::string name, Fetch f, Display d = Display::Decimal) {
+    PlannedField p;
+    p.name = std::move(name);
+    if (f.access == Fetch::Access::String || f.base == Fetch::Base::Comm) d = Display::String;
+    p.fetch = std::move(f);
+    p.display = d;
+    return p;
+}
+
+PlannedField hidden(PlannedField f) {
+    f.hidden = true;
+    return f;
+}
+
+PlannedProbe probe(ProbeKind kind, std::string function, std::vector<PlannedField> fields = {}) {
+    PlannedProbe p;
+    p.kind = kind;
+    p.function = std::move(function);
+    p.event = p.function;
+    p.text = (kind == ProbeKind::Return ? "r " : "p ") + p.function;
+    p.fields = std::move(fields);
+    return p;
+}
+
+PlannedProbe tracepoint(std::string subsystem, std::string event, std::vector<PlannedField> fields = {}) {
+    PlannedProbe p;
+    p.kind = ProbeKind::Tracepoint;
+    p.subsystem = std::move(subsystem);
+    p.event = std::move(event);
+    p.text = "e " + p.subsystem + "/" + p.event;
+    p.fields = std::move(fields);
+    return p;
+}
+
+TranslateContext context() {
+    TranslateContext ctx;
+    ctx.group = "ksurf_42";
+    ctx.skb.data = 200;
+    return ctx;
+}
+
+TracefsProbe tr(const PlannedProbe& p, const TranslateContext& ctx = context()) { return translate(p, 0, ctx); }
+
+std::string args_of(PlannedField f, ProbeKind kind = ProbeKind::Entry) {
+    std::vector<PlannedField> fields;
+    fields.push_back(std::move(f));
+    return tr(probe(kind, "f", std::move(fields))).args;
+}
+
+// ---- fetch-args ----
+
+TEST(TracefsTranslateFetch, ArgumentsAreTheX86CallingConventionRegisters) {
+    std::vector<PlannedField> fields;
+    for (unsigned i = 0; i < 6; i++) fields.push_back(field("a" + std::to_string(i), value(arg(i), 8)));
+    auto t = translate(probe(ProbeKind::Entry, "do_sys_openat2", std::move(fields)), 3, context());
+    EXPECT_EQ(t.system, "ksurf_42");
+    EXPECT_EQ(t.event, "p3");
+    EXPECT_EQ(t.address, "do_sys_openat2");
+    EXPECT_EQ(t.args, "a0=%di:u64 a1=%si:u64 a2=%dx:u64 a3=%cx:u64 a4=%r8:u64 a5=%r9:u64 __comm=$comm");
+    EXPECT_EQ(t.definition(), "p:ksurf_42/p3 do_sys_openat2 " + t.args);
+    EXPECT_TRUE(t.filter.empty());
+    ASSERT_EQ(t.fields.size(), 6u);
+    EXPECT_EQ(t.fields[5].kind, FieldSource::Kind::Record);
+    EXPECT_EQ(t.fields[5].name, "a5");
+    EXPECT_EQ(t.fields[5].field, 5u);
+}
+
+TEST(TracefsTranslateFetch, ValuesAreTruncatedToTheirSizeAndSign) {
+    EXPECT_EQ(args_of(field("x", value(arg(1), 4, true))), "x=%si:s32 __comm=$comm");
+    EXPECT_EQ(args_of(field("x", value(arg(1), 2))), "x=%si:u16 __comm=$comm");
+    EXPECT_EQ(args_of(field("x", value(arg(1), 1), Display::Hex)), "x=%si:x8 __comm=$comm");
+}
+
+TEST(TracefsTranslateFetch, MemberChainsNestLoadsAndSignedOffsets) {
+    // %1->a->b, then a signed int at 24: derefs at +8 and -16 (container_of) first.
+    EXPECT_EQ(args_of(field("x", load(arg(1, {8, -16}), 24, 4, true))), "x=+24(-16(+8(%si))):s32 __comm=$comm");
+    EXPECT_EQ(args_of(field("x", load(arg(0), -8, 8), Display::Hex)), "x=-8(%di):x64 __comm=$comm");
+    // A pointer member's value: the last deref with no further load.
+    EXPECT_EQ(args_of(field("p", value(arg(0, {16}), 8), Display::Hex)), "p=+16(%di):x64 __comm=$comm");
+}
+
+TEST(TracefsTranslateFetch, BitfieldsTakeTheSmallestContainer) {
+    EXPECT_EQ(args_of(field("b", bitfield(arg(0), 16, 3, 5, 4))), "b=+16(%di):b5@3/8 __comm=$comm");
+    EXPECT_EQ(args_of(field("b", bitfield(arg(0), 17, 6, 4, 4))), "b=+17(%di):b4@6/16 __comm=$comm");
+    EXPECT_EQ(args_of(field("b", bitfield(arg(0), 0, 7, 20, 4))), "b=+0(%di):b20@7/32 __comm=$comm");
+    EXPECT_EQ(args_of(field("b", bitfield(arg(0), 0, 1, 40, 8))), "b=+0(%di):b40@1/64 __comm=$comm");
+}
+
+TEST(TracefsTranslateFetch, StringsAreReadThroughTheChain) {
+    // do_filp_open(dfd, struct filename *name): %1->name
+    EXPECT_EQ(args_of(field("name", string(arg(1, {0})))), "name=+0(+0(%si)):string __comm=$comm");
+    // task->comm, an array inside the struct
+    EXPECT_EQ(args_of(field("c", string(arg(0), 1552, 16))), "c=+1552(%di):string __comm=$comm");
+}
+
+TEST(TracefsTranslateFetch, RetvalInReturnProbes) {
+    std::vector<PlannedField> fields;
+    fields.push_back(field("ret", value(base(Fetch::Base::Retval), 4, true)));
+    fields.push_back(field("s", string(base(Fetch::Base::Retval), 8)));
+    auto t = translate(probe(ProbeKind::Return, "do_sys_openat2", std::move(fields)), 1, context());
+    EXPECT_EQ(t.event, "r1");
+    EXPECT_EQ(t.definition(), "r:ksurf_42/r1 do_sys_openat2 ret=$retval:s32 s=+8($retval):string __comm=$comm");
+}
+
+TEST(TracefsTranslateFetch, RegistersAtAnOffsetAndModules) {
+    std::vector<PlannedField> fields;
+    fields.push_back(field("ax", value(reg("ax"), 8), Display::Hex));
+    fields.push_back(field("r8", load(reg("r8"), 4, 2)));
+    auto p = probe(ProbeKind::Entry, "__netif_receive_skb_core", std::move(fields));
+    p.offset = 0x12;
+    p.module = "nf_conntrack";
+    auto t = tr(p);
+    EXPECT_EQ(t.address, "nf_conntrack:__netif_receive_skb_core+18");
+    EXPECT_EQ(t.args, "ax=%ax:x64 r8=+4(%r8):u16 __comm=$comm");
+}
+
+TEST(TracefsTranslateFetch, PacketHeadersAreRelativeToSkbData) {
+    // @(struct iphdr *)l3%0->saddr, @(struct ethhdr *)l2%0->h_proto, @(struct tcphdr *)l4%0->dest
+    auto skb = [] { return value(arg(0), 8); };
+    EXPECT_EQ(args_of(field("saddr", packet(Layer::L3, skb(), 12, 4), Display::IPv4)), "saddr=+12(+200(%di)):u32 __comm=$comm");
+    EXPECT_EQ(args_of(field("proto", packet(Layer::L2, skb(), 12, 2))), "proto=-2(+200(%di)):u16 __comm=$comm");
+    EXPECT_EQ(args_of(field("dport", packet(Layer::L4, skb(), 2, 2))), "dport=+22(+200(%di)):u16 __comm=$comm");
+    // The skb itself behind a member chain: %1->skb
+    EXPECT_EQ(args_of(field("saddr", packet(Layer::L3, load(arg(1), 8, 8), 12, 4))),
+              "saddr=+12(+200(+8(%si))):u32 __comm=$comm");
+    // A header member that is a pointer, followed.
+    Fetch f = packet(Layer::L4, skb(), 0, 1);
+    f.derefs = {8};
+    EXPECT_EQ(args_of(field("x", std::move(f))), "x=+0(+28(+200(%di))):u8 __comm=$comm");
+}
+
+TEST(TracefsTranslateFetch, HeaderValuesAreNotFetchArgs) {
+    std::vector<PlannedField> fields;
+    fields.push_back(field("c", base(Fetch::Base::Comm)));
+    fields.push_back(field("pid", value(base(Fetch::Base::Pid), 4)));
+    fields.push_back(field("tid", value(base(Fetch::Base::Tid), 4)));
+    fields.push_back(field("cpu", value(base(Fetch::Base::Cpu), 4)));
+    auto t = tr(probe(ProbeKind::Entry, "f", std::move(fields)));
+    EXPECT_EQ(t.args, "__comm=$comm");
+    ASSERT_EQ(t.fields.size(), 4u);
+    EXPECT_EQ(t.fields[0].kind, FieldSource::Kind::Comm);
+    EXPECT_EQ(t.fields[1].kind, FieldSource::Kind::Pid);
+    EXPECT_EQ(t.fields[2].kind, FieldSource::Kind::Tid);
+    EXPECT_EQ(t.fields[3].kind, FieldSource::Kind::Cpu);
+}
+
+TEST(TracefsTranslateFetch, HiddenFieldsAreFetchedNotPrinted) {
+    std::vector<PlannedField> fields;
+    fields.push_back(field("a", value(arg(0), 8)));
+    fields.push_back(hidden(field("b", value(arg(1), 8))));
+    auto t = tr(probe(ProbeKind::Entry, "f", std::move(fields)));
+    EXPECT_EQ(t.args, "a=%di:u64 b=%si:u64 __comm=$comm");
+    ASSERT_EQ(t.fields.size(), 1u);
+    EXPECT_EQ(t.fields[0].name, "a");
+}
+
+TEST(TracefsTranslateFetch, NamesTheKernelWouldMisreadAreReplaced) {
+    std::vector<PlannedField> fields;
+    for (const char* name : {"comm", "cpu", "common_pid", "__probe_ip", "x.y", "ok", "ok"})
+        fields.push_back(field(name, value(arg(0), 8)));
+    auto t = tr(probe(ProbeKind::Entry, "f", std::move(fields)));
+    EXPECT_EQ(t.args,
+              "f0=%di:u64 f1=%di:u64 f2=%di:u64 f3=%di:u64 f4=%di:u64 ok=%di:u64 f6=%di:u64 __comm=$comm");
+}
+
+struct Refused {
+    const char* what;
+    ProbeKind kind;
+    std::function<PlannedField()> make;
+    const char* message;
+};
+
+void PrintTo(const Refused& r, std::ostream* os) { *os << r.what; }
+
+class TracefsTranslateRefused : public testing::TestWithParam<Refused> {};
+
+TEST_P(TracefsTranslateRefused, OneLineNamingProbeAndField) {
+    const auto& r = GetParam();
+    std::vector<PlannedField> fields;
+    fields.push_back(r.make());
+    auto p = probe(r.kind, "vfs_read", std::move(fields));
+    TranslateContext ctx = context();
+    ctx.skb.data = -1;
+    try {
+        translate(p, 0, ctx);
+        FAIL() << "translated";
+    } catch (const Error& e) {
+        std::string msg = e.what();
+        EXPECT_NE(msg.find(p.text + ": field 'x': "), std::string::npos) << msg;
+        EXPECT_NE(msg.find(r.message), std::string::npos) << msg;
+        EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    TracefsTranslate, TracefsTranslateRefused,
+    testing::Values(
+        Refused{"arg in r", ProbeKind::Return, [] { return field("x", value(arg(0), 8)); }, "arguments are gone in a return probe"},
+        Refused{"retval in p", ProbeKind::Entry, [] { return field("x", value(base(Fetch::Base::Retval), 8)); }, "$retval exists in r probes only"},
+        Refused{"7th arg", ProbeKind::Entry, [] { return field("x", value(arg(6), 8)); }, "argument %6 is on the stack"},
+        Refused{"16 bytes", ProbeKind::Entry, [] { return field("x", load(arg(0), 0, 16)); }, "16-byte values cannot be fetched"},
+        Refused{"no skb layout", ProbeKind::Entry, [] { return field("x", packet(Layer::L3, value(arg(0), 8), 12, 4)); },
+                "offsetof(struct sk_buff, data) is unknown"},
+        Refused{"record in p", ProbeKind::Entry, [] { return field("x", record(8, 4)); }, "not a kprobe fetch-arg"}));
+
+TEST(TracefsTranslateFetch, AnL2HeaderAddressIsNotFetchable) {
+    Fetch f = base(Fetch::Base::Packet);
+    f.layer = Layer::L2;
+    f.skb = std::make_unique<Fetch>(value(arg(0), 8));
+    f = value(std::move(f), 8);
+    std::vector<PlannedField> fields;
+    fields.push_back(field("x", std::move(f)));
+    EXPECT_THROW(tr(probe(ProbeKind::Entry, "ip_rcv", std::move(fields))), Error);
+}
+
+// ---- filters ----
+
+PlannedComparison cmp(std::size_t field, CmpOp op, std::variant<std::int64_t, std::uint64_t, std::string> v) {
+    PlannedComparison c;
+    c.field = field;
+    c.op = op;
+    c.value = std::move(v);
+    return c;
+}
+
+PlannedComparison cmp(PlannedComparison::Subject s, CmpOp op, std::variant<std::int64_t, std::uint64_t, std::string> v) {
+    auto c = cmp(0, op, std::move(v));
+    c.subject = s;
+    return c;
+}
+
+PlannedFilterNode node(PlannedFilter::Op op, std::vector<PlannedFilterNode> operands) {
+    auto f = std::make_unique<PlannedFilter>();
+    f->op = op;
+    f->operands = std::move(operands);
+    return f;
+}
+
+template <typename... T>
+PlannedFilterNode all(T... t) {
+    std::vector<PlannedFilterNode> v;
+    (v.push_back(std::move(t)), ...);
+    return node(PlannedFilter::Op::And, std::move(v));
+}
+
+template <typename... T>
+PlannedFilterNode any(T... t) {
+    std::vector<PlannedFilterNode> v;
+    (v.push_back(std::move(t)), ...);
+    return node(PlannedFilter::Op::Or, std::move(v));
+}
+
+PlannedFilterNode negate(PlannedFilterNode n) {
+    std::vector<PlannedFilterNode> v;
+    v.push_back(std::move(n));
+    return node(PlannedFilter::Op::Not, std::move(v));
+}
+
+// FILTER over fields 0 a (s32), 1 b (u64), 2 name (string, hidden), 3 ip (IPv4), 4 flags
+// (hex u32), 5 c (comm), 6 cpu_now (cpu).
+std::string filter_of(PlannedFilterNode filter, ProbeKind kind = ProbeKind::Entry) {
+    std::vector<PlannedField> fields;
+    fields.push_back(field("a", value(arg(0), 4, true)));
+    fields.push_back(field("b", value(arg(1), 8)));
+    fields.push_back(hidden(field("name", string(arg(2)))));
+    fields.push_back(field("ip", load(arg(3), 4, 4), Display::IPv4));
+    fields.push_back(field("flags", load(arg(3), 8, 4), Display::Hex));
+    fields.push_back(field("c", base(Fetch::Base::Comm)));
+    fields.push_back(field("cpu_now", value(base(Fetch::Base::Cpu), 4)));
+    auto p = probe(kind, "f", std::move(fields));
+    p.filter = std::move(filter);
+    return tr(p).filter;
+}
+
+TEST(TracefsTranslateFilter, ComparisonsOfIntegers) {
+    EXPECT_EQ(filter_of(cmp(0, CmpOp::Eq, std::int64_t{5})), "a == 5");
+    EXPECT_EQ(filter_of(cmp(0, CmpOp::Lt, std::int64_t{-2})), "a < -2");
+    EXPECT_EQ(filter_of(cmp(1, CmpOp::Ge, std::uint64_t{18446744073709551615u})), "b >= 18446744073709551615");
+    EXPECT_EQ(filter_of(cmp(1, CmpOp::Ne, std::int64_t{-1})), "b != 18446744073709551615");
+    EXPECT_EQ(filter_of(cmp(4, CmpOp::Eq, std::uint64_t{0x80})), "flags == 0x80");
+    // The stored bits of a narrower signed field read back signed.
+    EXPECT_EQ(filter_of(cmp(0, CmpOp::Eq, std::uint64_t{0xfffffffe})), "a == -2");
+}
+
+TEST(TracefsTranslateFilter, Ipv4IsTheNetworkOrderInteger) {
+    // 127.0.0.1 as the kernel stores it, read as a little-endian u32.
+    EXPECT_EQ(filter_of(cmp(3, CmpOp::Eq, std::uint64_t{0x0100007f})), "ip == 16777343");
+}
+
+TEST(TracefsTranslateFilter, StringsAreQuotedAndGlobbed) {
+    EXPECT_EQ(filter_of(cmp(2, CmpOp::Eq, std::string("/etc/passwd"))), "name == \"/etc/passwd\"");
+    EXPECT_EQ(filter_of(cmp(2, CmpOp::Glob, std::string("*.so*"))), "name ~ \"*.so*\"");
+    EXPECT_EQ(filter_of(cmp(2, CmpOp::Ne, std::string("say \"hi\""))), "name != 'say \"hi\"'");
+}
+
+TEST(TracefsTranslateFilter, HeaderSubjects) {
+    using S = PlannedComparison::Subject;
+    EXPECT_EQ(filter_of(cmp(S::Comm, CmpOp::Eq, std::string("bash"))), "comm == \"bash\"");
+    EXPECT_EQ(filter_of(cmp(S::Pid, CmpOp::Eq, std::int64_t{42})), "common_pid == 42");
+    EXPECT_EQ(filter_of(cmp(S::Tid, CmpOp::Ne, std::int64_t{42})), "common_pid != 42");
+    // Fields whose value is the header's: comm and cpu
+    EXPECT_EQ(filter_of(cmp(5, CmpOp::Glob, std::string("ba*"))), "comm ~ \"ba*\"");
+    EXPECT_EQ(filter_of(cmp(6, CmpOp::Eq, std::int64_t{1})), "cpu == 1");
+}
+
+TEST(TracefsTranslateFilter, PrecedenceAndNegation) {
+    auto a = [] { return cmp(0, CmpOp::Eq, std::int64_t{1}); };
+    auto b = [] { return cmp(1, CmpOp::Eq, std::int64_t{2}); };
+    auto c = [] { return cmp(2, CmpOp::Eq, std::string("x")); };
+    EXPECT_EQ(filter_of(any(all(a(), b()), c())), "(a == 1 && b == 2) || name == \"x\"");
+    EXPECT_EQ(filter_of(all(any(a(), b()), c())), "(a == 1 || b == 2) && name == \"x\"");
+    EXPECT_EQ(filter_of(all(a(), b(), c())), "a == 1 && b == 2 && name == \"x\"");
+    EXPECT_EQ(filter_of(negate(a())), "!(a == 1)");
+    EXPECT_EQ(filter_of(negate(any(a(), b()))), "!(a == 1 || b == 2)");
+    EXPECT_EQ(filter_of(all(negate(a()), negate(negate(b())))), "!(a == 1) && !(!(b == 2))");
+}
+
+struct BadFilter {
+    const char* what;
+    std::function<PlannedComparison()> make;
+    const char* message;
+};
+
+void PrintTo(const BadFilter& b, std::ostream* os) { *os << b.what; }
+
+class TracefsTranslateBadFilter : public testing::TestWithParam<BadFilter> {};
+
+TEST_P(TracefsTranslateBadFilter, SourceErrorAtTheComparison) {
+    auto c = GetParam().make();
+    c.span = {4, 3};
+    try {
+        filter_of(std::move(c));
+        FAIL() << "translated";
+    } catch (const SourceError& e) {
+        EXPECT_NE(std::string(e.what()).find(GetParam().message), std::string::npos) << e.what();
+        EXPECT_EQ(e.pos, 4u);
+        EXPECT_EQ(e.len, 3u);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    TracefsTranslate, TracefsTranslateBadFilter,
+    testing::Values(BadFilter{"glob on int", [] { return cmp(0, CmpOp::Glob, std::int64_t{1}); }, "~ matches strings only"},
+                    BadFilter{"string on int", [] { return cmp(0, CmpOp::Eq, std::string("x")); }, "a number compared with a string"},
+                    BadFilter{"int on string", [] { return cmp(2, CmpOp::Eq, std::int64_t{1}); }, "a string compared with a number"},
+                    BadFilter{"ordered string", [] { return cmp(2, CmpOp::Lt, std::string("x")); }, "strings compare with ==, != and ~ only"},
+                    BadFilter{"both quotes", [] { return cmp(2, CmpOp::Eq, std::string("'\"")); }, "both kinds of quotes"}));
+
+// ---- tracepoints ----
+
+EventFormat exec_format() {
+    EventFormat f{"sched", "sched_process_exec", 300, {}};
+    f.fields = {{"unsigned short", "common_type", 0, 2, false},
+                {"int", "common_pid", 4, 4, true},
+                {"char[]", "filename", 8, 4, false, true},
+                {"pid_t", "pid", 12, 4, true},
+                {"pid_t", "old_pid", 16, 4, true}};
+    return f;
+}
+
+TEST(TracefsTranslateTracepoint, TheEventItselfWithAFilterOnItsFields) {
+    std::vector<PlannedField> fields;
+    fields.push_back(field("p", record(12, 4, true)));  // an alias of pid
+    fields.push_back(hidden(field("file", string(base(Fetch::Base::Record), 8))));
+    auto p = tracepoint("sched", "sched_process_exec", std::move(fields));
+    p.filter = all(cmp(0, CmpOp::Gt, std::int64_t{1}), cmp(1, CmpOp::Glob, std::string("*/true")));
+    auto ctx = context();
+    ctx.tracepoints.push_back(exec_format());
+    auto t = translate(p, 7, ctx);
+    EXPECT_EQ(t.system, "sched");
+    EXPECT_EQ(t.event, "sched_process_exec");
+    EXPECT_TRUE(t.args.empty());
+    EXPECT_TRUE(t.definition().empty());
+    EXPECT_EQ(t.filter, "pid > 1 && filename ~ \"*/true\"");
+    ASSERT_EQ(t.fields.size(), 1u);
+    EXPECT_EQ(t.fields[0].name, "pid");
+    // Without the format, the plan's names are the best guess.
+    EXPECT_EQ(tr(p).filter, "p > 1 && file ~ \"*/true\"");
+}
+
+TEST(TracefsTranslateTracepoint, CommIsUppercaseWhenTheEventHasACommField) {
+    using S = PlannedComparison::Subject;
+    auto p = tracepoint("sched", "sched_wakeup");
+    p.filter = cmp(S::Comm, CmpOp::Eq, std::string("bash"));
+    auto ctx = context();
+    EXPECT_EQ(translate(p, 0, ctx).filter, "COMM == \"bash\"");  // format unknown: be safe
+    ctx.tracepoints.push_back({"sched", "sched_wakeup", 1, {{"char[16]", "comm", 8, 16, false}}});
+    EXPECT_EQ(translate(p, 0, ctx).filter, "COMM == \"bash\"");
+    ctx.tracepoints.back().fields[0].name = "target_cpu";
+    EXPECT_EQ(translate(p, 0, ctx).filter, "comm == \"bash\"");
+}
+
+TEST(TracefsTranslateTracepoint, RecordPointersCannotBeFollowed) {
+    Fetch f = string(base(Fetch::Base::Record));
+    f.derefs = {16};
+    std::vector<PlannedField> fields;
+    fields.push_back(field("x", std::move(f)));
+    EXPECT_THROW(tr(tracepoint("syscalls", "sys_enter_openat", std::move(fields))), Error);
+}
+
+// ---- -S ----
+
+std::vector<PlannedProbe> sample_probes() {
+    std::vector<PlannedProbe> v;
+    std::vector<PlannedField> fields;
+    fields.push_back(field("name", string(arg(1, {0}))));
+    v.push_back(probe(ProbeKind::Entry, "do_filp_open", std::move(fields)));
+    v.back().text = "p do_filp_open name=%1->name f:comm==\"it's\"";
+    v.back().filter = cmp(PlannedComparison::Subject::Comm, CmpOp::Eq, std::string("it's"));
+    fields.clear();
+    fields.push_back(field("ret", value(base(Fetch::Base::Retval), 4, true)));
+    v.push_back(probe(ProbeKind::Return, "do_sys_openat2", std::move(fields)));
+    v.push_back(tracepoint("sched", "sched_process_exec"));
+    v.back().filter = cmp(PlannedComparison::Subject::Pid, CmpOp::Ne, std::int64_t{1});
+    return v;
+}
+
+TEST(TracefsTranslateScript, CreatesFiltersEnablesAndCleansUp) {
+    auto s = script(sample_probes(), context());
+    EXPECT_TRUE(s.starts_with("#!/bin/sh\n")) << s;
+    for (const char* line : {
+             "G=ksurf_sh_$$\n",
+             "I=$T/instances/$G\n",
+             "mkdir \"$I\"\n",
+             "echo mono > \"$I/trace_clock\"",
+             "trap cleanup EXIT\n",
+             "\t[ ! -d \"$I\" ] || rmdir \"$I\"",
+             "\tfor e in p0 r1; do printf -- '-:%s/%s\\n' \"$G\" \"$e\" >> \"$T/kprobe_events\"; done",
+             "# do_filp_open: p do_filp_open name=%1->name f:comm==\"it's\"\n",
+             "kprobe \"p:$G/p0 \"'do_filp_open name=+0(+0(%si)):string __comm=$comm'\n",
+             "filter \"$G/p0\" 'comm == \"it'\\''s\"'\n",
+             "echo 1 > \"$I/events/$G/p0/enable\"\n",
+             "kprobe \"r:$G/r1 \"'do_sys_openat2 ret=$retval:s32 __comm=$comm'\n",
+             "filter \"sched/sched_process_exec\" 'common_pid != 1'\n",
+             "echo 1 > \"$I/events/sched/sched_process_exec/enable\"\n",
+             "cat \"$I/trace_pipe\" &\n",
+         })
+        EXPECT_NE(s.find(line), std::string::npos) << "missing: " << line << "\nin:\n" << s;
+    // Appending, never truncating: `>` on kprobe_events would remove every kprobe.
+    EXPECT_EQ(s.find(" > \"$T/kprobe_events\""), std::string::npos) << s;
+}
+
+TEST(TracefsTranslateScript, IsValidShell) {
+    char path[] = "/tmp/ksurf-script-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    write_private_file(path, script(sample_probes(), context()));
+    EXPECT_EQ(std::system(("sh -n " + std::string(path)).c_str()), 0);
+    unlink(path);
+}
+
+TEST(TracefsTranslateScript, WithoutKprobesThereIsNothingToRemove) {
+    std::vector<PlannedProbe> v;
+    v.push_back(tracepoint("sched", "sched_process_exec"));
+    auto s = script(v, context());
+    EXPECT_EQ(s.find("kprobe_events\"; done"), std::string::npos) << s;
+}
+
+TEST(TracefsTranslateScript, PrivateFileIsMode0600EvenWhenItExisted) {
+    char path[] = "/tmp/ksurf-script-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    fchmod(fd, 0644);
+    close(fd);
+    write_private_file(path, "x\n");
+    struct stat st {};
+    ASSERT_EQ(stat(path, &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    EXPECT_EQ(st.st_size, 2);
+    unlink(path);
+    EXPECT_THROW(write_private_file("/nonexistent/dir/x", "x"), Error);
+}
+
+// ---- run names ----
+
+TEST(TracefsTranslateRunName, RoundTripsAndRejectsOthers) {
+    EXPECT_EQ(run_name(1234), "ksurf_1234");
+    EXPECT_EQ(run_pid("ksurf_1234"), 1234);
+    for (const char* other : {"ksurf_", "ksurf_sh_12", "ksurf_12x", "ksurf_0", "ksurf_012", "ksurf_-1", "kprobes",
+                              "ksurf_99999999999"})
+        EXPECT_EQ(run_pid(other), std::nullopt) << other;
+}
+
+}  // namespace
+}  // namespace ksurf::tracefs
