@@ -58,8 +58,14 @@ std::vector<std::string> filter_functions() {
     return lines;
 }
 
-tracefs::SkbLayout skb_layout(const Btf& btf) {
-    return {static_cast<std::int64_t>(member(btf.find_type("struct sk_buff"), "data").offset)};
+// Only plans that read packet headers need sk_buff's layout; others must not depend on a
+// --btf file describing it.
+tracefs::SkbLayout skb_layout(const Btf& btf, const std::vector<PlannedProbe>& plans) {
+    for (const auto& p : plans)
+        for (const auto& f : p.fields)
+            if (f.fetch.base == Fetch::Base::Packet)
+                return {static_cast<std::int64_t>(member(btf.find_type("struct sk_buff"), "data").offset)};
+    return {};
 }
 
 // The tracepoints the e probes name, for translation and tracefs filters.
@@ -106,12 +112,13 @@ int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t 
 }
 
 // The BPF backend's options for --backend REQ; -v prints each probe's attach type and why.
-BpfOptions bpf_options(BackendRequest req, Features& features, bool verbose) {
+BpfOptions bpf_options(BackendRequest req, Features& features, const Btf& btf, bool verbose) {
     BpfOptions o;
     o.attach = req == BackendRequest::Fentry   ? FunctionAttach::Fentry
                : req == BackendRequest::Kprobe ? FunctionAttach::Kprobe
                                                : FunctionAttach::Auto;
     o.features = &features;
+    o.btf = &btf;
     if (verbose) o.explain = [](const std::string& line) { fmt::print(stderr, "ksurf: {}\n", line); };
     return o;
 }
@@ -136,7 +143,7 @@ int run_trace(const TraceOptions& opt) {
         for (const auto& p : plans) print_plan(p);
 
     if (opt.script || !opt.script_file.empty()) {
-        const tracefs::TranslateContext tctx{tracefs::run_name(getpid()), skb_layout(btf), tracepoint_formats(plans)};
+        const tracefs::TranslateContext tctx{tracefs::run_name(getpid()), skb_layout(btf, plans), tracepoint_formats(plans)};
         const std::string text = tracefs::script(plans, tctx);
         if (opt.script_file.empty())
             fmt::print("{}", text);
@@ -153,9 +160,9 @@ int run_trace(const TraceOptions& opt) {
     auto sink = [&](const Event& ev) { out->write(ev); };
     std::unique_ptr<Backend> backend;
     if (choice.kind == BackendKind::Tracefs) {
-        backend = make_tracefs_backend(sink, skb_layout(btf));
+        backend = make_tracefs_backend(sink, skb_layout(btf, plans));
     } else {
-        backend = make_bpf_backend(sink, bpf_options(request, features, opt.verbose));
+        backend = make_bpf_backend(sink, bpf_options(request, features, btf, opt.verbose));
     }
     for (const auto& p : plans) backend->add(p);
     return loop(*backend, *out, opt, plans.size());

@@ -437,7 +437,9 @@ EventFormat exec_format() {
 TEST(TracefsTranslateTracepoint, TheEventItselfWithAFilterOnItsFields) {
     std::vector<PlannedField> fields;
     fields.push_back(field("p", record(12, 4, true)));  // an alias of pid
-    fields.push_back(hidden(field("file", string(base(Fetch::Base::Record), 8))));
+    Fetch filename = load(base(Fetch::Base::Record), 8, 4);
+    filename.access = Fetch::Access::DataLoc;
+    fields.push_back(hidden(field("file", std::move(filename), Display::String)));
     auto p = tracepoint("sched", "sched_process_exec", std::move(fields));
     p.filter = all(cmp(0, CmpOp::Gt, std::int64_t{1}), cmp(1, CmpOp::Glob, std::string("*/true")));
     auto ctx = context();

@@ -415,7 +415,9 @@ private:
         // format's word on where the text is.
         s.shift = x.bit_size ? x.bit_offset : 0;
         s.field.offset = static_cast<std::uint32_t>(x.offset);
-        s.field.size = x.size;
+        s.field.size = x.access == Fetch::Access::DataLoc ? 4 : x.size;
+        s.field.data_loc = x.access == Fetch::Access::DataLoc;
+        s.is_string |= s.field.data_loc;
         if (const auto* known = p.format.field(src.name); known && known->offset == x.offset) {
             s.field = *known;
             if (!s.is_string && !known->data_loc && !known->rel_loc) s.field.size = std::min(x.size, known->size);

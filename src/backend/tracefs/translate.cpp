@@ -210,7 +210,8 @@ private:
             case Fetch::Base::Cpu: name = generic("cpu", "CPU"); break;
             default:
                 name = names_[c.field];
-                is_string = field->fetch.access == Fetch::Access::String || field->display == Display::String;
+                is_string = field->fetch.access == Fetch::Access::String ||
+                            field->fetch.access == Fetch::Access::DataLoc || field->display == Display::String;
                 is_signed = field->fetch.is_signed;
                 bits = value_bits(field->fetch);
                 hex = field->display == Display::Hex;
