@@ -33,6 +33,17 @@ struct Event {
     std::vector<FieldValue> fields;
 };
 
+// The low BITS (16, 32, 64) of V byte-swapped: how b16_/B32_... fields turn network-order
+// values into numbers. Other widths leave V as it is.
+inline std::uint64_t swap_low(std::uint64_t v, unsigned bits) {
+    switch (bits) {
+    case 16: return __builtin_bswap16(static_cast<std::uint16_t>(v));
+    case 32: return __builtin_bswap32(static_cast<std::uint32_t>(v));
+    case 64: return __builtin_bswap64(v);
+    default: return v;
+    }
+}
+
 // The fields of a raw tracepoint record laid out as FMT says, in order, without the
 // common_* header fields. Reads never leave RECORD: truncated fields are skipped.
 std::vector<FieldValue> decode_tracepoint(const tracefs::EventFormat& fmt, std::span<const std::uint8_t> record);

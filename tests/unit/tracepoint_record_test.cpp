@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "formats.h"
 #include "ksurf/error.h"
 #include "ksurf/events.h"
 #include "ksurf/format.h"
@@ -11,36 +12,8 @@
 
 namespace {
 
-// Verbatim from a 6.18 kernel's events/sched/sched_process_exec/format.
-constexpr const char* kExecFormat = R"(name: sched_process_exec
-ID: 365
-format:
-	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
-	field:unsigned char common_flags;	offset:2;	size:1;	signed:0;
-	field:unsigned char common_preempt_count;	offset:3;	size:1;	signed:0;
-	field:int common_pid;	offset:4;	size:4;	signed:1;
-
-	field:__data_loc char[] filename;	offset:8;	size:4;	signed:0;
-	field:pid_t pid;	offset:12;	size:4;	signed:1;
-	field:pid_t old_pid;	offset:16;	size:4;	signed:1;
-
-print fmt: "filename=%s pid=%d old_pid=%d", __get_str(filename), REC->pid, REC->old_pid
-)";
-
-constexpr const char* kSwitchFormat = R"(name: sched_switch
-ID: 317
-format:
-	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
-	field:unsigned char common_flags;	offset:2;	size:1;	signed:0;
-	field:unsigned char common_preempt_count;	offset:3;	size:1;	signed:0;
-	field:int common_pid;	offset:4;	size:4;	signed:1;
-
-	field:char prev_comm[16];	offset:8;	size:16;	signed:0;
-	field:pid_t prev_pid;	offset:24;	size:4;	signed:1;
-	field:int prev_prio;	offset:28;	size:4;	signed:1;
-	field:long prev_state;	offset:32;	size:8;	signed:1;
-	field:const void * ptr;	offset:40;	size:8;	signed:0;
-)";
+using ksurf::test::kExecFormat;
+using ksurf::test::kSwitchFormat;
 
 template <typename T>
 void put(std::vector<std::uint8_t>& rec, std::size_t off, T v) {
@@ -75,7 +48,10 @@ TEST(TracefsFormat, ParsesArraysAndPointers) {
     EXPECT_TRUE(fmt.field("prev_comm")->is_string());
     EXPECT_EQ(fmt.field("ptr")->type, "const void *");
     EXPECT_TRUE(fmt.field("ptr")->is_pointer());
-    EXPECT_FALSE(fmt.has_dynamic());
+    ASSERT_NE(fmt.field("rel"), nullptr);
+    EXPECT_TRUE(fmt.field("rel")->rel_loc);
+    EXPECT_FALSE(fmt.field("rel")->data_loc);
+    EXPECT_TRUE(fmt.has_dynamic());
 }
 
 TEST(TracefsFormat, RejectsFileWithoutFields) {

@@ -389,15 +389,6 @@ private:
     std::vector<ksurf_pattern> patterns_;
 };
 
-std::uint64_t swap_low(std::uint64_t v, unsigned bits) {
-    switch (bits) {
-    case 16: return __builtin_bswap16(static_cast<std::uint16_t>(v));
-    case 32: return __builtin_bswap32(static_cast<std::uint32_t>(v));
-    case 64: return __builtin_bswap64(v);
-    default: return v;
-    }
-}
-
 }  // namespace
 
 std::string probe_label(const PlannedProbe& p) {

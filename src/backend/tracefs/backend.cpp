@@ -170,15 +170,6 @@ std::uint64_t load_le(const std::uint8_t* p, std::uint32_t size) {
     return v;
 }
 
-std::uint64_t swap_low(std::uint64_t v, unsigned bits) {
-    switch (bits) {
-    case 16: return __builtin_bswap16(static_cast<std::uint16_t>(v));
-    case 32: return __builtin_bswap32(static_cast<std::uint32_t>(v));
-    case 64: return __builtin_bswap64(v);
-    default: return v;
-    }
-}
-
 std::string c_string(std::span<const std::uint8_t> bytes, std::size_t limit) {
     bytes = bytes.first(std::min(bytes.size(), limit));
     return {bytes.begin(), std::find(bytes.begin(), bytes.end(), std::uint8_t{0})};
