@@ -225,6 +225,13 @@ TEST(TracefsBackend, ScriptOfAKprobeNeedsNoKprobes) {
     EXPECT_NE(r.out.find("filter \"$G/p0\" 'comm == \"cat\"'"), std::string::npos) << r.out;
 }
 
+// -S reads only BTF (world-readable), so it needs no privileges.
+TEST(TracefsBackend, ScriptOfAKprobeNeedsNoRoot) {
+    auto r = Process({ksurf_bin(), "-S", "p do_filp_open name=%1->name"}, uid_t{65534}).finish();
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("'do_filp_open name=+0(+0(%si)):string __comm=$comm'"), std::string::npos) << r.out;
+}
+
 // The script traces by itself and removes its instance when terminated.
 TEST(TracefsBackend, ScriptFileRunsAndCleansUp) {
     const std::string file = fmt::format("/tmp/ksurf-tfs-{}.sh", getpid());
