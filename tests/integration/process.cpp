@@ -6,7 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <cstdlib>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 
@@ -130,6 +133,13 @@ std::vector<std::string> lines(const std::string& text) {
     std::istringstream in(text);
     for (std::string l; std::getline(in, l);) v.push_back(l);
     return v;
+}
+
+bool has_true_exec_line(const std::string& out, pid_t pid) {
+    const std::regex line(fmt::format(R"((^|\n)true-{0} \[\d{{3}}\] \d+\.\d{{6}}: sched_process_exec: )"
+                                      R"(filename=(/usr)?/bin/true pid={0} old_pid={0}\n)",
+                                      pid));
+    return std::regex_search(out, line);
 }
 
 }  // namespace ksurf::test

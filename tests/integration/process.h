@@ -52,4 +52,7 @@ pid_t spawn_and_wait(const std::vector<std::string>& argv);
 
 std::vector<std::string> lines(const std::string& text);
 
+// Whether OUT has the ftrace-like sched_process_exec line of /bin/true run as PID.
+bool has_true_exec_line(const std::string& out, pid_t pid);
+
 }  // namespace ksurf::test
