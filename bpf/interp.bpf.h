@@ -209,14 +209,12 @@ static __always_inline int ksurf_filter(struct ksurf_scratch *s)
 	return *stack & 1;
 }
 
-/* Fields the filter reads come first in cfg.fields (the first `nfilter`): the others are
- * fetched only for events that pass. Kernel stacks (-s) belong after the filter too. */
-static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
+/* Whether the probe takes this hit: the fields the filter reads come first in cfg.fields
+ * (the first `nfilter`) and are fetched before it runs; a rejected hit is counted and
+ * costs nothing more. Every program that gates on a probe's predicate (events here, call
+ * graphs in bpf/graph.bpf.c) goes through this. */
+static __always_inline int ksurf_accept(void *ctx, struct ksurf_scratch *s)
 {
-	struct ksurf_scratch *s = ksurf_begin(probe_id);
-
-	if (!s)
-		return 0;
 #pragma unroll
 	for (int i = 0; i < KSURF_MAX_FIELDS; i++) {
 		if (i >= cfg.nfilter)
@@ -227,6 +225,16 @@ static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
 		ksurf_count(KSURF_STAT_FILTERED);
 		return 0;
 	}
+	return 1;
+}
+
+/* The other fields are fetched only for hits that pass. */
+static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
+{
+	struct ksurf_scratch *s = ksurf_begin(probe_id);
+
+	if (!s || !ksurf_accept(ctx, s))
+		return 0;
 #pragma unroll
 	for (int i = 0; i < KSURF_MAX_FIELDS; i++) {
 		if (i < cfg.nfilter)

@@ -1,0 +1,40 @@
+// Kernel symbols from /proc/kallsyms: addresses to names for stacks and call graphs, names
+// to address ranges for caller predicates. Addresses read as 0 without CAP_SYSLOG
+// (kptr_restrict); load() then fails rather than symbolizing everything as one name.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ksurf {
+
+struct KernelSymbol {
+    std::uint64_t addr = 0;
+    std::uint64_t end = 0;   // the next symbol's address: where this one's code may end
+    std::string name;
+    std::string module;      // empty for vmlinux
+};
+
+class Kallsyms {
+public:
+    // Text symbols only (t/T), sorted by address.
+    static Kallsyms load(const std::string& path = "/proc/kallsyms");
+    static Kallsyms parse(std::string_view text);
+
+    // The symbol whose [addr, end) holds ADDR; nullptr outside kernel text.
+    const KernelSymbol* at(std::uint64_t addr) const;
+    // "func+0x1a/0x90 [module]", or the address in hex when no symbol holds it.
+    std::string describe(std::uint64_t addr) const;
+    // Every text symbol named NAME ("module:name" restricts it to one module); several for
+    // static functions that share a name.
+    std::vector<const KernelSymbol*> find(std::string_view name) const;
+    const std::vector<KernelSymbol>& symbols() const { return syms_; }
+
+private:
+    std::vector<KernelSymbol> syms_;
+};
+
+}  // namespace ksurf
