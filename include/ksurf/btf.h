@@ -111,6 +111,9 @@ public:
     // The tp_btf prototype of a tracepoint from its btf_trace_<event> typedef, without the
     // leading `void *__data`; BTF does not name these parameters.
     Function find_tracepoint_proto(std::string_view event) const;
+    // Every function vmlinux's BTF describes: what globs expand over when the kernel's own
+    // list of traceable functions cannot be read.
+    std::vector<std::string> function_names() const;
 
 private:
     struct Deleter {

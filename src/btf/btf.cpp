@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <numeric>
+#include <unordered_map>
 
 namespace ksurf {
 namespace {
@@ -41,20 +42,36 @@ std::uint32_t own_start(const struct btf* b) {
     return base ? btf__type_cnt(base) : 1;
 }
 
-std::uint32_t find_id(const struct btf* b, std::string_view name, int kind, std::uint32_t first,
-                      std::uint32_t last) {
-    for (std::uint32_t id = first; id < last; ++id) {
-        const btf_type* t = type_of(b, id);
-        if (btf_kind(t) == kind && name_of(b, t->name_off) == name) return id;
-    }
-    return 0;
+// Names to ids of one BTF's own types, built on first use: vmlinux has 100k+ types and a
+// glob resolves hundreds of functions, each a lookup.
+using NameIndex = std::unordered_multimap<std::string_view, std::uint32_t>;
+std::unordered_map<const struct btf*, NameIndex>& name_indexes() {
+    static std::unordered_map<const struct btf*, NameIndex> indexes;
+    return indexes;
+}
+
+const NameIndex& index_of(const struct btf* b) {
+    auto [it, fresh] = name_indexes().try_emplace(b);
+    if (fresh)
+        for (std::uint32_t id = own_start(b), n = btf__type_cnt(b); id < n; ++id)
+            if (const btf_type* t = type_of(b, id); t->name_off) it->second.emplace(name_of(b, t->name_off), id);
+    return it->second;
+}
+
+// The first of B's own types (not its base's) named NAME of KIND; 0 when none is.
+std::uint32_t find_own(const struct btf* b, std::string_view name, int kind) {
+    std::uint32_t best = 0;
+    auto [from, to] = index_of(b).equal_range(name);
+    for (auto it = from; it != to; ++it)
+        if (btf_kind(type_of(b, it->second)) == kind && (!best || it->second < best)) best = it->second;
+    return best;
 }
 
 // A module's own definition of a name shadows vmlinux's.
 std::uint32_t find_named(const struct btf* b, std::string_view name, int kind) {
-    std::uint32_t own = own_start(b);
-    if (std::uint32_t id = find_id(b, name, kind, own, btf__type_cnt(b))) return id;
-    return find_id(b, name, kind, 1, own);
+    if (std::uint32_t id = find_own(b, name, kind)) return id;
+    const struct btf* base = btf__base_btf(b);
+    return base ? find_own(base, name, kind) : 0;
 }
 
 std::vector<std::string_view> words_of(std::string_view s) {
@@ -333,6 +350,7 @@ std::size_t Function::param_index(std::string_view param) const {
 }
 
 void Btf::Deleter::operator()(struct btf* b) const {
+    name_indexes().erase(b);
     btf__free(b);
 }
 
@@ -363,7 +381,7 @@ const struct btf* Btf::btf_of(std::string_view module) const {
 std::optional<Btf::Found> Btf::locate(std::string_view module, std::string_view name, int kind) const {
     auto search = [&](std::string_view mod) -> std::optional<Found> {
         const struct btf* b = btf_of(mod);
-        if (std::uint32_t id = find_id(b, name, kind, own_start(b), btf__type_cnt(b)))
+        if (std::uint32_t id = find_own(b, name, kind))
             return Found{b, id, b == base_.get() ? "" : std::string(mod)};
         return std::nullopt;
     };
@@ -425,6 +443,14 @@ Function Btf::find_tracepoint_proto(std::string_view event) const {
         fail("btf_trace_{} is not a function pointer typedef", event);
     // Skip the `void *__data` every tracepoint callback takes first.
     return make_function(found->btf, ptr.pointee().strip().id(), event, std::move(found->module), 1);
+}
+
+std::vector<std::string> Btf::function_names() const {
+    std::vector<std::string> names;
+    const struct btf* b = base_.get();
+    for (std::uint32_t id = 1, n = btf__type_cnt(b); id < n; ++id)
+        if (const btf_type* t = type_of(b, id); btf_is_func(t)) names.emplace_back(name_of(b, t->name_off));
+    return names;
 }
 
 }  // namespace ksurf
