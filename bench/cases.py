@@ -1,0 +1,259 @@
+"""What bench/run measures. To add a case, add an entry to one of the lists below:
+
+  HitGroup        per-hit cost of rejecting and accepting probes around a trigger loop,
+                  all tracers interleaved with an untraced baseline
+  AttachCase      time to attached / detached and peak RSS of a tracer with many probes
+  ThroughputCase  formatted events per second and drops at offered rates
+
+`needs` names a capability of the ksurf build (see CAPABILITIES); a case whose
+capability is missing is reported as "not available in this build".
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from tracers import TRIGGER_COMM, Command, RawTracefs
+
+NO_COMM = "no-such-comm"  # the rejecting filters' constant: never a real comm
+
+# Capability → regex over `ksurf --help`.
+CAPABILITIES = {
+    "pcap": r"--pcap\b",
+    "skb": r"^\s+skb\b",
+    "graph": r"^\s+graph\b",
+}
+
+
+def capabilities(help_text):
+    return {name for name, rx in CAPABILITIES.items() if re.search(rx, help_text, re.M)}
+
+
+@dataclass
+class Env:
+    """Where a case runs: the binaries and the kernel."""
+
+    ksurf: str
+    trigger: str
+    kernel: str  # "host" or 5.10/6.1/6.12
+    caps: set
+    timeout_s: float
+
+
+def ksurf(env, label, args, count="summary"):
+    return Command(label, [env.ksurf, *args], r"Tracing (\d+) probes?", count, env.timeout_s)
+
+
+# bpftrace prints "Attaching N probes" before it attaches, and runs BEGIN after.
+BPFTRACE_READY = "ksurf-bench-ready"
+
+
+def bpftrace(env, label, program):
+    program = f'BEGIN {{ printf("{BPFTRACE_READY}\\n"); }} {program}'
+    return Command(label, ["bpftrace", "-e", program], BPFTRACE_READY, "lines", env.timeout_s)
+
+
+def comm_filter(comm):
+    return f'f:comm=="{comm}"'
+
+
+@dataclass
+class Tracer:
+    label: str
+    # comm → tracer: the filter passes exactly the events of that comm.
+    make: Callable
+    needs: Optional[str] = None
+    tool: Optional[str] = None  # an outside program it needs, e.g. bpftrace
+
+
+@dataclass
+class HitGroup:
+    title: str
+    where: str  # "host" or "guest"
+    workload: list  # trigger arguments before N
+    tracers: Callable  # env → [Tracer]
+    needs: Optional[str] = None
+    kernels: tuple = ()  # guest kernels it is meaningful on; empty: all
+
+
+@dataclass
+class AttachCase:
+    title: str
+    where: str
+    make: Callable  # (env, scratch) → tracer
+    needs: Optional[str] = None
+    kernels: tuple = ()
+    size: int = 0  # functions attached, for --quick to keep the small sizes only
+    slow: bool = False  # minutes under TCG: only with --slow
+
+
+@dataclass
+class ThroughputCase:
+    title: str
+    where: str
+    make: Callable  # env → tracer whose filter accepts the trigger
+    rates: list = field(default_factory=list)  # offered ops/s; 0 = as fast as it goes
+
+
+# ---- per-hit cost -------------------------------------------------------------
+
+def host_tracepoint(env):
+    probe = "e syscalls/sys_enter_getppid"
+    return [
+        Tracer("ksurf (BPF tracepoint)", lambda c: ksurf(env, "ksurf", ["--backend", "bpf", f"{probe} {comm_filter(c)}"])),
+        Tracer("bpftrace", lambda c: bpftrace(
+            env, "bpftrace", f'tracepoint:syscalls:sys_enter_getppid /comm == "{c}"/ {{ printf("%s %d\\n", comm, pid); }}'),
+            tool="bpftrace"),
+        Tracer("ksurf --backend tracefs", lambda c: ksurf(env, "ksurf tracefs", ["--backend", "tracefs", f"{probe} {comm_filter(c)}"])),
+        Tracer("raw tracefs (by hand)", lambda c: RawTracefs("raw tracefs", "e syscalls/sys_enter_getppid", f'comm == "{c}"')),
+    ]
+
+
+# The function every getppid() calls, with BTF on all three guest kernels.
+GETPPID_FN = "__do_sys_getppid"
+
+
+def guest_function(env):
+    probe = f"p {GETPPID_FN}"
+    bt = f'/comm == "{{c}}"/ {{{{ printf("%s %d\\n", comm, pid); }}}}'
+    return [
+        Tracer("ksurf --backend fentry", lambda c: ksurf(env, "ksurf fentry", ["--backend", "fentry", f"{probe} {comm_filter(c)}"])),
+        Tracer("ksurf --backend kprobe", lambda c: ksurf(env, "ksurf kprobe", ["--backend", "kprobe", f"{probe} {comm_filter(c)}"])),
+        Tracer("bpftrace kfunc", lambda c: bpftrace(env, "bpftrace kfunc", f"kfunc:{GETPPID_FN} " + bt.format(c=c)), tool="bpftrace"),
+        Tracer("bpftrace kprobe", lambda c: bpftrace(env, "bpftrace kprobe", f"kprobe:{GETPPID_FN} " + bt.format(c=c)), tool="bpftrace"),
+        Tracer("ksurf --backend tracefs", lambda c: ksurf(env, "ksurf tracefs", ["--backend", "tracefs", f"{probe} {comm_filter(c)}"])),
+        Tracer("raw tracefs kprobe (by hand)", lambda c: RawTracefs("raw tracefs", f"p {GETPPID_FN}", f'comm == "{c}"')),
+    ]
+
+
+# Issue #6: an in-kernel pcap filter that rejects every packet, against a plain filter
+# and no filter, on the receive path of the trigger's own loopback datagrams. The
+# "accepting" row of --pcap passes UDP, the trigger's traffic.
+def guest_pcap(env):
+    probe = "p ip_rcv"
+    return [
+        Tracer("ksurf, f: filter", lambda c: ksurf(env, "ksurf", [f"{probe} {comm_filter(c)}"])),
+        Tracer("ksurf --pcap", lambda c: ksurf(env, "ksurf --pcap", ["--pcap", "udp" if c == TRIGGER_COMM else "tcp port 1", probe]),
+               needs="pcap"),
+    ]
+
+
+# Issue #7: a graph whose root the loop calls; rejecting: its predicate never matches.
+def guest_graph(env):
+    return [
+        Tracer("ksurf graph", lambda c: ksurf(env, "ksurf graph", ["graph", f"p {GETPPID_FN} {comm_filter(c)}"], count="none"),
+               needs="graph"),
+    ]
+
+
+HIT_GROUPS = [
+    HitGroup("tracepoint syscalls/sys_enter_getppid", "host", ["getppid"], host_tracepoint),
+    HitGroup(f"function {GETPPID_FN}", "guest", ["getppid"], guest_function),
+    HitGroup("packet filter on ip_rcv (loopback UDP)", "guest", ["udp"], guest_pcap, needs="pcap"),
+    HitGroup(f"graph rooted at {GETPPID_FN}", "guest", ["getppid"], guest_graph, needs="graph"),
+]
+
+
+# ---- attach time for many functions ----------------------------------------------
+
+# Globs over networking code an idle guest never runs, so attaching is all that is timed.
+COLD_GLOBS = ["tcp_*", "udp*", "inet_*", "ip6_*", "ipv6_*", "xfrm*", "fib*", "neigh_*", "nf_*"]
+
+
+def function_list(env, count, scratch):
+    """COUNT traceable functions with BTF, as ksurf expands COLD_GLOBS, in a probe file."""
+    path = os.path.join(scratch, f"functions-{count}.probes")
+    if not os.path.exists(path):
+        names = cold_functions(env)
+        if len(names) < count:
+            raise RuntimeError(f"only {len(names)} cold functions with BTF, {count} wanted")
+        with open(path, "w") as f:
+            f.writelines(f"p {n}\n" for n in names[:count])
+    return path
+
+
+_cold = {}
+
+
+def cold_functions(env):
+    if env.ksurf not in _cold:
+        # -S prints the tracefs translation of the expanded globs, a "# FUNC: PROBE" comment each.
+        script = subprocess.run([env.ksurf, "-S", *(f"p {g}" for g in COLD_GLOBS)], capture_output=True, text=True)
+        if script.returncode:
+            raise RuntimeError(f"ksurf -S: {script.stderr.strip()}")
+        names = set(re.findall(r"^# (\S+): p ", script.stdout, re.M))
+        _cold[env.ksurf] = sorted(names & fentry_attachable())
+    return _cold[env.ksurf]
+
+
+def fentry_attachable():
+    """Functions of the running kernel's BTF that every attach type takes: at most six
+    arguments, none of them (nor the return value) a struct or union by value, which
+    fentry refuses (ENOTSUPP) on older kernels."""
+    if not shutil.which("bpftool"):
+        raise RuntimeError("bpftool is needed to pick functions (apt-get install bpftool)")
+    dump = subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "-j"],
+                          capture_output=True, text=True, check=True).stdout
+    types = {t["id"]: t for t in json.loads(dump)["types"]}
+
+    def by_value_aggregate(tid):
+        while tid and types[tid]["kind"] in ("TYPEDEF", "CONST", "VOLATILE", "RESTRICT", "TYPE_TAG"):
+            tid = types[tid]["type_id"]
+        return tid and types[tid]["kind"] in ("STRUCT", "UNION")
+
+    ok = set()
+    for t in types.values():
+        if t["kind"] != "FUNC":
+            continue
+        proto = types[t["type_id"]]
+        args = [p["type_id"] for p in proto.get("params", [])]
+        if len(args) <= 6 and 0 not in args and not any(map(by_value_aggregate, [proto["ret_type_id"], *args])):
+            ok.add(t["name"])
+    return ok
+
+
+def graph_funcs(attach, count):
+    def make(env, scratch):
+        names = open(function_list(env, count, scratch)).read().replace("p ", "").split()
+        return ksurf(env, f"ksurf graph {attach}", ["graph", "icmp_rcv", "--depth", "0", "--attach", attach, "--funcs", *names],
+                     count="none")
+    return make
+
+
+def many(backend, count):
+    def make(env, scratch):
+        return ksurf(env, f"ksurf {backend}", ["--backend", backend, "-f", function_list(env, count, scratch)])
+    return make
+
+
+# One BPF program per function (fentry, and kprobe: `--backend kprobe` never groups into
+# kprobe.multi) makes 1000 probes take minutes under TCG: those run only with --slow.
+ATTACH_CASES = [
+    *(AttachCase(f"{n} functions, --backend {b}", "guest", many(b, n), size=n,
+                 slow=n >= 1000 and b != "tracefs")
+      for n in (100, 1000) for b in ("fentry", "kprobe", "tracefs")),
+    # `ksurf graph ROOT --funcs F...` attaches the listed functions as callees, the one way
+    # to ask for kprobe.multi (6.12 only) by name; ROOT is never called in an idle guest.
+    *(AttachCase(f"{n} functions, graph --funcs, --attach {a}", "guest", graph_funcs(a, n), needs="graph", size=n,
+                 kernels=("6.12",) if a == "kprobe.multi" else (), slow=n >= 1000 and a == "fentry")
+      for n in (100, 1000) for a in ("kprobe.multi", "fentry")),
+    # Issue #7: path mode attaches to every function that takes an sk_buff.
+    *(AttachCase(f"ksurf skb, --backend {b}", "guest",
+                 lambda env, scratch, b=b: ksurf(env, f"ksurf skb {b}", ["--backend", b, "skb"]), needs="skb")
+      for b in ("fentry", "kprobe")),
+]
+
+
+# ---- throughput ------------------------------------------------------------------
+
+THROUGHPUT_CASES = [
+    ThroughputCase("ksurf (BPF tracepoint) → file", "host",
+                   lambda env: ksurf(env, "ksurf", ["--backend", "bpf", f"e syscalls/sys_enter_getppid {comm_filter(TRIGGER_COMM)}"]),
+                   [50_000, 200_000, 0]),
+    ThroughputCase("ksurf --backend tracefs → file", "host",
+                   lambda env: ksurf(env, "ksurf tracefs", ["--backend", "tracefs", f"e syscalls/sys_enter_getppid {comm_filter(TRIGGER_COMM)}"]),
+                   [50_000, 200_000, 0]),
+]
