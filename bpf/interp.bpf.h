@@ -35,6 +35,8 @@ static __always_inline __u64 ksurf_packet(__u64 skb, __u8 layer)
 	return (__u64)BPF_CORE_READ(p, head) + off;
 }
 
+#include "pcap.bpf.h"
+
 /* Failed reads leave zeroes (bpf_probe_read_kernel clears its destination), so a fault
  * anywhere in a chain yields 0 or "" rather than stale data. */
 static __noinline int ksurf_fetch(void *ctx, struct ksurf_scratch *s, __u32 i)
@@ -215,17 +217,35 @@ static __always_inline int ksurf_filter(struct ksurf_scratch *s)
  * graphs in bpf/graph.bpf.c) goes through this. */
 static __always_inline int ksurf_accept(void *ctx, struct ksurf_scratch *s)
 {
+	/* Tasks outside -p/-c/--cgroup are not the user's to see: not counted as filtered. */
+	if (cfg.by_pid && !bpf_map_lookup_elem(&pids, &s->ev.tgid))
+		return 0;
+	if (cfg.cgroup_id && bpf_get_current_cgroup_id() != cfg.cgroup_id)
+		return 0;
 #pragma unroll
 	for (int i = 0; i < KSURF_MAX_FIELDS; i++) {
 		if (i >= cfg.nfilter)
 			break;
 		ksurf_fetch(ctx, s, i);
 	}
-	if (!ksurf_filter(s)) {
+	if (!ksurf_filter(s) || !ksurf_pcap(s)) {
 		ksurf_count(KSURF_STAT_FILTERED);
 		return 0;
 	}
 	return 1;
+}
+
+/* -s: the kernel stack after LEN bytes of payload, from the next 8-byte boundary; the
+ * event's new length. Only hits that passed the filter pay for the unwind. */
+static __always_inline __u32 ksurf_stack(void *ctx, struct ksurf_scratch *s, __u32 len)
+{
+	__u32 at = (len + 7) & ~7U;
+	long n = bpf_get_stack(ctx, s->data + at, KSURF_MAX_STACK * 8, 0);
+
+	if (n <= 0 || n > KSURF_MAX_STACK * 8)
+		return len;
+	s->ev.stack_len = n;
+	return at + n;
 }
 
 /* The other fields are fetched only for hits that pass. */
@@ -247,7 +267,9 @@ static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
 	 * within the offsets the record itself gives. */
 	if (cfg.record_len)
 		bpf_probe_read_kernel(s->data + cfg.record_out, cfg.record_len, ctx);
-	ksurf_submit(s, cfg.data_len);
+	if (cfg.snaplen)
+		ksurf_pcap_copy(s);
+	ksurf_submit(s, cfg.stack ? ksurf_stack(ctx, s, cfg.data_len) : cfg.data_len);
 	return 0;
 }
 

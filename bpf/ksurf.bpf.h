@@ -20,13 +20,21 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* The thread groups -p names and -c starts (and, with -c, their children): key tgid. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KSURF_MAX_PIDS);
+	__type(key, __u32);
+	__type(value, __u8);
+} pids SEC(".maps");
+
 /* Events are assembled here rather than in a ring buffer reservation so that filtered
  * events never touch the ring buffer. */
 struct ksurf_scratch {
 	struct ksurf_event ev;
 	/* Slack for string searches, which the verifier bounds by KSURF_MAX_STR rather than
 	 * by each field's capacity, and which compare a u64 at a time past the end. */
-	__u8 data[KSURF_MAX_DATA + KSURF_MAX_STR + 8];
+	__u8 data[KSURF_MAX_DATA + KSURF_MAX_STACK * 8 + KSURF_MAX_STR + 8];
 	__u16 len[KSURF_MAX_FIELDS]; /* string fields' lengths, for the filter */
 	__u64 stack;                 /* the filter's booleans */
 };
@@ -62,15 +70,15 @@ static __always_inline struct ksurf_scratch *ksurf_begin(__u32 probe_id)
 	s->ev.tgid = id >> 32;
 	s->ev.cpu = bpf_get_smp_processor_id();
 	s->ev.data_len = 0;
-	s->ev.pad = 0;
+	s->ev.stack_len = 0;
 	bpf_get_current_comm(s->ev.comm, sizeof(s->ev.comm));
 	return s;
 }
 
 static __always_inline void ksurf_submit(struct ksurf_scratch *s, __u32 len)
 {
-	if (len > KSURF_MAX_DATA)
-		len = KSURF_MAX_DATA;
+	if (len > KSURF_MAX_DATA + KSURF_MAX_STACK * 8)
+		len = KSURF_MAX_DATA + KSURF_MAX_STACK * 8;
 	s->ev.data_len = len;
 	if (bpf_ringbuf_output(&events, s, sizeof(s->ev) + len, 0))
 		ksurf_count(KSURF_STAT_DROPPED);

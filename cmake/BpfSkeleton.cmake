@@ -1,6 +1,6 @@
-# bpf_skeleton(NAME SOURCE [DEPENDS headers...])
-# Compiles bpf/NAME.bpf.c to a BPF object with clang and generates NAME.skel.h with
-# `bpftool gen skeleton`. Creates an INTERFACE target `NAME_skel` whose include path
+# bpf_skeleton(NAME SOURCE [CFLAGS flags...] [DEPENDS headers...])
+# Compiles SOURCE (with the extra clang CFLAGS) to NAME.bpf.o and generates NAME.skel.h
+# (struct NAME_bpf) with `bpftool gen skeleton`: one source can give several skeletons. Creates an INTERFACE target `NAME_skel` whose include path
 # holds the skeleton, so host code links it like any library.
 find_program(BPF_CLANG NAMES clang clang-19 clang-16 clang-14 REQUIRED)
 find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
@@ -9,7 +9,7 @@ set(BPF_ARCH_DIR x86)
 set(BPF_TARGET_ARCH __TARGET_ARCH_x86)
 
 function(bpf_skeleton name source)
-  cmake_parse_arguments(ARG "" "" "DEPENDS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "CFLAGS;DEPENDS" ${ARGN})
   set(out_dir ${CMAKE_BINARY_DIR}/bpf)
   set(obj ${out_dir}/${name}.bpf.o)
   set(skel ${out_dir}/${name}.skel.h)
@@ -20,9 +20,10 @@ function(bpf_skeleton name source)
             -I${PROJECT_SOURCE_DIR}/vmlinux/${BPF_ARCH_DIR}
             -I${PROJECT_SOURCE_DIR}/include
             -I${PROJECT_SOURCE_DIR}/bpf
+            ${ARG_CFLAGS}
             -c ${source} -o ${obj}
     DEPENDS ${source} ${ARG_DEPENDS}
-    COMMENT "BPF ${name}.bpf.c"
+    COMMENT "BPF ${name}.bpf.o"
     VERBATIM)
   add_custom_command(
     OUTPUT ${skel}

@@ -6,9 +6,11 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 
 #include "ksurf/error.h"
 #include "ksurf/features.h"
+#include "ksurf/graph.h"
 #include "ksurf/trace.h"
 
 namespace {
@@ -49,6 +51,8 @@ Examples:
   ksurf 'p wake_up_new_task comm=%0->comm users=S%0->mm->mm_users f:comm==bash'
   ksurf 'r do_sys_openat2 ret=$retval f:ret<0'
   ksurf 'p ip_rcv proto=@(struct iphdr *)l3%0->protocol ip_src=@(struct iphdr *)l3%0->saddr f:proto==1'
+  ksurf -s 'p do_sys_openat2' -c cat /etc/hostname       # stacks of one command's opens
+  ksurf -p 1234,1235 'e sched/sched_switch prev=%1->comm next=%2->comm'   # tp_btf arguments
   ksurf -S 'p vfs_open name=%0->dentry->d_name.name'    # the tracefs translation, as a script
   ksurf features                                          # what this kernel allows, and why not)");
     app.set_version_flag("--version", std::string("ksurf ") + KSURF_VERSION);
@@ -62,19 +66,67 @@ Examples:
     app.add_flag("-S,--script", opt.script, "Print the tracefs translation as a shell script; attach nothing");
     app.add_option("-o,--output-script", opt.script_file, "Write the tracefs translation to FILE (mode 0600)");
     app.add_flag("-v,--verbose", g_verbose, "Explain choices and show libbpf messages");
+    app.add_flag("-s,--stack", opt.stacks, "Print each event's kernel stack under it");
+    app.add_option("-p,--pid", opt.pids, "Trace only these processes (threads included); repeatable or PID,PID")
+        ->delimiter(',')
+        ->allow_extra_args(false);  // `-p 1 'e ...'`: the probe is not a pid
+    std::vector<std::string> command;  // filled from argv below: CLI11 never sees it
+    app.add_option("-c,--command", command,
+                   "The last option: start CMD [ARGS...] held until the probes are attached, trace only it and what "
+                   "it forks, and end with it");
+    app.add_option("--cgroup", opt.cgroup, "Trace only tasks in this cgroup v2 directory (absolute or under /sys/fs/cgroup; BPF only)");
+    app.add_option("--pcap", opt.pcap, "Only packets this tcpdump expression matches, tested in the kernel on each probe's sk_buff (BPF only)");
+    app.add_option("-w,--write", opt.pcap_file, "Write the matched packets to this pcapng file (mode 0600; BPF only)");
+    app.add_option("--snaplen", opt.snaplen, "-w: bytes kept per packet from its network header")->capture_default_str()->check(CLI::Range(1, 2048));
+    app.add_option("--buffer-size", opt.buffer_kb,
+                   "KB of kernel buffer events wait in: the BPF ring buffer (rounded up to a power of two; default "
+                   "4096) or each CPU's tracefs buffer. Events that find it full are dropped and counted")
+        ->check(CLI::Range(4, 1 << 20));
     auto* features = app.add_subcommand("features", "Probe what this kernel lets ksurf do");
+    ksurf::GraphOptions gopt;
+    auto* graph = app.add_subcommand("graph", "Call graphs under ROOT, recorded only for calls whose predicate holds");
+    graph->fallthrough();  // -d, --json, -v, --btf, --backend as for tracing
+    graph->add_option("root", gopt.root, "FUNC, or a probe 'p FUNC [NAME=EXPR...] [f:FILTER]'")->required();
+    graph->add_option("--where", gopt.where, "Predicate on ROOT's arguments and packet, checked in the kernel");
+    graph->add_option("--pcap", gopt.pcap, "tcpdump expression over ROOT's sk_buff");
+    graph->add_option("--funcs", gopt.funcs, "Also trace the functions these globs match")->expected(1, -1);
+    graph->add_option("--depth", gopt.depth, "Levels of ROOT's callees found in its machine code (0: only --funcs)")
+        ->capture_default_str();
+    graph->add_option("--max", gopt.max, "Record at most N graphs, then end");
+    graph->add_option("--sample", gopt.sample, "Record 1/N of the calls that match");
+    graph->add_option("--min-duration", gopt.min_duration, "Print only graphs lasting at least this long (10us, 2ms)");
+    graph->add_option("--attach", gopt.attach, "Callees on auto, fentry, kprobe or kprobe.multi")->capture_default_str();
     app.require_subcommand(0, 1);
 
-    CLI11_PARSE(app, argc, argv);
+    // Everything after -c is the command's, options included: CLI11 sees only what precedes.
+    int cut = 1;
+    while (cut < argc && std::strcmp(argv[cut], "-c") != 0 && std::strcmp(argv[cut], "--command") != 0) cut++;
+    if (cut < argc) {
+        command.assign(argv + cut + 1, argv + argc);
+        if (command.empty()) {
+            fmt::print(stderr, "ksurf: -c needs a command\n");
+            return 1;
+        }
+    }
+    CLI11_PARSE(app, cut, argv);
+    opt.command = std::move(command);
     opt.verbose = g_verbose;
     libbpf_set_print(libbpf_log);
     try {
         if (features->parsed()) return run_features();
+        if (graph->parsed()) {
+            gopt.duration = opt.duration;
+            gopt.json = opt.json;
+            gopt.verbose = opt.verbose;
+            gopt.backend = opt.backend;
+            gopt.btf_file = opt.btf_file;
+            return ksurf::run_graph(gopt);
+        }
         return ksurf::run_trace(opt);
     } catch (const ksurf::SourceError& e) {
         fmt::print(stderr, "ksurf: {}\n", e.render());
     } catch (const std::exception& e) {
-        fmt::print(stderr, "ksurf: {}\n", e.what());
+        fmt::print(stderr, "ksurf: {}\n", ksurf::printable(e.what()));
     }
     return 1;
 }

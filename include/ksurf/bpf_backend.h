@@ -23,7 +23,12 @@ class Btf;
 class Features;
 struct Function;
 
-enum class BpfAttach : std::uint8_t { Fentry, Fexit, Kprobe, Kretprobe, KprobeMulti, KretprobeMulti, Tracepoint };
+enum class BpfAttach : std::uint8_t {
+    Fentry, Fexit, Kprobe, Kretprobe, KprobeMulti, KretprobeMulti,
+    Tracepoint,  // e probes reading the record (format-file fields)
+    TpBtf,       // e probes reading TP_PROTO arguments (%N), typed by btf_trace_<event>
+    RawTp,       // the same without BTF attach, read with bpf_probe_read
+};
 std::string_view bpf_attach_name(BpfAttach a);  // "fentry", "kretprobe.multi", ...
 
 // ---- Encoding: PlannedProbe → ksurf_config (pure; no kernel) ----
@@ -31,7 +36,7 @@ std::string_view bpf_attach_name(BpfAttach a);  // "fentry", "kretprobe.multi", 
 // Where the program's context keeps what Arg, Reg and Retval fetch.
 struct BpfFrame {
     BpfAttach attach = BpfAttach::Tracepoint;
-    // fentry/fexit: the u64 slot of each parameter in the context (a struct passed by
+    // fentry/fexit, tp_btf, raw_tp: the u64 slot of each parameter in the context (a struct passed by
     // value takes one slot per 8 bytes) and of the return value (fexit). kprobes: the
     // calling-convention slot of each parameter (0..5 in registers, then the stack).
     // Without them, parameter i is slot i.
@@ -74,9 +79,13 @@ BpfProgramSpec encode_bpf(const PlannedProbe& probe, const BpfFrame& frame);
 // The visible fields of one event's PAYLOAD (without the raw record).
 std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload);
 
+// -w: EV's packet and sk_buff from PAYLOAD, when SPEC copies packets.
+void decode_bpf_packet(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload, Event& ev);
+
 // ---- The backend ----
 
-// Which program type runs function (p/r) probes. e probes are always tracepoints.
+// Which program type runs function (p/r) probes. e probes run on tp_btf (then raw_tp) when
+// their fields are TP_PROTO arguments, else on the classic tracepoint.
 enum class FunctionAttach : std::uint8_t {
     Auto,         // fentry/fexit where the kernel and the probe allow, else kprobes
     Fentry,
@@ -89,6 +98,13 @@ struct BpfOptions {
     Features* features = nullptr;  // borrowed; the backend probes its own when null
     const Btf* btf = nullptr;      // borrowed; kernel BTF is loaded when null
     std::uint32_t ringbuf_bytes = 4u << 20;
+    bool stacks = false;              // -s: every event carries its kernel stack, symbolized
+    // Who is traced, decided in the kernel before any field is fetched: these processes
+    // (threads included; -p, -c), also the processes they fork when follow_forks (-c), and
+    // only tasks in the cgroup v2 with this id (--cgroup).
+    std::vector<std::uint32_t> pids;
+    bool follow_forks = false;
+    std::uint64_t cgroup_id = 0;
     // Called once per probe when its attach type is decided (for -v): "p vfs_open: kprobe
     // (fentry: program load refused: ...)".
     std::function<void(const std::string&)> explain;

@@ -17,6 +17,7 @@
 #define KSURF_MAX_PATTERNS 8  /* distinct strings the filter compares with */
 #define KSURF_MAX_PATTERN 64  /* bytes of one such string */
 #define KSURF_MAX_STR 256     /* capacity of a string field, NUL included */
+#define KSURF_MAX_PIDS 4096   /* processes -p and -c trace, children included */
 
 /* Where a field's chain starts. */
 enum ksurf_base {
@@ -96,6 +97,15 @@ struct ksurf_pattern {
 	__u32 full;
 };
 
+/* One classic BPF instruction, struct sock_filter's layout. */
+#define KSURF_MAX_CBPF 64
+struct ksurf_cbpf {
+	__u16 code;
+	__u8 jt;
+	__u8 jf;
+	__u32 k;
+};
+
 struct ksurf_config {
 	__u32 probe_id;      /* ignored by kprobe.multi programs: the attach cookie says */
 	__u16 nfields;
@@ -107,6 +117,20 @@ struct ksurf_config {
 	struct ksurf_field_cfg fields[KSURF_MAX_FIELDS];
 	struct ksurf_op ops[KSURF_MAX_OPS];
 	struct ksurf_pattern patterns[KSURF_MAX_PATTERNS];
+	/* Who is traced, checked before anything is fetched (-p, -c, --cgroup): */
+	__u8 by_pid;         /* only thread groups in the `pids` map */
+	__u8 stack;          /* -s: the kernel stack ends each event */
+	__u16 pad3;
+	__u32 pad4;
+	__u64 cgroup_id;     /* only tasks in the cgroup (v2) with this id; 0: any */
+	/* --pcap and -w (bpf/pcap.bpf.h): a classic BPF program run on the packet from its
+	 * network header, after the filter passed; the sk_buff is filter field `pcap_field`. */
+	__u16 ncbpf;         /* program length; 0: no program */
+	__u8 pcap_field;
+	__u8 pad5;
+	__u16 snaplen;       /* -w: bytes of the packet copied to payload offset pkt_out */
+	__u16 pkt_out;       /* (a u32 wire length, a u32 copied length, then the bytes) */
+	struct ksurf_cbpf cbpf[KSURF_MAX_CBPF];
 };
 
 #endif

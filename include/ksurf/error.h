@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace ksurf {
 
@@ -15,7 +16,8 @@ struct Error : std::runtime_error {
 };
 
 // An error at a span of a probe's text. what() is the one-line message; render() adds the
-// text and a caret line under the span, as a compiler would.
+// text (control and non-ASCII bytes escaped, a long text cut around the span) and a caret
+// line under the span, as a compiler would.
 struct SourceError : Error {
     SourceError(std::string message, std::string source, std::size_t pos, std::size_t len = 1)
         : Error(std::move(message)), source(std::move(source)), pos(pos), len(len ? len : 1) {}
@@ -31,6 +33,10 @@ template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
     throw Error(fmt::format(f, std::forward<Args>(args)...));
 }
+
+// TEXT with every byte a terminal would act on (control, DEL, non-ASCII) written as \xHH:
+// what ksurf prints of user input, which may be hostile.
+std::string printable(std::string_view text);
 
 // "Operation not permitted (EPERM)": errno text with its symbolic name, for reasons the
 // user can search for.

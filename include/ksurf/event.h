@@ -11,6 +11,8 @@
 /* Upper bound of the payload one event carries: 16 fields of which a few are strings, or
  * any tracepoint record the tracers commonly look at. */
 #define KSURF_MAX_DATA 4096
+/* Kernel return addresses one event carries with -s. */
+#define KSURF_MAX_STACK 64
 
 /* Header of one record in the BPF ring buffer; `data_len` bytes of payload follow it. */
 struct ksurf_event {
@@ -19,8 +21,9 @@ struct ksurf_event {
 	__u32 pid;       /* thread id */
 	__u32 tgid;      /* process id */
 	__u32 cpu;
-	__u32 data_len;
-	__u32 pad;       /* room for a kernel stack id (-s) */
+	__u32 data_len;  /* bytes after this header: the payload, then the stack */
+	__u32 stack_len; /* -s: bytes of kernel return addresses ending the data, innermost
+			  * first, from an 8-byte boundary */
 	char comm[KSURF_COMM_LEN];
 };
 

@@ -11,7 +11,8 @@
 
 namespace ksurf {
 
-enum class Display { Decimal, Hex, IPv4, String };
+// IPv6: a 16-byte address, decoded to its text (a string value) by the backend.
+enum class Display { Decimal, Hex, IPv4, IPv6, String };
 
 struct Value {
     std::variant<std::int64_t, std::uint64_t, std::string> v;
@@ -31,6 +32,12 @@ struct Event {
     std::string comm;
     std::string probe;        // event name as printed: the tracepoint or the probe's name
     std::vector<FieldValue> fields;
+    std::vector<std::string> stack;  // -s: kernel frames, innermost first, "func+0x1a/0x90"
+    // -w: the packet from its network header (at most the snap length), its length there
+    // on the wire, and the struct sk_buff * it was read from.
+    std::string packet{};
+    std::uint32_t packet_len = 0;
+    std::uint64_t skb = 0;
 };
 
 // The low BITS (16, 32, 64) of V byte-swapped: how b16_/B32_... fields turn network-order

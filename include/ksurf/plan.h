@@ -27,6 +27,7 @@ struct Fetch {
         Cpu,        // current CPU
         Record,     // e probes: the tracepoint record itself; `offset` is the field's
         Packet,     // the header at `layer` of the sk_buff that `skb` fetches
+        Caller,     // p at entry: the return address into the calling function (`caller`)
     };
     // How the value at the end of the chain is taken.
     enum class Access : std::uint8_t {
@@ -89,6 +90,23 @@ struct PlannedFilter {
     std::vector<PlannedFilterNode> operands;  // Not: exactly one
 };
 
+// One classic BPF instruction, struct sock_filter's layout.
+struct CbpfInsn {
+    std::uint16_t code = 0;
+    std::uint8_t jt = 0, jf = 0;
+    std::uint32_t k = 0;
+};
+
+// --pcap and -w: the packet of the sk_buff that the hidden field `skb_field` holds, tested
+// in the kernel after the filter passed by a classic BPF program libpcap compiled for
+// packets that start at their network header, and copied for a pcapng file. BPF only.
+struct PacketCapture {
+    std::size_t skb_field = 0;
+    std::string expr;               // --pcap as written; empty: none
+    std::vector<CbpfInsn> program;  // --pcap compiled; empty: every packet passes
+    std::uint32_t snaplen = 0;      // -w: bytes copied per matched packet; 0: none
+};
+
 struct PlannedProbe {
     ProbeKind kind = ProbeKind::Entry;
     std::string module;       // p/r: empty for vmlinux
@@ -99,6 +117,7 @@ struct PlannedProbe {
     std::vector<PlannedField> fields;
     std::optional<PlannedFilterNode> filter;
     std::string text;         // the probe as written, for errors and -v
+    std::optional<PacketCapture> packet;
 };
 
 }  // namespace ksurf

@@ -15,6 +15,24 @@
 // spelled char/unsigned char/signed char is followed to a string of at most
 // kMaxStringPointer bytes; structs, unions and other arrays are errors.
 //
+// Packet names read the packet of an sk_buff, as `@(struct iphdr *)l3SKB->saddr` would, and
+// work as field expressions (`p ip_rcv src=ip.saddr`) and in filters (`f:tcp.dport==9000`):
+//   ipver (4 or 6, the version nibble of the network header)
+//   ip.saddr ip.daddr (IPv4 text) ip.proto ip.ttl ip.len ip.id
+//   ip6.saddr ip6.daddr (IPv6 text) ip6.nexthdr ip6.hlim ip6.plen
+//   tcp.sport tcp.dport tcp.seq tcp.ack tcp.win   udp.sport udp.dport udp.len
+//   icmp.type icmp.code   icmp6.type icmp6.code
+//   l4proto (filters only: ip.proto of IPv4, ip6.nexthdr of IPv6)
+// Multi-byte numbers print in host order; literals are IPv4/IPv6 text or numbers. A
+// comparison of PROTO.NAME is true only for packets of PROTO (ip: ipver 4; ip6: ipver 6;
+// tcp/udp: IP protocol 6/17 of either version; icmp: IPv4 protocol 1; icmp6: IPv6 next
+// header 58), so another protocol's bytes never match: `tcp.dport!=80` skips UDP. The
+// sk_buff is the probe's field named `skb` if it has one (`skb=%2`), else the function's
+// first struct sk_buff * parameter, else (e probes) the record's `skbaddr`. L4 names read
+// the transport header the kernel set (skb->transport_header); the IPv6 next header is the
+// fixed header's, extension headers are not followed. A parameter or tracepoint field
+// named like the prefix (`ip`) hides the packet names.
+//
 // e probes print tracepoint fields by name only (`NAME=FIELD`); without fields, every
 // non-common field of the format except __rel_loc and non-string dynamic arrays, which
 // no Fetch::Access reads yet. Errors of probes from a file are prefixed with their origin.
@@ -67,5 +85,9 @@ std::vector<std::string> expand_glob(std::string_view glob, const std::vector<st
 // fields. Literals become the field's stored bits (see PlannedComparison). For the probe's
 // own `f:` and `ksurf graph --where`.
 void resolve_filter(const Filter& filter, std::string_view source, PlannedProbe& plan, const ResolveContext& ctx);
+
+// The index of PLAN's hidden field `$skb`, added if needed: the sk_buff the packet names
+// read, which --pcap and -w read too. Throws when the probe has none.
+std::size_t resolve_packet_skb(PlannedProbe& plan, const ResolveContext& ctx);
 
 }  // namespace ksurf

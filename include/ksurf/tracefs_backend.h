@@ -103,7 +103,16 @@ std::vector<StaleRun> cleanup_stale();
 
 namespace ksurf {
 
+// What -s, -p and -c ask of the instance.
+struct TracefsOptions {
+    bool stacks = false;              // options/stacktrace: a kernel_stack record follows each event
+    std::vector<std::uint32_t> pids;  // set_event_pid: the threads of these processes only
+    bool follow_forks = false;        // options/event-fork: and the tasks they fork
+    std::uint32_t buffer_kb = 0;      // --buffer-size: buffer_size_kb, per CPU; 0 keeps the kernel's
+};
+
 // Throws when tracefs cannot be mounted or the instance cannot be created.
-std::unique_ptr<Backend> make_tracefs_backend(Backend::Sink sink, tracefs::SkbLayout skb = {});
+std::unique_ptr<Backend> make_tracefs_backend(Backend::Sink sink, tracefs::SkbLayout skb = {},
+                                              TracefsOptions options = {});
 
 }  // namespace ksurf

@@ -4,6 +4,7 @@
 #include "ksurf/suggest.h"
 
 #include <bpf/btf.h>
+#include <bpf/libbpf.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
@@ -240,7 +241,10 @@ struct btf* parse(const std::filesystem::path& file, struct btf* base) {
     struct btf* b = base ? btf__parse_split(file.c_str(), base) : btf__parse(file.c_str(), nullptr);
     if (!b) {
         int err = errno;
-        fail("cannot load BTF from {}: {}", file.string(), errno_text(err));
+        // libbpf's own codes (4000 and up) say what is wrong with the file.
+        char text[128];
+        fail("cannot load BTF from {}: {}", file.string(),
+             err >= __LIBBPF_ERRNO__START && libbpf_strerror(err, text, sizeof text) == 0 ? std::string(text) : errno_text(err));
     }
     return b;
 }

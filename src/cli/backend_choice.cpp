@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "ksurf/error.h"
@@ -24,9 +25,21 @@ std::optional<std::string> missing(const FeatureQuery& has, std::initializer_lis
     return std::nullopt;
 }
 
+// e probes whose fields are TP_PROTO arguments (%N) rather than the record's.
+bool reads_tp_args(const PlannedProbe& p) {
+    return p.kind == ProbeKind::Tracepoint &&
+           std::any_of(p.fields.begin(), p.fields.end(), [](const auto& f) { return f.fetch.base == Fetch::Base::Arg; });
+}
+
 // Why BPF cannot run PROBE under REQ, or nullopt when it can.
 std::optional<std::string> bpf_refusal(BackendRequest req, const PlannedProbe& p, const FeatureQuery& has) {
     if (auto m = missing(has, {Feature::Bpf, Feature::Ringbuf})) return m;
+    if (reads_tp_args(p)) {
+        auto tp_btf = missing(has, {Feature::TpBtf});
+        auto raw_tp = missing(has, {Feature::RawTp});
+        if (tp_btf && raw_tp) return *tp_btf + "; " + *raw_tp;
+        return std::nullopt;
+    }
     if (p.kind == ProbeKind::Tracepoint) return missing(has, {Feature::Tracepoint});
     const Feature fentry = p.kind == ProbeKind::Return ? Feature::Fexit : Feature::Fentry;
     // fentry attaches at a function's entry only; FUNC+OFF needs a kprobe.
@@ -46,6 +59,7 @@ std::optional<std::string> bpf_refusal(BackendRequest req, const PlannedProbe& p
 }
 
 std::optional<std::string> tracefs_refusal(const PlannedProbe& p, const FeatureQuery& has) {
+    if (reads_tp_args(p)) return "tracefs: a tracepoint's TP_PROTO arguments (%N) exist only for BPF; tracefs sees its record fields";
     if (p.kind == ProbeKind::Tracepoint) return missing(has, {Feature::Tracefs});
     return missing(has, {Feature::Tracefs, Feature::KprobeEvents});
 }

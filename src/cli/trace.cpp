@@ -1,10 +1,18 @@
 #include "ksurf/trace.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <bit>
 #include <chrono>
 #include <csignal>
+#include <cstring>
+#include <functional>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -16,6 +24,7 @@
 #include "ksurf/features.h"
 #include "ksurf/format.h"
 #include "ksurf/parse.h"
+#include "ksurf/pcap.h"
 #include "ksurf/resolve.h"
 #include "ksurf/tracefs.h"
 #include "ksurf/tracefs_backend.h"
@@ -27,11 +36,13 @@ volatile std::sig_atomic_t g_stop = 0;
 
 void on_signal(int) { g_stop = 1; }
 
-// Without SA_RESTART the backends' waits return at once on Ctrl-C, SIGTERM or SIGHUP.
+// Without SA_RESTART the backends' waits return at once on Ctrl-C, SIGTERM or SIGHUP, and
+// on SIGPIPE when the reader of the output is gone (`ksurf ... | head`): the run ends as
+// if by Ctrl-C, removing what it attached, rather than dying with it in place.
 void install_signal_handlers() {
     struct sigaction sa {};
     sa.sa_handler = on_signal;
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) sigaction(sig, &sa, nullptr);
 }
 
 std::string read_file(const std::string& path) {
@@ -51,11 +62,13 @@ std::vector<Probe> parse_all(const TraceOptions& opt) {
     return probes;
 }
 
-std::vector<std::string> filter_functions() {
+// The kernel's traceable functions; BTF's when the kernel will not list them (lockdown,
+// no tracefs, not root), which keeps globs and suggestions working for -S.
+std::vector<std::string> filter_functions(const Btf& btf) {
     std::ifstream in(tracefs::root() + "/available_filter_functions");
     std::vector<std::string> lines;
     for (std::string l; std::getline(in, l);) lines.push_back(std::move(l));
-    return lines;
+    return in.bad() || lines.empty() ? btf.function_names() : lines;
 }
 
 // Only plans that read packet headers need sk_buff's layout; others must not depend on a
@@ -88,13 +101,74 @@ void say_stale(const std::vector<tracefs::StaleRun>& stale) {
                    s.kprobes, s.kprobes == 1 ? "" : "s", s.instance ? " and its tracefs instance" : "");
 }
 
-int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t nprobes) {
-    install_signal_handlers();
+// -c: CMD forked at once but held before its exec until every probe is attached, so its
+// pid can be traced from its first instruction.
+class Command {
+public:
+    explicit Command(const std::vector<std::string>& argv) {
+        int go[2];
+        if (pipe2(go, O_CLOEXEC)) fail("cannot start '{}': {}", argv[0], errno_text(errno));
+        pid_ = fork();
+        if (pid_ < 0) fail("cannot start '{}': {}", argv[0], errno_text(errno));
+        if (pid_ == 0) {
+            close(go[1]);
+            char c;
+            if (read(go[0], &c, 1) != 1) _exit(127);  // ksurf gave up before attaching
+            std::vector<char*> args;
+            for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+            args.push_back(nullptr);
+            execvp(args[0], args.data());
+            fmt::print(stderr, "ksurf: cannot run '{}': {}\n", argv[0], std::strerror(errno));
+            _exit(127);
+        }
+        close(go[0]);
+        go_ = go[1];
+    }
+    ~Command() {
+        // Never released: it must not run untraced. Once released it is the user's.
+        if (go_ >= 0 && !exited_) kill(pid_, SIGKILL);
+        if (go_ >= 0) {
+            close(go_);
+            if (!exited_) waitpid(pid_, nullptr, 0);
+        }
+    }
+    Command(const Command&) = delete;
+    Command& operator=(const Command&) = delete;
+    std::uint32_t pid() const { return static_cast<std::uint32_t>(pid_); }
+    void release() {
+        if (write(go_, "x", 1) != 1) fail("cannot start the command: {}", errno_text(errno));
+        close(go_);
+        go_ = -1;
+    }
+    bool exited() {
+        if (!exited_ && waitpid(pid_, nullptr, WNOHANG) == pid_) exited_ = true;
+        return exited_;
+    }
+
+private:
+    pid_t pid_ = -1;
+    int go_ = -1;
+    bool exited_ = false;
+};
+
+// --cgroup PATH: a cgroup v2 directory, absolute or relative to /sys/fs/cgroup; its id is what
+// bpf_get_current_cgroup_id() returns: the directory's inode number.
+std::uint64_t cgroup_id(const std::string& path) {
+    const std::string dir = path.starts_with('/') ? path : "/sys/fs/cgroup/" + path;
+    struct statfs fs {};
+    struct stat st {};
+    if (statfs(dir.c_str(), &fs) || stat(dir.c_str(), &st)) fail("--cgroup {}: {}", path, errno_text(errno));
+    if (fs.f_type != CGROUP2_SUPER_MAGIC) fail("--cgroup {}: {} is not in a cgroup v2 file system", path, dir);
+    return st.st_ino;
+}
+
+int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t nprobes, Command* command) {
     backend.start();
     fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", nprobes, nprobes == 1 ? "" : "s");
+    if (command) command->release();
     using clock = std::chrono::steady_clock;
     const auto deadline = clock::now() + std::chrono::duration<double>(opt.duration);
-    while (!g_stop) {
+    while (!g_stop && !(command && command->exited())) {
         int wait_ms = 100;
         if (opt.duration > 0) {
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
@@ -123,10 +197,25 @@ BpfOptions bpf_options(BackendRequest req, Features& features, const Btf& btf, b
     return o;
 }
 
+// --pcap and -w: every probe reads the packet of its sk_buff (resolve.h says which).
+void capture_packets(std::vector<PlannedProbe>& plans, const TraceOptions& opt, const ResolveContext& ctx) {
+    const auto program = opt.pcap.empty() ? std::vector<CbpfInsn>{} : compile_pcap(opt.pcap);
+    if (opt.verbose && !program.empty())
+        fmt::print(stderr, "ksurf: --pcap '{}' (classic BPF from the network header):\n{}", opt.pcap, dump_cbpf(program));
+    for (auto& p : plans)
+        p.packet = PacketCapture{resolve_packet_skb(p, ctx), opt.pcap, program, opt.pcap_file.empty() ? 0 : opt.snaplen};
+}
+
 }  // namespace
 
 int run_trace(const TraceOptions& opt) {
+    // Before anything is attached: a signal during set-up must unwind it, not kill it.
+    install_signal_handlers();
     const auto request = parse_backend_request(opt.backend);
+    const bool packets = !opt.pcap.empty() || !opt.pcap_file.empty();
+    constexpr std::string_view kPacketsNeedBpf =
+        "--pcap and -w need the BPF backend: tracefs cannot run a packet filter or copy packets in the kernel";
+    if (packets && (request == BackendRequest::Tracefs || opt.script || !opt.script_file.empty())) fail(kPacketsNeedBpf);
     const auto probes = parse_all(opt);
     Features features;
     // Privileges first: without them every later step fails with a less telling error.
@@ -135,10 +224,11 @@ int run_trace(const TraceOptions& opt) {
     const Btf btf = opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file);
     const ResolveContext ctx{
         btf, [](std::string_view s, std::string_view e) { return tracefs::read_format(tracefs::root(), s, e); },
-        filter_functions};
+        [&btf] { return filter_functions(btf); }};
     std::vector<PlannedProbe> plans;
     for (const auto& p : probes)
         for (auto& plan : resolve_all(p, ctx)) plans.push_back(std::move(plan));
+    if (packets) capture_packets(plans, opt, ctx);
     if (opt.verbose)
         for (const auto& p : plans) print_plan(p);
 
@@ -156,16 +246,38 @@ int run_trace(const TraceOptions& opt) {
     for (const auto& note : choice.notes) fmt::print(stderr, "ksurf: {}\n", note);
     if (features.has(Feature::Tracefs)) say_stale(tracefs::cleanup_stale());
 
+    const std::uint64_t cgroup = opt.cgroup.empty() ? 0 : cgroup_id(opt.cgroup);
+    if (cgroup && choice.kind == BackendKind::Tracefs)
+        fail("--cgroup needs the BPF backend: tracefs event filters cannot match a cgroup");
+    if (packets && choice.kind == BackendKind::Tracefs) fail(kPacketsNeedBpf);
+    std::optional<PcapngWriter> pcapng;
+    if (!opt.pcap_file.empty()) pcapng.emplace(opt.pcap_file, opt.snaplen);
+    std::optional<Command> command;
+    auto pids = opt.pids;
+    if (!opt.command.empty()) pids.push_back(command.emplace(opt.command).pid());
+
     auto out = opt.json ? json_formatter(stdout) : text_formatter(stdout, stderr);
-    auto sink = [&](const Event& ev) { out->write(ev); };
+    auto sink = [&](const Event& ev) {
+        out->write(ev);
+        if (pcapng) pcapng->write(ev);
+    };
     std::unique_ptr<Backend> backend;
     if (choice.kind == BackendKind::Tracefs) {
-        backend = make_tracefs_backend(sink, skb_layout(btf, plans));
+        backend = make_tracefs_backend(sink, skb_layout(btf, plans), {opt.stacks, pids, command.has_value(), opt.buffer_kb});
     } else {
-        backend = make_bpf_backend(sink, bpf_options(request, features, btf, opt.verbose));
+        BpfOptions o = bpf_options(request, features, btf, opt.verbose);
+        o.stacks = opt.stacks;
+        o.pids = pids;
+        o.follow_forks = command.has_value();
+        o.cgroup_id = cgroup;
+        // One ring buffer for all CPUs, whose size the kernel wants a power of two.
+        if (opt.buffer_kb) o.ringbuf_bytes = std::bit_ceil(opt.buffer_kb * 1024u);
+        backend = make_bpf_backend(sink, std::move(o));
     }
     for (const auto& p : plans) backend->add(p);
-    return loop(*backend, *out, opt, plans.size());
+    const int status = loop(*backend, *out, opt, plans.size(), command ? &*command : nullptr);
+    if (pcapng) fmt::print(stderr, "ksurf: wrote {} packets to {}\n", pcapng->written(), opt.pcap_file);
+    return status;
 }
 
 }  // namespace ksurf

@@ -1,5 +1,7 @@
 #include "ksurf/format.h"
 
+#include "ksurf/error.h"
+
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
@@ -10,18 +12,6 @@ namespace {
 std::string ipv4(std::uint64_t v) {
     // Addresses are kept in network byte order, as the kernel stores them.
     return fmt::format("{}.{}.{}.{}", v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >> 24) & 0xff);
-}
-
-// Non-printable bytes would corrupt the terminal and line-oriented consumers.
-std::string printable(const std::string& s) {
-    std::string out;
-    for (unsigned char c : s) {
-        if (c >= 0x20 && c < 0x7f)
-            out += static_cast<char>(c);
-        else
-            out += fmt::format("\\x{:02x}", c);
-    }
-    return out;
 }
 
 std::string timestamp(std::uint64_t ns) { return fmt::format("{}.{:06}", ns / 1000000000, ns % 1000000000 / 1000); }
@@ -35,6 +25,7 @@ public:
                                        timestamp(ev.ts_ns), ev.probe);
         for (const auto& f : ev.fields) line += fmt::format(" {}={}", f.name, format_value(f.value));
         line += '\n';
+        for (const auto& frame : ev.stack) line += fmt::format(" => {}\n", frame);  // as ftrace's stacktrace
         std::fwrite(line.data(), 1, line.size(), out_);
     }
 
@@ -62,6 +53,7 @@ public:
             else
                 std::visit([&](const auto& x) { fields[f.name] = x; }, v.v);
         }
+        if (!ev.stack.empty()) j["stack"] = ev.stack;
         emit(j);
     }
 

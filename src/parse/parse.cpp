@@ -430,8 +430,9 @@ Expr Parser::primary() {
 
 Expr Parser::percent() {
     auto start = pos_++;
-    if (kind_ == ProbeKind::Tracepoint)
-        error(start, 1, "tracepoint probes have no arguments or registers; name a tracepoint field");
+    // A tracepoint's %N is its TP_PROTO argument N (tp_btf/raw_tp); it has no registers.
+    if (kind_ == ProbeKind::Tracepoint && !is_digit(peek()))
+        error(start, 1, "tracepoint probes have no registers; name a tracepoint field or a TP_PROTO argument %N");
     if (is_digit(peek())) {
         auto digits = take_while(is_digit);
         if (digits.size() > 1 || digits[0] > '5')

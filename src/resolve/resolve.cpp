@@ -12,6 +12,7 @@
 
 #include "ksurf/btf.h"
 #include "ksurf/error.h"
+#include "ksurf/kallsyms.h"
 #include "ksurf/suggest.h"
 
 namespace ksurf {
@@ -135,6 +136,120 @@ void follow(Place& p) {
     p.object = true;
 }
 
+// Packet names: PROTO.FIELD of the packet an sk_buff holds, and the protocol-independent
+// `ipver` and `l4proto`. A comparison of a name is true only for packets of its protocol
+// (Proto): the resolver ANDs it with that protocol's test, so bytes of another header
+// never match.
+enum class Proto : std::uint8_t { Any, Ip, Ip6, Tcp, Udp, Icmp, Icmp6 };
+
+struct PacketName {
+    std::string_view name;
+    Proto proto;
+    Layer layer;
+    std::string_view header;  // struct <header>
+    std::string_view member;
+    unsigned swap_bits;       // wire (big-endian) numbers print in host order
+    Display display;
+};
+
+constexpr PacketName kPacketNames[] = {
+    {"ipver", Proto::Any, Layer::L3, "iphdr", "version", 0, Display::Decimal},
+    {"ip.saddr", Proto::Ip, Layer::L3, "iphdr", "saddr", 0, Display::IPv4},
+    {"ip.daddr", Proto::Ip, Layer::L3, "iphdr", "daddr", 0, Display::IPv4},
+    {"ip.proto", Proto::Ip, Layer::L3, "iphdr", "protocol", 0, Display::Decimal},
+    {"ip.ttl", Proto::Ip, Layer::L3, "iphdr", "ttl", 0, Display::Decimal},
+    {"ip.len", Proto::Ip, Layer::L3, "iphdr", "tot_len", 16, Display::Decimal},
+    {"ip.id", Proto::Ip, Layer::L3, "iphdr", "id", 16, Display::Decimal},
+    {"ip6.saddr", Proto::Ip6, Layer::L3, "ipv6hdr", "saddr", 0, Display::IPv6},
+    {"ip6.daddr", Proto::Ip6, Layer::L3, "ipv6hdr", "daddr", 0, Display::IPv6},
+    {"ip6.nexthdr", Proto::Ip6, Layer::L3, "ipv6hdr", "nexthdr", 0, Display::Decimal},
+    {"ip6.hlim", Proto::Ip6, Layer::L3, "ipv6hdr", "hop_limit", 0, Display::Decimal},
+    {"ip6.plen", Proto::Ip6, Layer::L3, "ipv6hdr", "payload_len", 16, Display::Decimal},
+    {"tcp.sport", Proto::Tcp, Layer::L4, "tcphdr", "source", 16, Display::Decimal},
+    {"tcp.dport", Proto::Tcp, Layer::L4, "tcphdr", "dest", 16, Display::Decimal},
+    {"tcp.seq", Proto::Tcp, Layer::L4, "tcphdr", "seq", 32, Display::Decimal},
+    {"tcp.ack", Proto::Tcp, Layer::L4, "tcphdr", "ack_seq", 32, Display::Decimal},
+    {"tcp.win", Proto::Tcp, Layer::L4, "tcphdr", "window", 16, Display::Decimal},
+    {"udp.sport", Proto::Udp, Layer::L4, "udphdr", "source", 16, Display::Decimal},
+    {"udp.dport", Proto::Udp, Layer::L4, "udphdr", "dest", 16, Display::Decimal},
+    {"udp.len", Proto::Udp, Layer::L4, "udphdr", "len", 16, Display::Decimal},
+    {"icmp.type", Proto::Icmp, Layer::L4, "icmphdr", "type", 0, Display::Decimal},
+    {"icmp.code", Proto::Icmp, Layer::L4, "icmphdr", "code", 0, Display::Decimal},
+    {"icmp6.type", Proto::Icmp6, Layer::L4, "icmp6hdr", "icmp6_type", 0, Display::Decimal},
+    {"icmp6.code", Proto::Icmp6, Layer::L4, "icmp6hdr", "icmp6_code", 0, Display::Decimal},
+};
+// Filters only: the IPv4 protocol or the IPv6 next header, whichever the packet has.
+constexpr std::string_view kL4Proto = "l4proto";
+
+const PacketName* packet_name(std::string_view name) {
+    for (const PacketName& n : kPacketNames)
+        if (n.name == name) return &n;
+    return nullptr;
+}
+
+const PacketName& packet_name_ok(std::string_view name) {
+    const PacketName* n = packet_name(name);
+    if (!n) fail("internal: no packet name '{}'", name);
+    return *n;
+}
+
+// The IP protocol number a name's packets carry; 0 for IP-level names.
+std::uint64_t ip_protocol(Proto p) {
+    switch (p) {
+    case Proto::Tcp: return 6;
+    case Proto::Udp: return 17;
+    case Proto::Icmp: return 1;
+    case Proto::Icmp6: return 58;
+    default: return 0;
+    }
+}
+
+bool is_skb_pointer(const Type& t) {
+    Type s = t.strip();
+    return s.kind() == Kind::Pointer && s.pointee().strip().name() == "struct sk_buff";
+}
+
+Fetch clone(const Fetch& f) {
+    Fetch out;
+    out.base = f.base;
+    out.arg = f.arg;
+    out.reg = f.reg;
+    out.layer = f.layer;
+    if (f.skb) out.skb = std::make_unique<Fetch>(clone(*f.skb));
+    out.derefs = f.derefs;
+    out.access = f.access;
+    out.offset = f.offset;
+    out.size = f.size;
+    out.is_signed = f.is_signed;
+    out.bit_offset = f.bit_offset;
+    out.bit_size = f.bit_size;
+    return out;
+}
+
+PlannedComparison compare_field(std::size_t field, CmpOp op, std::variant<std::int64_t, std::uint64_t, std::string> v,
+                                Span s) {
+    PlannedComparison c;
+    c.field = field;
+    c.op = op;
+    c.value = std::move(v);
+    c.span = s;
+    return c;
+}
+
+PlannedFilterNode logical(PlannedFilter::Op op, std::vector<PlannedFilterNode> operands) {
+    auto out = std::make_unique<PlannedFilter>();
+    out->op = op;
+    out->operands = std::move(operands);
+    return out;
+}
+
+template <typename... N>
+PlannedFilterNode all_of(N&&... n) {
+    std::vector<PlannedFilterNode> v;
+    (v.push_back(std::forward<N>(n)), ...);
+    return logical(PlannedFilter::Op::And, std::move(v));
+}
+
 class Resolver {
 public:
     // FUNCTION: the function of a p/r plan when the caller already looked it up.
@@ -153,6 +268,9 @@ public:
     }
 
     void fields(const std::vector<Field>& fields) {
+        // A field named `skb` chooses the packet of the packet names, wherever it is written.
+        for (const Field& f : fields)
+            if (f.name == "skb") skb_ = std::make_unique<Fetch>(skb_field(field(f), f.expr.span));
         for (const Field& f : fields) plan_.fields.push_back(field(f));
         if (!format_ || !fields.empty()) return;
         // A bare `e SUBSYS/EVENT` prints the tracepoint's own fields, less what cannot be read.
@@ -165,7 +283,7 @@ public:
             [&](const auto& node) -> PlannedFilterNode {
                 using T = std::decay_t<decltype(node)>;
                 if constexpr (std::is_same_v<T, Comparison>) {
-                    return comparison(node, e.span);
+                    return compare(node, e.span);
                 } else {
                     auto out = std::make_unique<PlannedFilter>();
                     if constexpr (std::is_same_v<T, Not>) {
@@ -214,15 +332,38 @@ private:
     }
 
     PlannedField value_of(const Expr& e) {
+        if (std::optional<std::string> n = packet_expr(e)) {
+            if (*n == kL4Proto)
+                fail_at(e.span, "l4proto exists in filters only; print ip.proto or ip6.nexthdr");
+            return packet_field(packet_name_ok(*n), e.span);
+        }
         if (const auto* b = std::get_if<BuiltinRef>(&e.node); b && b->which != Builtin::Retval)
             return builtin_field(b->which);
         if (!format_) return lower(eval(e), e.span);
+        // %N of an e probe is a TP_PROTO argument, typed by btf_trace_<event> (tp_btf/raw_tp).
+        if (reads_arg(e)) {
+            if (!fn_) fn_ = guard(e.span, [&] { return ctx_.btf.find_tracepoint_proto(plan_.event); });
+            return lower(eval(e), e.span);
+        }
         const auto* id = std::get_if<Ident>(&e.node);
         if (!id)
             fail_at(e.span,
                     "e probes print tracepoint fields as they are ('NAME=FIELD'); members, indexes and "
                     "casts of them are not supported yet");
         return tracepoint_field(*id, e.span);
+    }
+
+    static bool reads_arg(const Expr& e) {
+        return std::visit(
+            [](const auto& n) {
+                using T = std::decay_t<decltype(n)>;
+                if constexpr (std::is_same_v<T, ArgRef>) return true;
+                else if constexpr (std::is_same_v<T, Member> || std::is_same_v<T, Index>) return reads_arg(*n.base);
+                else if constexpr (std::is_same_v<T, Cast>) return reads_arg(*n.operand);
+                else if constexpr (std::is_same_v<T, PacketHeader>) return reads_arg(*n.skb);
+                else return false;
+            },
+            e.node);
     }
 
     PlannedField tracepoint_field(const Ident& id, Span s) const {
@@ -247,7 +388,7 @@ private:
         if (f.swap_bits && (string || bits != f.swap_bits))
             fail_at(f.name_span, fmt::format("'{}' byte-swaps {} bits, but {} ({})", f.name, f.swap_bits, what,
                                              string ? "a string" : fmt::format("{} bits", bits)));
-        out.swap_bits = f.swap_bits;
+        if (f.swap_bits) out.swap_bits = f.swap_bits;  // packet names come swapped already
         switch (f.format) {
         case Format::Auto:
             break;
@@ -354,27 +495,30 @@ private:
 
     Place eval(const Member& m, Span) {
         Place p = eval(*m.base);
+        select(p, m.name, m.base->span, m.name_span);
+        return p;
+    }
+
+    // P's member NAME; BASE spans what P was read from.
+    void select(Place& p, std::string_view name, Span base, Span name_span) const {
         // `.` on a pointer acts as `->`, and `->` on a struct as `.`: there is one meaning.
         if (p.type.kind() == Kind::Pointer) {
             if (p.type.pointee().kind() == Kind::Void)
-                fail_at(m.base->span,
-                        fmt::format("'{0}' is a {1}; cast it to what it points to: ((struct NAME *){0})->{2}",
-                                    text(m.base->span), p.type.name(), m.name));
+                fail_at(base, fmt::format("'{0}' is a {1}; cast it to what it points to: ((struct NAME *){0})->{2}",
+                                          text(base), p.type.name(), name));
             follow(p);
         } else if (!p.object && (p.type.kind() == Kind::Struct || p.type.kind() == Kind::Union)) {
-            fail_at(m.base->span, fmt::format("'{}' is a {} passed by value; its members cannot be read",
-                                              text(m.base->span), p.type.name()));
+            fail_at(base,
+                    fmt::format("'{}' is a {} passed by value; its members cannot be read", text(base), p.type.name()));
         }
-        if (p.fetch.bit_size)
-            fail_at(m.name_span, fmt::format("'{}' is a bitfield; it has no members", text(m.base->span)));
-        auto found = guard(m.name_span, [&] { return member(p.type, m.name); });
+        if (p.fetch.bit_size) fail_at(name_span, fmt::format("'{}' is a bitfield; it has no members", text(base)));
+        auto found = guard(name_span, [&] { return member(p.type, name); });
         p.type = found.type;
         p.fetch.offset += static_cast<std::int64_t>(found.offset);
         if (found.bitfield_size) {
             p.fetch.bit_offset = static_cast<std::uint8_t>(found.bit_offset % 8);
             p.fetch.bit_size = static_cast<std::uint8_t>(found.bitfield_size);
         }
-        return p;
     }
 
     Place eval(const Index& ix, Span) {
@@ -432,7 +576,222 @@ private:
         return p;
     }
 
+    // ---- packet names ----
+
+    bool is_param(std::string_view name) const {
+        return fn_ && std::ranges::any_of(fn_->params, [&](const Param& p) { return p.name == name; });
+    }
+
+    // The packet name E spells (`tcp.dport`, `ipver`), unless a parameter or a tracepoint
+    // field of that name shadows it.
+    std::optional<std::string> packet_expr(const Expr& e) const {
+        std::string name;
+        if (const auto* id = std::get_if<Ident>(&e.node)) {
+            name = id->name;
+        } else if (const auto* m = std::get_if<Member>(&e.node)) {
+            const auto* base = std::get_if<Ident>(&m->base->node);
+            if (!base) return std::nullopt;
+            name = base->name + "." + m->name;
+        } else {
+            return std::nullopt;
+        }
+        if (!packet_name(name) && name != kL4Proto) return std::nullopt;
+        std::string first = name.substr(0, name.find('.'));
+        if (is_param(first) || (format_ && format_->field(first))) return std::nullopt;
+        return name;
+    }
+
+    // FIELD as the sk_buff of the packet names: an 8-byte pointer.
+    Fetch skb_field(const PlannedField& field, Span s) const {
+        const Fetch& f = field.fetch;
+        if (is_string(field) || f.bit_size || f.size != 8 || (field.c_type.find('*') == std::string::npos && !format_))
+            fail_at(s, fmt::format("the field 'skb' chooses the packet, so it must be a struct sk_buff *, but it is {}",
+                                   field.c_type));
+        return clone(f);
+    }
+
+    // The struct sk_buff * the packet names read: the field named `skb`, else the first
+    // parameter of that type, else (e probes) the record's `skbaddr`.
+    Fetch packet_skb(Span s) const {
+        if (skb_) return clone(*skb_);
+        for (const PlannedField& f : plan_.fields)
+            if (f.name == "skb" && !f.hidden) return skb_field(f, s);
+        if (format_) {
+            if (const tracefs::Field* f = format_->field("skbaddr")) return record_field(*f).fetch;
+            fail_at(s, fmt::format("{}/{} has no skbaddr field for packet names to read", format_->system, format_->name));
+        }
+        need_entry(s);
+        for (std::size_t i = 0; i < fn_->params.size(); ++i)
+            if (is_skb_pointer(fn_->params[i].type)) return lower(arg(i, fn_->params[i].type), s).fetch;
+        fail_at(s, fmt::format("{} has no struct sk_buff * parameter; name one with a field skb=EXPR", fn_->name));
+    }
+
+    PlannedField packet_field(const PacketName& n, Span s) const {
+        Place p{{}, type(fmt::format("struct {} *", n.header), s), false};
+        p.fetch.base = Base::Packet;
+        p.fetch.layer = n.layer;
+        p.fetch.skb = std::make_unique<Fetch>(packet_skb(s));
+        select(p, n.member, s, s);
+        PlannedField out;
+        if (n.display == Display::IPv6) {  // a struct in6_addr: its 16 bytes
+            out.c_type = p.type.name();
+            out.fetch = std::move(p.fetch);
+            out.fetch.access = Access::Load;
+            out.fetch.size = static_cast<std::uint32_t>(p.type.size());
+        } else {
+            out = lower(std::move(p), s);
+        }
+        out.name = n.name;
+        out.display = n.display;
+        out.swap_bits = n.swap_bits;
+        return out;
+    }
+
+    // The hidden field of packet name N, shared by every comparison of it.
+    std::size_t packet_slot(const PacketName& n, Span s) {
+        for (std::size_t i = 0; i < plan_.fields.size(); ++i)
+            if (plan_.fields[i].hidden && plan_.fields[i].name == n.name) return i;
+        return add_hidden(packet_field(n, s), n.name);
+    }
+
+    PlannedComparison packet_equals(std::string_view name, std::uint64_t value, Span s) {
+        return compare_field(packet_slot(packet_name_ok(name), s), CmpOp::Eq, value, s);
+    }
+
+    // Whether the packet is one of PROTO: the test a packet name's comparison is ANDed with.
+    std::optional<PlannedFilterNode> protocol_test(Proto proto, Span s) {
+        if (proto == Proto::Any) return std::nullopt;
+        if (proto == Proto::Ip || proto == Proto::Ip6) return packet_equals("ipver", proto == Proto::Ip ? 4 : 6, s);
+        std::uint64_t number = ip_protocol(proto);
+        auto v4 = all_of(packet_equals("ipver", 4, s), packet_equals("ip.proto", number, s));
+        auto v6 = all_of(packet_equals("ipver", 6, s), packet_equals("ip6.nexthdr", number, s));
+        if (proto == Proto::Icmp) return v4;
+        if (proto == Proto::Icmp6) return v6;
+        std::vector<PlannedFilterNode> either;
+        either.push_back(std::move(v4));
+        either.push_back(std::move(v6));
+        return logical(PlannedFilter::Op::Or, std::move(either));
+    }
+
+    // C on a packet name, with its protocol test.
+    PlannedFilterNode packet_comparison(const Comparison& c, Span s) {
+        if (c.name == kL4Proto) {
+            auto on = [&](std::uint64_t version, std::string_view name) {
+                std::size_t f = packet_slot(packet_name_ok(name), s);
+                return all_of(packet_equals("ipver", version, s), compare_field(f, c.op, literal(c, plan_.fields[f]), s));
+            };
+            std::vector<PlannedFilterNode> either;
+            either.push_back(on(4, "ip.proto"));
+            either.push_back(on(6, "ip6.nexthdr"));
+            return logical(PlannedFilter::Op::Or, std::move(either));
+        }
+        const PacketName& n = packet_name_ok(c.name);
+        PlannedFilterNode cmp = n.display == Display::IPv6 ? ipv6_comparison(c, n, s) : PlannedFilterNode{};
+        if (n.display != Display::IPv6) {
+            std::size_t f = packet_slot(n, s);
+            cmp = compare_field(f, c.op, literal(c, plan_.fields[f]), s);
+        }
+        std::optional<PlannedFilterNode> test = protocol_test(n.proto, s);
+        if (!test) return cmp;
+        return all_of(std::move(*test), std::move(cmp));
+    }
+
+    // An IPv6 address as two 8-byte halves compared with the literal's bytes in memory
+    // order: the backends compare numbers of at most 8 bytes.
+    PlannedFilterNode ipv6_comparison(const Comparison& c, const PacketName& n, Span s) {
+        if (c.value.kind != Literal::Kind::Ipv6)
+            fail_at(c.value.span, fmt::format("'{}' is an IPv6 address; {} is not one", c.name, c.value.text));
+        if (c.op != CmpOp::Eq && c.op != CmpOp::Ne)
+            fail_at(c.op_span, fmt::format("'{}' is an address: only == and != work", c.name));
+        std::vector<PlannedFilterNode> halves;
+        for (int half = 0; half < 2; ++half) {
+            std::string name = fmt::format("{}[{}]", n.name, half);
+            std::size_t f = plan_.fields.size();
+            for (std::size_t i = 0; i < plan_.fields.size(); ++i)
+                if (plan_.fields[i].hidden && plan_.fields[i].name == name) f = i;
+            if (f == plan_.fields.size()) {
+                PlannedField part = packet_field(n, s);
+                part.fetch.size = 8;
+                part.fetch.offset += 8 * half;
+                part.display = Display::Hex;
+                part.c_type = "u64";
+                f = add_hidden(std::move(part), name);
+            }
+            std::uint64_t bits;
+            std::memcpy(&bits, c.value.address.data() + 8 * half, sizeof bits);
+            halves.push_back(compare_field(f, CmpOp::Eq, bits, s));
+        }
+        PlannedFilterNode both = logical(PlannedFilter::Op::And, std::move(halves));
+        if (c.op == CmpOp::Eq) return both;
+        std::vector<PlannedFilterNode> one;
+        one.push_back(std::move(both));
+        return logical(PlannedFilter::Op::Not, std::move(one));
+    }
+
+public:
+    std::size_t skb_slot() {
+        for (std::size_t i = 0; i < plan_.fields.size(); ++i)
+            if (plan_.fields[i].hidden && plan_.fields[i].name == "$skb") return i;
+        PlannedField f;
+        f.fetch = packet_skb({});
+        f.display = Display::Hex;
+        f.c_type = "struct sk_buff *";
+        return add_hidden(std::move(f), "$skb");
+    }
+
+private:
     // ---- filters ----
+
+    PlannedFilterNode compare(const Comparison& c, Span s) {
+        bool known = std::ranges::any_of(plan_.fields, [&](const PlannedField& f) { return f.name == c.name; }) ||
+                     (format_ && format_->field(c.name)) || is_param(c.name);
+        if (!known && (packet_name(c.name) || c.name == kL4Proto)) return packet_comparison(c, s);
+        if (!known && c.name == "caller") return caller_comparison(c, s);
+        return comparison(c, s);
+    }
+
+    // caller==SYM: the return address at entry lies in the code of SYM, [start, end) by
+    // /proc/kallsyms, or of any function of that name; != is the negation. Comparisons of
+    // one hidden field, which every backend can run.
+    PlannedFilterNode caller_comparison(const Comparison& c, Span s) {
+        if (plan_.kind != ProbeKind::Entry || plan_.offset)
+            fail_at(c.name_span, "'caller' is known at a function's entry only (p FUNC, without an offset)");
+        if (c.op != CmpOp::Eq && c.op != CmpOp::Ne) fail_at(c.op_span, "'caller' compares with == and != only");
+        const std::string sym = c.value.kind == Literal::Kind::String ? c.value.string : c.value.text;
+        if (!kallsyms_) kallsyms_.emplace(Kallsyms::load());
+        const auto found = kallsyms_->find(sym);
+        if (found.empty()) fail_at(c.value.span, fmt::format("no kernel function '{}' in /proc/kallsyms", sym));
+        std::size_t field = 0;
+        while (field < plan_.fields.size() && plan_.fields[field].fetch.base != Base::Caller) field++;
+        if (field == plan_.fields.size()) {
+            PlannedField f;
+            f.fetch.base = Base::Caller;
+            f.display = Display::Hex;
+            f.c_type = "void *";
+            field = add_hidden(std::move(f), "caller");
+        }
+        auto bound = [&](CmpOp op, std::uint64_t addr) {
+            PlannedComparison b;
+            b.field = field;
+            b.op = op;
+            b.value = addr;
+            b.span = s;
+            return b;
+        };
+        auto any = std::make_unique<PlannedFilter>();
+        any->op = PlannedFilter::Op::Or;
+        for (const KernelSymbol* k : found) {
+            auto in = std::make_unique<PlannedFilter>();
+            in->operands.push_back(bound(CmpOp::Ge, k->addr));
+            in->operands.push_back(bound(CmpOp::Lt, k->end));
+            any->operands.push_back(std::move(in));
+        }
+        if (c.op == CmpOp::Eq) return any;
+        auto no = std::make_unique<PlannedFilter>();
+        no->op = PlannedFilter::Op::Not;
+        no->operands.push_back(std::move(any));
+        return no;
+    }
 
     PlannedComparison comparison(const Comparison& c, Span s) {
         PlannedComparison out;
@@ -510,7 +869,8 @@ private:
         }
         if (c.op == CmpOp::Glob) fail_at(c.op_span, fmt::format("~ matches strings, but {}", what));
         if (l.kind == Literal::Kind::String) fail_at(l.span, fmt::format("{}, a number; {} is not one", what, l.text));
-        if (l.kind == Literal::Kind::Ipv6) fail_at(l.span, "IPv6 addresses are not supported in filters yet");
+        if (l.kind == Literal::Kind::Ipv6)
+            fail_at(l.span, fmt::format("{}; IPv6 addresses compare with ip6.saddr and ip6.daddr", what));
         bool ipv4 = l.kind == Literal::Kind::Ipv4 || subject.display == Display::IPv4;
         // The kernel compares the bits in memory, whose order is not the order shown.
         if (ordering && (ipv4 || subject.swap_bits))
@@ -543,6 +903,8 @@ private:
     PlannedProbe& plan_;
     std::optional<Function> fn_;                  // p, r
     std::optional<tracefs::EventFormat> format_;  // e
+    std::optional<Kallsyms> kallsyms_;            // for `caller`, loaded when one is used
+    std::unique_ptr<Fetch> skb_;                  // the field named `skb`, if any
 };
 
 // What a probe's target errors point at: FUNC, or SUBSYS/EVENT.
@@ -638,6 +1000,11 @@ std::vector<std::string> expand_glob(std::string_view glob, const std::vector<st
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());
     return out;
+}
+
+std::size_t resolve_packet_skb(PlannedProbe& plan, const ResolveContext& ctx) {
+    Resolver r(ctx, plan.text, plan, {});
+    return r.skb_slot();
 }
 
 void resolve_filter(const Filter& filter, std::string_view source, PlannedProbe& plan, const ResolveContext& ctx) {

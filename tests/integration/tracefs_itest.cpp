@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "kernel_state.h"
 #include "process.h"
 
 namespace ksurf::test {
@@ -24,33 +25,6 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 constexpr const char* kReady = "Hit Ctrl-C to end.";
-
-fs::path tracing_dir() {
-    std::ifstream mounts("/proc/mounts");
-    std::string dev, dir, type, rest;
-    while (mounts >> dev >> dir >> type && std::getline(mounts, rest))
-        if (type == "tracefs") return dir;
-    return "/sys/kernel/tracing";  // where ksurf mounts it
-}
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-bool kprobes_available() { return fs::exists(tracing_dir() / "kprobe_events"); }
-
-bool instance_exists(pid_t pid) { return fs::exists(tracing_dir() / "instances" / fmt::format("ksurf_{}", pid)); }
-
-// kprobe_events lines of the run with PID.
-std::vector<std::string> kprobes_of(pid_t pid) {
-    std::vector<std::string> v;
-    for (const auto& l : lines(slurp(tracing_dir() / "kprobe_events")))
-        if (l.find(fmt::format(":ksurf_{}/", pid)) != std::string::npos) v.push_back(l);
-    return v;
-}
 
 std::vector<std::string> tracefs_args(std::vector<std::string> args) {
     args.insert(args.begin(), {ksurf_bin(), "--backend", "tracefs"});
@@ -178,31 +152,7 @@ TEST(TracefsBackend, TracepointFilteredByComm) {
     for (const auto& l : all) EXPECT_EQ(l.comm, "true");
 }
 
-// ---- everywhere: nothing left behind ----
-
-TEST(TracefsBackend, SigtermRemovesTheInstance) {
-    Process p(tracefs_args({"e sched/sched_process_exec"}));
-    ASSERT_TRUE(p.wait_for_err(kReady, 20s));
-    EXPECT_TRUE(instance_exists(p.pid()));
-    const pid_t pid = p.pid();
-    p.signal(SIGTERM);
-    auto r = p.finish(10s);
-    EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_FALSE(instance_exists(pid));
-}
-
-TEST(TracefsBackend, AKilledRunIsCleanedUpByTheNext) {
-    Process p(tracefs_args({"e sched/sched_process_exec"}));
-    ASSERT_TRUE(p.wait_for_err(kReady, 20s));
-    const pid_t pid = p.pid();
-    p.signal(SIGKILL);
-    EXPECT_EQ(p.finish(10s).status, 128 + SIGKILL);
-    ASSERT_TRUE(instance_exists(pid)) << "SIGKILL leaves the instance behind";
-    auto r = run(tracefs_args({"-d", "1", "e sched/sched_process_exit"}));
-    EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.err.find(fmt::format("killed run (pid {})", pid)), std::string::npos) << r.err;
-    EXPECT_FALSE(instance_exists(pid));
-}
+// Signals and cleanup after a killed run: signals_itest.cpp.
 
 // ---- -S ----
 
@@ -342,31 +292,6 @@ TEST_F(TracefsBackendKprobes, TheKernelsReasonForARefusedKprobe) {
     EXPECT_EQ(r.status, 1) << r.err;
     EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
     EXPECT_NE(r.err.find("p do_filp_open+1: the kernel refused the kprobe: "), std::string::npos) << r.err;
-}
-
-TEST_F(TracefsBackendKprobes, SigtermRemovesKprobesAndInstance) {
-    Process p(tracefs_args({"p do_filp_open name=%1->name", "r do_sys_openat2 ret=$retval"}));
-    ASSERT_TRUE(p.wait_for_err(kReady, 20s)) << p.finish().err;
-    const pid_t pid = p.pid();
-    EXPECT_EQ(kprobes_of(pid).size(), 2u);
-    p.signal(SIGTERM);
-    EXPECT_EQ(p.finish(10s).status, 0);
-    EXPECT_TRUE(kprobes_of(pid).empty()) << slurp(tracing_dir() / "kprobe_events");
-    EXPECT_FALSE(instance_exists(pid));
-}
-
-TEST_F(TracefsBackendKprobes, AKilledRunsKprobesAreRemovedByTheNext) {
-    Process p(tracefs_args({"p do_filp_open name=%1->name"}));
-    ASSERT_TRUE(p.wait_for_err(kReady, 20s)) << p.finish().err;
-    const pid_t pid = p.pid();
-    p.signal(SIGKILL);
-    p.finish(10s);
-    ASSERT_EQ(kprobes_of(pid).size(), 1u) << "SIGKILL leaves the kprobe behind";
-    auto r = run(tracefs_args({"-d", "1", "p do_filp_open"}));
-    EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.err.find(fmt::format("killed run (pid {})", pid)), std::string::npos) << r.err;
-    EXPECT_TRUE(kprobes_of(pid).empty()) << slurp(tracing_dir() / "kprobe_events");
-    EXPECT_FALSE(instance_exists(pid));
 }
 
 }  // namespace

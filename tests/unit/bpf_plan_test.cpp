@@ -180,7 +180,29 @@ TEST(BpfPlanTracepoint, ArgumentsAndRegistersAreRefused) {
     PlannedProbe p = exec_probe();
     p.fields[1].fetch.base = Base::Arg;
     EXPECT_EQ(error_of([&] { encode_bpf(p, frame(BpfAttach::Tracepoint)); }),
-              "e sched/sched_process_exec: field 'pid': e probes read their record, not arguments");
+              "e sched/sched_process_exec: field 'pid': TP_PROTO arguments (%N) exist in tp_btf and raw_tp programs only");
+}
+
+// tp_btf and raw_tp contexts are the u64 argument array, as fentry's; the record is not there.
+TEST(BpfPlanTracepoint, ArgumentsAreContextSlotsOnTpBtfAndRawTp) {
+    PlannedProbe p = exec_probe();
+    p.fields.erase(p.fields.begin());
+    p.fields[0].fetch.base = Base::Arg;  // old_pid, the second TP_PROTO argument
+    p.fields[0].fetch.arg = 1;
+    p.fields[0].fetch.access = Access::Value;
+    for (BpfAttach a : {BpfAttach::TpBtf, BpfAttach::RawTp}) {
+        BpfFrame f = frame(a);
+        f.arg_slots = {0, 1, 2};
+        const auto c = encode_bpf(p, f).config;
+        EXPECT_EQ(c.fields[0].base, KSURF_BASE_CTX_U64);
+        EXPECT_EQ(c.fields[0].base_off, 8);
+    }
+    PlannedProbe mixed = exec_probe();
+    mixed.fields[0].fetch.base = Base::Arg;
+    mixed.fields[0].fetch.access = Access::Value;
+    EXPECT_EQ(error_of([&] { encode_bpf(mixed, frame(BpfAttach::TpBtf)); }),
+              "e sched/sched_process_exec: field 'pid': record fields exist only in the classic tracepoint's context, "
+              "TP_PROTO arguments (%N) only in tp_btf/raw_tp's: a probe reads one kind");
 }
 
 TEST(BpfPlanFentry, ArgumentsAreContextSlots) {

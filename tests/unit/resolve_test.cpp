@@ -466,7 +466,7 @@ const Invalid kInvalid[] = {
     {"p rs_open p=%0->port f:p==10.0.0.1", "                          ^^^^^^^^",
      "an IPv4 address needs a 4-byte field, but 'p' is be16"},
     {"p rs_open a=%0->addr f:a==::1", "                          ^^^",
-     "IPv6 addresses are not supported in filters yet"},
+     "'a' is be32; IPv6 addresses compare with ip6.saddr and ip6.daddr"},
     {"p rs_open f:comm>1", "                ^", "'comm' is char[16], a string: compare it with ==, != or ~"},
     // tracepoints
     {"e sched/nope", "  ^^^^^^^^^^", "tracepoint 'sched/nope' not found"},
@@ -729,6 +729,43 @@ TEST_F(ResolveKernel, Errors) {
     std::tie(message, caret) = error_of([&] { resolve(parse_probe("p tcp_v4_rcv x=%3"), ctx); });
     EXPECT_EQ(message, "tcp_v4_rcv has 1 parameter (skb); %3 is out of range");
     EXPECT_EQ(caret, "               ^^");
+}
+
+// Packet names are the explicit header syntax on the first sk_buff parameter, and a
+// comparison of one is guarded by its protocol.
+TEST_F(ResolveKernel, PacketNames) {
+    PlannedProbe p = resolve(parse_probe("p ip_rcv dport=tcp.dport src=ip6.saddr f:tcp.dport==9000"),
+                             ResolveContext{*btf, test_format, {}});
+    const PlannedField& dport = p.fields.at(0);
+    EXPECT_EQ(dport.fetch.base, Base::Packet);
+    EXPECT_EQ(dport.fetch.layer, Layer::L4);
+    EXPECT_EQ(dport.fetch.offset, off(offsetof(struct tcphdr, dest)));
+    EXPECT_EQ(dport.swap_bits, 16u);
+    ASSERT_TRUE(dport.fetch.skb);
+    EXPECT_EQ(dport.fetch.skb->arg, 0u);
+    EXPECT_EQ(p.fields.at(1).fetch.size, 16u);
+    EXPECT_EQ(p.fields.at(1).display, Display::IPv6);
+    // (ipver==4 && ip.proto==6 || ipver==6 && ip6.nexthdr==6) && tcp.dport==9000
+    const auto& all = *std::get<std::unique_ptr<PlannedFilter>>(p.filter.value());
+    ASSERT_EQ(all.op, PlannedFilter::Op::And);
+    ASSERT_EQ(all.operands.size(), 2u);
+    EXPECT_EQ(std::get<std::unique_ptr<PlannedFilter>>(all.operands[0])->op, PlannedFilter::Op::Or);
+    const auto& cmp = std::get<PlannedComparison>(all.operands[1]);
+    EXPECT_EQ(std::get<std::uint64_t>(cmp.value), __builtin_bswap16(9000));
+    EXPECT_EQ(p.fields.at(cmp.field).name, "tcp.dport");
+    EXPECT_TRUE(p.fields.at(cmp.field).hidden);
+
+    // The second sk_buff of a function, chosen by a field named skb.
+    PlannedProbe q = resolve(parse_probe("p skb_copy_header skb=%1 a=ip.daddr"), ResolveContext{*btf, test_format, {}});
+    EXPECT_EQ(q.fields.at(1).fetch.skb->arg, 1u);
+
+    ResolveContext ctx{*btf, test_format, {}};
+    auto [message, caret] = error_of([&] { resolve(parse_probe("p vfs_read f:tcp.dport==1"), ctx); });
+    EXPECT_EQ(message, "vfs_read has no struct sk_buff * parameter; name one with a field skb=EXPR");
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("p ip_rcv f:ip6.saddr==1.2.3.4"), ctx); });
+    EXPECT_EQ(message, "'ip6.saddr' is an IPv6 address; 1.2.3.4 is not one");
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("p ip_rcv x=l4proto"), ctx); });
+    EXPECT_EQ(message, "l4proto exists in filters only; print ip.proto or ip6.nexthdr");
 }
 
 TEST_F(ResolveKernel, VariadicArgumentsAreUntyped) {

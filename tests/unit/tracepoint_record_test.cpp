@@ -92,20 +92,39 @@ TEST(TracepointRecord, DecodesCharArrayAndPointerAsHex) {
               "prev_comm=swapper/1 prev_pid=0 prev_prio=120 prev_state=2 ptr=0xffff888012345678 ");
 }
 
+ksurf::Event event(std::uint64_t ts, std::uint32_t pid, std::uint32_t tgid, std::uint32_t cpu, std::string comm,
+                   std::string probe, std::vector<ksurf::FieldValue> fields) {
+    ksurf::Event ev;
+    ev.ts_ns = ts;
+    ev.pid = pid;
+    ev.tgid = tgid;
+    ev.cpu = cpu;
+    ev.comm = std::move(comm);
+    ev.probe = std::move(probe);
+    ev.fields = std::move(fields);
+    return ev;
+}
+
 TEST(Format, TextLineLooksLikeFtrace) {
     char* buf = nullptr;
     std::size_t len = 0;
     std::FILE* mem = open_memstream(&buf, &len);
     auto f = ksurf::text_formatter(mem, mem);
-    ksurf::Event ev{1234567890123ull, 42, 40, 1, "bash", "sched_process_exec",
-                    {{"filename", {std::string("/bin/true"), ksurf::Display::String}},
-                     {"ip_src", {std::uint64_t{0x0100007f}, ksurf::Display::IPv4}},
-                     {"flags", {std::uint64_t{255}, ksurf::Display::Hex}}}};
+    ksurf::Event ev = event(1234567890123ull, 42, 40, 1, "bash", "sched_process_exec",
+                            {{"filename", {std::string("/bin/true"), ksurf::Display::String}},
+                             {"ip_src", {std::uint64_t{0x0100007f}, ksurf::Display::IPv4}},
+                             {"flags", {std::uint64_t{255}, ksurf::Display::Hex}}});
+    f->write(ev);
+    ev.fields.clear();
+    ev.stack = {"do_sys_openat2+0x0/0x90", "do_syscall_64+0x3a/0xb0"};
     f->write(ev);
     f->summary({1, 2, 3});
     std::fclose(mem);
     EXPECT_EQ(std::string(buf, len),
               "bash-42 [001] 1234.567890: sched_process_exec: filename=/bin/true ip_src=127.0.0.1 flags=0xff\n"
+              "bash-42 [001] 1234.567890: sched_process_exec:\n"
+              " => do_sys_openat2+0x0/0x90\n"
+              " => do_syscall_64+0x3a/0xb0\n"
               "1 events, 2 filtered, 3 dropped\n");
     free(buf);
 }
@@ -115,10 +134,15 @@ TEST(Format, JsonLinesKeepNumbersNumeric) {
     std::size_t len = 0;
     std::FILE* mem = open_memstream(&buf, &len);
     auto f = ksurf::json_formatter(mem);
-    f->write({2000000000ull, 7, 7, 0, "a\x01", "ev", {{"n", {std::int64_t{-5}}}, {"s", {std::string("x\"y")}}}});
+    auto ev = event(2000000000ull, 7, 7, 0, "a\x01", "ev", {{"n", {std::int64_t{-5}}}, {"s", {std::string("x\"y")}}});
+    f->write(ev);
+    ev.stack = {"f+0x1/0x2"};
+    f->write(ev);
     std::fclose(mem);
     EXPECT_EQ(std::string(buf, len),
               R"({"ts":2.0,"comm":"a\u0001","pid":7,"tgid":7,"cpu":0,"probe":"ev","fields":{"n":-5,"s":"x\"y"}})"
+              "\n"
+              R"({"ts":2.0,"comm":"a\u0001","pid":7,"tgid":7,"cpu":0,"probe":"ev","fields":{"n":-5,"s":"x\"y"},"stack":["f+0x1/0x2"]})"
               "\n");
     free(buf);
 }

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "ksurf/error.h"
 #include "ksurf/event.h"
 #include "ksurf/features.h"
+#include "ksurf/kallsyms.h"
 #include "ksurf/tracefs.h"
 #include "probe.skel.h"
 
@@ -71,7 +73,7 @@ public:
         // reuses them, so a failed load never takes them along.
         Skel skel(probe_bpf__open());
         if (!skel) fail("cannot open the BPF object: {}", errno_text(errno));
-        for (bpf_map* m : {skel->maps.events, skel->maps.stats, skel->maps.scratch}) {
+        for (bpf_map* m : shared_maps(skel.get())) {
             const bool ring = m == skel->maps.events;
             int fd = bpf_map_create(bpf_map__type(m), bpf_map__name(m), bpf_map__key_size(m), bpf_map__value_size(m),
                                     ring ? rb : bpf_map__max_entries(m), nullptr);
@@ -80,6 +82,13 @@ public:
         }
         rb_ = ring_buffer__new(maps_[0].get(), on_event, this, nullptr);
         if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
+        if (opt_.pids.size() > KSURF_MAX_PIDS) fail("at most {} processes can be traced by pid", KSURF_MAX_PIDS);
+        for (std::uint32_t pid : opt_.pids) {
+            const std::uint8_t one = 1;
+            if (bpf_map_update_elem(maps_[3].get(), &pid, &one, BPF_ANY))
+                fail("cannot trace pid {}: {}", pid, errno_text(errno));
+        }
+        if (opt_.stacks) kallsyms_.emplace(Kallsyms::load());
     }
 
     ~Impl() override {
@@ -103,6 +112,7 @@ public:
 
     void start() override {
         started_ = true;
+        if (opt_.follow_forks) follow_forks();
         for (auto& g : groups_) start_group(g);
         groups_.clear();
     }
@@ -152,22 +162,44 @@ private:
 
     // ---- attach type selection ----
 
+    // tp_btf, then raw_tp, for TP_PROTO arguments; the classic tracepoint for the record.
     void add_tracepoint(const PlannedProbe& p, std::size_t id) {
-        BpfFrame frame;
-        frame.attach = BpfAttach::Tracepoint;
         const bool whole = std::none_of(p.fields.begin(), p.fields.end(), [](const auto& f) { return !f.hidden; });
-        if (whole) {
-            auto fmt = tracefs::read_format(tracefs::root(), p.subsystem, p.event);
-            frame.record_size = fmt.fixed_size() + (fmt.has_dynamic() ? kDynamicRecordBytes : 0);
-            probes_[id].format = std::move(fmt);
+        std::vector<BpfAttach> order{BpfAttach::TpBtf, BpfAttach::RawTp, BpfAttach::Tracepoint};
+        std::vector<std::string> notes;
+        if (uses(p, Fetch::Base::Arg)) {
+            order.pop_back();  // the classic tracepoint's context is the record
+        } else if (whole || uses(p, Fetch::Base::Record)) {
+            order = {BpfAttach::Tracepoint};
+            notes.push_back(fmt::format("tp_btf: {} the record, which only the classic tracepoint's context has",
+                                        whole ? "it prints" : "its fields are from"));
         }
-        probes_[id].spec = encode_bpf(p, frame);
-        try {
-            instances_.push_back(load(probes_[id].spec.config, id, BpfAttach::Tracepoint, p));
-        } catch (const Error& e) {
-            fail("{}: {}", probe_label(p), e.what());
+        for (BpfAttach a : order) {
+            const auto name = bpf_attach_name(a);
+            const Feature need = a == BpfAttach::TpBtf ? Feature::TpBtf : a == BpfAttach::RawTp ? Feature::RawTp : Feature::Tracepoint;
+            if (const auto& st = opt_.features->get(need); !st.ok) {
+                notes.push_back(fmt::format("{}: {}", name, st.reason));
+                continue;
+            }
+            BpfFrame frame;
+            frame.attach = a;
+            if (a == BpfAttach::Tracepoint && whole) {
+                auto fmt = tracefs::read_format(tracefs::root(), p.subsystem, p.event);
+                frame.record_size = fmt.fixed_size() + (fmt.has_dynamic() ? kDynamicRecordBytes : 0);
+                probes_[id].format = std::move(fmt);
+            } else if (a != BpfAttach::Tracepoint) {
+                set_arg_slots(frame, btf().find_tracepoint_proto(p.event));
+            }
+            probes_[id].spec = encode_bpf(p, frame);  // the same limits for each type: not a fallback
+            try {
+                instances_.push_back(load(probes_[id].spec.config, id, a, p));
+                decided(p, a, notes);
+                return;
+            } catch (const Error& e) {
+                notes.push_back(fmt::format("{}: {}", name, e.what()));
+            }
         }
-        decided(p, BpfAttach::Tracepoint, {});
+        fail("{}: no BPF attach type can run it: {}", probe_label(p), fmt::join(notes, "; "));
     }
 
     // Why ATTACH cannot run P on this kernel, before trying; nullopt when it may.
@@ -183,6 +215,7 @@ private:
             if (auto m = missing(a == BpfAttach::Fentry ? Feature::Fentry : Feature::Fexit)) return m;
             if (p.offset) return "it attaches at function entry only, not at an offset";
             if (uses(p, Fetch::Base::Reg)) return "registers need a kprobe's struct pt_regs";
+            if (uses(p, Fetch::Base::Caller)) return "'caller' is the return address a kprobe finds at the stack pointer";
             if (!function(p)) return fmt::format("'{}' has no BTF", qualified(p));
             return std::nullopt;
         case BpfAttach::KprobeMulti:
@@ -338,12 +371,32 @@ private:
         bpf_program* p = nullptr;
         bpf_object__for_each_program(p, skel->obj) bpf_program__set_autoload(p, false);
         bpf_program__set_autoload(program(skel.get(), a), true);
-        bpf_map* shared[] = {skel->maps.events, skel->maps.stats, skel->maps.scratch};
+        const auto shared = shared_maps(skel.get());
         for (std::size_t i = 0; i < maps_.size(); i++)
             if (int err = bpf_map__reuse_fd(shared[i], maps_[i].get())) fail("cannot share BPF maps: {}", errno_text(err));
-        skel->rodata->cfg = cfg;
-        skel->rodata->cfg.probe_id = static_cast<std::uint32_t>(id);
+        auto& c = skel->rodata->cfg;
+        c = cfg;
+        c.probe_id = static_cast<std::uint32_t>(id);
+        c.by_pid = !opt_.pids.empty();
+        c.stack = opt_.stacks;
+        c.cgroup_id = opt_.cgroup_id;
         return skel;
+    }
+
+    // Created once by the backend, reused by every instance, in this order.
+    static std::array<bpf_map*, 4> shared_maps(probe_bpf* s) {
+        return {s->maps.events, s->maps.stats, s->maps.scratch, s->maps.pids};
+    }
+
+    // -c: processes the traced ones fork join the pids map.
+    void follow_forks() {
+        Skel skel = open({}, BpfAttach::RawTp, 0);
+        bpf_program__set_autoload(skel->progs.ksurf_raw_tp, false);
+        bpf_program__set_autoload(skel->progs.ksurf_follow_fork, true);
+        if (int err = probe_bpf__load(skel.get())) fail("cannot load the fork follower (raw_tp): {}", errno_text(err));
+        bpf_link* link = bpf_program__attach(skel->progs.ksurf_follow_fork);
+        if (!link) fail("cannot attach the fork follower (raw_tp sched_process_fork): {}", errno_text(errno));
+        instances_.push_back({std::move(skel), Link(link)});
     }
 
     static bpf_program* program(probe_bpf* s, BpfAttach a) {
@@ -355,6 +408,8 @@ private:
         case BpfAttach::KprobeMulti:
         case BpfAttach::KretprobeMulti: return s->progs.ksurf_kprobe_multi;
         case BpfAttach::Tracepoint: return s->progs.ksurf_tp;
+        case BpfAttach::TpBtf: return s->progs.ksurf_tp_btf;
+        case BpfAttach::RawTp: return s->progs.ksurf_raw_tp;
         }
         return nullptr;
     }
@@ -369,14 +424,16 @@ private:
         Skel skel = open(cfg, a, id);
         bpf_program* prog = program(skel.get(), a);
         const auto name = bpf_attach_name(a);
-        if (a == BpfAttach::Fentry || a == BpfAttach::Fexit)
-            if (int err = bpf_program__set_attach_target(prog, 0, p.function.c_str()))
+        if (a == BpfAttach::Fentry || a == BpfAttach::Fexit || a == BpfAttach::TpBtf)
+            if (int err = bpf_program__set_attach_target(prog, 0, (a == BpfAttach::TpBtf ? p.event : p.function).c_str()))
                 fail("cannot attach {}: {}", name, errno_text(err));
         load_skel(skel.get(), a);
         bpf_link* link = nullptr;
         switch (a) {
         case BpfAttach::Fentry:
-        case BpfAttach::Fexit: link = bpf_program__attach_trace(prog); break;
+        case BpfAttach::Fexit:
+        case BpfAttach::TpBtf: link = bpf_program__attach_trace(prog); break;
+        case BpfAttach::RawTp: link = bpf_program__attach_raw_tracepoint(prog, p.event.c_str()); break;
         case BpfAttach::Kprobe:
         case BpfAttach::Kretprobe: {
             LIBBPF_OPTS(bpf_kprobe_opts, o, .offset = p.offset, .retprobe = a == BpfAttach::Kretprobe);
@@ -420,8 +477,24 @@ private:
         const Probe& probe = self->probes_[hdr.probe_id];
         auto payload = std::span(static_cast<const std::uint8_t*>(data) + sizeof hdr,
                                  std::min<std::size_t>(hdr.data_len, size - sizeof hdr));
-        Event ev{hdr.ts_ns, hdr.pid, hdr.tgid, hdr.cpu, std::string(hdr.comm, strnlen(hdr.comm, sizeof hdr.comm)),
-                 probe.name, decode_bpf(probe.spec, payload)};
+        const std::size_t stack_len = std::min<std::size_t>(hdr.stack_len, payload.size());
+        const auto stack = payload.last(stack_len);
+        payload = payload.first(payload.size() - stack_len);
+        Event ev;
+        ev.ts_ns = hdr.ts_ns;
+        ev.pid = hdr.pid;
+        ev.tgid = hdr.tgid;
+        ev.cpu = hdr.cpu;
+        ev.comm.assign(hdr.comm, strnlen(hdr.comm, sizeof hdr.comm));
+        ev.probe = probe.name;
+        ev.fields = decode_bpf(probe.spec, payload);
+        decode_bpf_packet(probe.spec, payload, ev);
+        if (self->kallsyms_)
+            for (std::size_t at = 0; at + 8 <= stack.size(); at += 8) {
+                std::uint64_t ip;
+                std::memcpy(&ip, stack.data() + at, sizeof ip);
+                ev.stack.push_back(self->kallsyms_->describe(ip));
+            }
         if (probe.spec.raw_record && probe.format && probe.spec.config.record_out <= payload.size())
             ev.fields = decode_tracepoint(*probe.format, payload.subspan(probe.spec.config.record_out));
         self->delivered_++;
@@ -434,7 +507,8 @@ private:
     Features own_features_;
     std::optional<Btf> own_btf_;
     std::map<std::string, std::int32_t, std::less<>> regs_;
-    std::vector<Fd> maps_;  // events, stats, scratch
+    std::optional<Kallsyms> kallsyms_;  // -s
+    std::vector<Fd> maps_;  // shared_maps() order
     ring_buffer* rb_ = nullptr;
     std::vector<Probe> probes_;
     std::vector<Group> groups_;

@@ -1,5 +1,6 @@
 // PlannedProbe → ksurf_config, and payload → fields: the two ends of what bpf/interp.bpf.h
 // does in between.
+#include <arpa/inet.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -25,7 +26,7 @@ static_assert(KSURF_MAX_OPS <= 63, "the filter's stack is the bits of a u64");
 static_assert(KSURF_MAX_DATA + 8 <= 0xffff, "payload offsets are __u16");
 static_assert(KSURF_MAX_FIELDS * KSURF_MAX_STR <= KSURF_MAX_DATA, "any fields fit a payload");
 static_assert(sizeof(ksurf_field_cfg) == 52 && sizeof(ksurf_op) == 16 && sizeof(ksurf_pattern) == 88 &&
-                  sizeof(ksurf_config) == 2064,
+                  sizeof(ksurf_config) == 2080 + 8 + 8 * KSURF_MAX_CBPF,
               "no implicit padding: configs compare bytewise");
 
 // x86-64 SysV: the registers of the first six integer arguments.
@@ -39,7 +40,10 @@ bool is_kprobe(BpfAttach a) {
     return a == BpfAttach::Kprobe || a == BpfAttach::Kretprobe || a == BpfAttach::KprobeMulti ||
            a == BpfAttach::KretprobeMulti;
 }
-bool is_trampoline(BpfAttach a) { return a == BpfAttach::Fentry || a == BpfAttach::Fexit; }
+// The context is an array of u64 arguments (fentry/fexit, tp_btf, raw_tp).
+bool is_trampoline(BpfAttach a) {
+    return a == BpfAttach::Fentry || a == BpfAttach::Fexit || a == BpfAttach::TpBtf || a == BpfAttach::RawTp;
+}
 bool is_return(BpfAttach a) {
     return a == BpfAttach::Fexit || a == BpfAttach::Kretprobe || a == BpfAttach::KretprobeMulti;
 }
@@ -61,6 +65,10 @@ public:
     BpfProgramSpec run() {
         for (const auto& f : probe_.fields) slots_.push_back({&f});
         if (probe_.filter) mark(*probe_.filter);
+        if (probe_.packet) {  // the packet's sk_buff is read before the program runs
+            if (probe_.packet->skb_field >= slots_.size()) fail("{}: the packet's sk_buff is not a field", label_);
+            slots_[probe_.packet->skb_field].filter = true;
+        }
         if (slots_.size() > KSURF_MAX_FIELDS)
             fail("{}: {} fields, counting those the filter reads, exceed the BPF backend's {}", label_, slots_.size(),
                  KSURF_MAX_FIELDS);
@@ -83,6 +91,12 @@ public:
                 end += s.size;
             }
         }
+        if (probe_.packet && probe_.packet->snaplen) {
+            c.pkt_out = static_cast<std::uint16_t>(std::min<std::size_t>((end + 7) & ~std::size_t{7}, KSURF_MAX_DATA));
+            if (c.pkt_out + 8 >= KSURF_MAX_DATA) fail("{}: no room in the event for the packet", label_);
+            c.snaplen = static_cast<std::uint16_t>(std::min<std::size_t>(probe_.packet->snaplen, KSURF_MAX_DATA - c.pkt_out - 8));
+            end = c.pkt_out + 8 + c.snaplen;
+        }
         bool printed = std::any_of(probe_.fields.begin(), probe_.fields.end(), [](const auto& f) { return !f.hidden; });
         if (probe_.kind == ProbeKind::Tracepoint && !printed && frame_.record_size) {
             spec.raw_record = true;
@@ -97,6 +111,16 @@ public:
         c.data_len = static_cast<std::uint16_t>(end);
         for (std::size_t k = 0; k < order_.size(); k++) c.fields[k] = slots_[order_[k]].cfg;
         if (probe_.filter) emit(*probe_.filter, c, cfg_index);
+        if (probe_.packet) {
+            const auto& program = probe_.packet->program;
+            if (program.size() > KSURF_MAX_CBPF)
+                fail("{}: --pcap '{}' compiles to {} classic BPF instructions; the BPF backend runs at most {}", label_,
+                     probe_.packet->expr, program.size(), KSURF_MAX_CBPF);
+            c.ncbpf = static_cast<std::uint16_t>(program.size());
+            c.pcap_field = static_cast<std::uint8_t>(cfg_index[probe_.packet->skb_field]);
+            for (std::size_t i = 0; i < program.size(); i++)
+                c.cbpf[i] = {program[i].code, program[i].jt, program[i].jf, program[i].k};
+        }
         c.nops = static_cast<std::uint16_t>(ops_.size());
         std::copy(ops_.begin(), ops_.end(), c.ops);
         std::copy(patterns_.begin(), patterns_.end(), c.patterns);
@@ -218,10 +242,11 @@ private:
         if (header && !x.derefs.empty()) refuse(f, "header values cannot be dereferenced");
         switch (x.base) {
         case Base::Arg: {
-            if (a == BpfAttach::Tracepoint) refuse(f, "e probes read their record, not arguments");
+            if (a == BpfAttach::Tracepoint) refuse(f, "TP_PROTO arguments (%N) exist in tp_btf and raw_tp programs only");
             if (is_return(a) && !is_trampoline(a)) refuse(f, "arguments are gone when a kretprobe runs (fexit keeps them)");
             const std::size_t n = frame_.arg_slots.size();
-            if (is_trampoline(a) && n && x.arg >= n) refuse(f, fmt::format("fentry reads only the {} declared parameters", n));
+            if (is_trampoline(a) && n && x.arg >= n)
+                refuse(f, fmt::format("{} reads only the {} declared parameters", bpf_attach_name(a), n));
             const unsigned slot = x.arg < n ? frame_.arg_slots[x.arg] : n ? frame_.ret_slot + (x.arg - static_cast<unsigned>(n)) : x.arg;
             c.base = KSURF_BASE_CTX_U64;
             if (is_trampoline(a)) {
@@ -247,7 +272,10 @@ private:
             c.base_off = is_trampoline(a) ? static_cast<std::int32_t>(8 * frame_.ret_slot) : reg(f, "ax");
             break;
         case Base::Record:
-            if (a != BpfAttach::Tracepoint) refuse(f, "only e probes have a tracepoint record");
+            if (a != BpfAttach::Tracepoint)
+                refuse(f, probe_.kind == ProbeKind::Tracepoint
+                              ? "record fields exist only in the classic tracepoint's context, TP_PROTO arguments (%N) only in tp_btf/raw_tp's: a probe reads one kind"
+                              : "only e probes have a tracepoint record");
             c.base = KSURF_BASE_CTX;
             break;
         case Base::Comm: c.base = KSURF_BASE_COMM; break;
@@ -255,6 +283,14 @@ private:
         case Base::Tid: c.base = KSURF_BASE_TID; break;
         case Base::Cpu: c.base = KSURF_BASE_CPU; break;
         case Base::Packet: refuse(f, "a nested packet header");
+        case Base::Caller:
+            // At entry the return address is the word at the stack pointer. A trampoline
+            // saves it at a frame offset that varies with the kernel and the argument count.
+            if (!is_kprobe(a) || is_return(a) || probe_.offset) refuse(f, "'caller' is read at a kprobe on function entry");
+            c.base = KSURF_BASE_CTX_U64;
+            c.base_off = reg(f, "sp");
+            steps.push_back(0);
+            break;
         }
     }
 
@@ -409,6 +445,8 @@ std::string_view bpf_attach_name(BpfAttach a) {
     case BpfAttach::KprobeMulti: return "kprobe.multi";
     case BpfAttach::KretprobeMulti: return "kretprobe.multi";
     case BpfAttach::Tracepoint: return "tracepoint";
+    case BpfAttach::TpBtf: return "tp_btf";
+    case BpfAttach::RawTp: return "raw_tp";
     }
     return "?";
 }
@@ -445,6 +483,18 @@ void set_arg_slots(BpfFrame& frame, const Function& fn) {
 
 BpfProgramSpec encode_bpf(const PlannedProbe& probe, const BpfFrame& frame) { return Encoder(probe, frame).run(); }
 
+void decode_bpf_packet(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload, Event& ev) {
+    const ksurf_config& c = spec.config;
+    const std::size_t skb_at = c.fields[c.pcap_field].out;
+    if (!c.snaplen || std::size_t{c.pkt_out} + 8 > payload.size() || skb_at + 8 > payload.size()) return;
+    std::uint32_t hdr[2];
+    std::memcpy(hdr, payload.data() + c.pkt_out, sizeof hdr);
+    std::memcpy(&ev.skb, payload.data() + skb_at, sizeof ev.skb);
+    const std::size_t n = std::min<std::size_t>(hdr[1], payload.size() - c.pkt_out - 8);
+    ev.packet.assign(reinterpret_cast<const char*>(payload.data() + c.pkt_out + 8), n);
+    ev.packet_len = hdr[0];
+}
+
 std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload) {
     std::vector<FieldValue> out;
     for (const auto& o : spec.outputs) {
@@ -477,6 +527,12 @@ std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const s
             break;
         }
         case Kind::Bytes: {
+            if (o.display == Display::IPv6 && bytes.size() == 16) {
+                char text[INET6_ADDRSTRLEN];
+                inet_ntop(AF_INET6, bytes.data(), text, sizeof text);
+                out.push_back({o.name, {std::string(text), Display::IPv6}});
+                break;
+            }
             std::string hex = "0x";
             for (auto b : bytes) hex += fmt::format("{:02x}", b);
             out.push_back({o.name, {hex, Display::String}});

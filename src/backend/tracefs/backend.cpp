@@ -10,6 +10,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -18,6 +19,7 @@
 #include "bits.h"
 #include "libtracefs.h"
 #include "ksurf/error.h"
+#include "ksurf/kallsyms.h"
 #include "ksurf/kconfig.h"
 #include "ksurf/tracefs_backend.h"
 
@@ -259,9 +261,20 @@ struct Probe {
     DyneventPtr kprobe;
 };
 
+// The threads of process PID now: set_event_pid matches thread ids.
+std::vector<std::string> threads_of(std::uint32_t pid) {
+    std::vector<std::string> tids;
+    std::error_code ec;
+    for (const auto& t : fs::directory_iterator(fs::path("/proc") / std::to_string(pid) / "task", ec))
+        tids.push_back(t.path().filename());
+    if (tids.empty()) fail("no process {}", pid);
+    return tids;
+}
+
 class TracefsBackend final : public Backend {
 public:
-    TracefsBackend(Sink sink, tracefs::SkbLayout skb) : sink_(std::move(sink)), root_(tracing_root()), tasks_(root_) {
+    TracefsBackend(Sink sink, tracefs::SkbLayout skb, TracefsOptions opt)
+        : sink_(std::move(sink)), root_(tracing_root()), tasks_(root_), opt_(std::move(opt)) {
         ctx_.group = tracefs::run_name(getpid());
         ctx_.skb = skb;
         // Whatever already has our name was left by a killed run that had our pid.
@@ -274,6 +287,19 @@ public:
         // than overwriting unread ones; tgids are saved for tasks gone by the time we read.
         tracefs_instance_file_write(instance_.get(), "options/overwrite", "0");
         tracefs_instance_file_write(instance_.get(), "options/record-tgid", "1");
+        if (!opt_.pids.empty()) {
+            std::vector<std::string> tids;
+            for (auto pid : opt_.pids)
+                for (auto& t : threads_of(pid)) tids.push_back(std::move(t));
+            option("set_event_pid", fmt::format("{}", fmt::join(tids, " ")));
+            // Threads and processes started later join only by following forks.
+            if (opt_.follow_forks) option("options/event-fork", "1");
+        }
+        if (opt_.stacks) {
+            stack_format_ = tracefs::read_format(root_, "ftrace", "kernel_stack");
+            option("options/stacktrace", "1");
+        }
+        if (opt_.buffer_kb) option("buffer_size_kb", std::to_string(opt_.buffer_kb));
     }
 
     void add(const PlannedProbe& plan) override {
@@ -325,6 +351,11 @@ public:
                 fail("cannot parse the format of {}/{}", t.system, t.event);
             by_id_[static_cast<int>(probes_[i].format.id)] = i;
         }
+        if (stack_format_) {
+            std::string format = slurp(fs::path(root_) / "events/ftrace/kernel_stack/format");
+            if (tep_parse_event(tep_.get(), format.data(), format.size(), "ftrace") != 0)
+                fail("cannot parse the format of ftrace/kernel_stack");
+        }
         for (const auto& p : probes_)
             if (tracefs_event_file_write(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "enable", "1") < 0)
                 fail("cannot enable {}/{}: {}", p.t.system, p.t.event, errno_text(errno));
@@ -361,6 +392,11 @@ public:
     }
 
 private:
+    void option(const char* file, const std::string& value) {
+        if (tracefs_instance_file_write(instance_.get(), file, value.c_str()) < 0)
+            fail("cannot write '{}' to {}/{}: {}", value, ctx_.group, file, errno_text(errno));
+    }
+
     void create_kprobe(const PlannedProbe& plan, Probe& p) {
         const auto& t = p.t;
         p.kprobe.reset(plan.kind == ProbeKind::Return
@@ -429,10 +465,11 @@ private:
     }
 
     void deliver(tep_event* event, tep_record* record, int cpu) {
+        std::span rec(static_cast<const std::uint8_t*>(record->data), static_cast<std::size_t>(record->size));
+        if (stack_format_ && event->id == static_cast<int>(stack_format_->id)) return attach_stack(rec, cpu);
         auto it = by_id_.find(event->id);
         if (it == by_id_.end()) return;
         const Probe& p = probes_[it->second];
-        std::span rec(static_cast<const std::uint8_t*>(record->data), static_cast<std::size_t>(record->size));
         Event ev;
         ev.ts_ns = record->ts;  // trace_clock mono: CLOCK_MONOTONIC ns
         ev.pid = static_cast<std::uint32_t>(tep_data_pid(tep_.get(), record));
@@ -445,8 +482,40 @@ private:
             ev.fields = decode_tracepoint(p.format, rec);
         for (const auto& s : p.slots)
             if (auto v = s.read(rec, ev, task.tgid)) ev.fields.push_back({s.name, std::move(*v)});
+        if (!stack_format_) return send(ev);
+        // Its kernel_stack record comes next on the same CPU.
+        flush(cpu);
+        pending_[cpu] = std::move(ev);
+    }
+
+    void send(const Event& ev) {
         delivered_++;
         sink_(ev);
+    }
+
+    void flush(int cpu) {
+        auto it = pending_.find(cpu);
+        if (it == pending_.end()) return;
+        Event ev = std::move(it->second);
+        pending_.erase(it);
+        send(ev);
+    }
+
+    // A kernel_stack record: `int size` entries of `unsigned long caller[]`.
+    void attach_stack(std::span<const std::uint8_t> rec, int cpu) {
+        auto it = pending_.find(cpu);
+        if (it == pending_.end()) return;
+        const tracefs::Field* size = stack_format_->field("size");
+        const tracefs::Field* caller = stack_format_->field("caller");
+        if (size && caller && size->offset + 4 <= rec.size()) {
+            if (!kallsyms_) kallsyms_.emplace(Kallsyms::load());
+            const auto n = static_cast<std::uint32_t>(load_le(rec.data() + size->offset, 4));
+            for (std::uint64_t i = 0, at = caller->offset; i < n && at + 8 <= rec.size(); i++, at += 8) {
+                const std::uint64_t ip = load_le(rec.data() + at, 8);
+                if (ip && ip != ~0ull) it->second.stack.push_back(kallsyms_->describe(ip));  // older kernels end with ~0
+            }
+        }
+        flush(cpu);
     }
 
     std::size_t drain() {
@@ -454,6 +523,7 @@ private:
         tasks_.forget();
         int rc = tracefs_iterate_raw_events(tep_.get(), instance_.get(), nullptr, 0, on_record, this);
         if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+        while (!pending_.empty()) flush(pending_.begin()->first);
         if (rc < 0) fail("cannot read the ring buffers of {}: {}", ctx_.group, errno_text(errno));
         return delivered_ - before;
     }
@@ -470,6 +540,10 @@ private:
     std::unordered_map<int, std::size_t> by_id_;
     std::uint64_t delivered_ = 0;
     std::exception_ptr error_;
+    TracefsOptions opt_;
+    std::optional<tracefs::EventFormat> stack_format_;  // -s
+    std::optional<Kallsyms> kallsyms_;
+    std::map<int, Event> pending_;  // -s: by CPU, the event whose stack comes next
 };
 
 }  // namespace
@@ -503,8 +577,8 @@ std::vector<StaleRun> cleanup_stale() {
 
 }  // namespace tracefs
 
-std::unique_ptr<Backend> make_tracefs_backend(Backend::Sink sink, tracefs::SkbLayout skb) {
-    return std::make_unique<TracefsBackend>(std::move(sink), skb);
+std::unique_ptr<Backend> make_tracefs_backend(Backend::Sink sink, tracefs::SkbLayout skb, TracefsOptions options) {
+    return std::make_unique<TracefsBackend>(std::move(sink), skb, std::move(options));
 }
 
 }  // namespace ksurf

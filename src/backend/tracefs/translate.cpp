@@ -129,6 +129,7 @@ private:
             expr = kArgRegs[f.arg];
             break;
         case Fetch::Base::Reg: expr = "%" + f.reg; break;
+        case Fetch::Base::Caller: expr = "$stack0"; break;
         case Fetch::Base::Retval:
             if (probe_.kind != ProbeKind::Return) refuse(owner, "$retval exists in r probes only");
             expr = "$retval";

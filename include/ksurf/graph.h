@@ -1,0 +1,172 @@
+// `ksurf graph ROOT`: call graphs under ROOT, recorded in the kernel only for the calls whose
+// predicate holds. Three parts: which functions to trace (ROOT's callees, found by decoding
+// its machine code), the recorder (bpf/graph.bpf.c and its loader), and the graphs the
+// host rebuilds from the recorder's records.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ksurf/bpf_backend.h"
+#include "ksurf/events.h"
+#include "ksurf/graph_record.h"
+
+namespace ksurf {
+
+class Btf;
+class Features;
+class Kallsyms;
+struct PlannedProbe;
+
+// ---- Callees (src/graph/callees.cpp) ----
+
+// Targets of the direct calls and jumps in CODE, x86-64 machine code loaded at ADDR, in
+// order of appearance and without duplicates; jumps inside CODE are left out.
+std::vector<std::uint64_t> call_targets(std::span<const std::uint8_t> code, std::uint64_t addr);
+
+// Kernel text read from /proc/kcore (root; lockdown=confidentiality refuses it).
+class KernelText {
+public:
+    static KernelText open(const std::string& path = "/proc/kcore");
+    KernelText(KernelText&&) noexcept;
+    ~KernelText();
+    // LEN bytes at kernel address ADDR; throws when no segment of the core holds them.
+    std::vector<std::uint8_t> read(std::uint64_t addr, std::size_t len) const;
+
+private:
+    struct Segment {
+        std::uint64_t vaddr, size, offset;
+    };
+    KernelText() = default;
+    int fd_ = -1;
+    std::vector<Segment> segments_;
+};
+
+// Why ksurf does not trace NAME in a graph: the tracer's own path (BPF, RCU, preemption,
+// locking primitives, ftrace), where a probe would recurse or be refused; nullopt if it may.
+std::optional<std::string> untraceable(std::string_view name);
+
+struct CalleeSet {
+    std::vector<std::string> functions;  // to trace, without ROOT, sorted
+    // Found but skipped, with the reason ("notrace", "ksurf's own path", ...).
+    std::vector<std::pair<std::string, std::string>> skipped;
+};
+
+// ROOT's callees to DEPTH levels (0: none), found by decoding each level's code, merged with
+// the functions GLOBS match in FILTER_FUNCTIONS (available_filter_functions lines); only
+// functions in that list are kept. TEXT is needed when DEPTH is not 0.
+CalleeSet find_callees(const std::string& root, unsigned depth, const std::vector<std::string>& globs,
+                       const Kallsyms& syms, const std::optional<KernelText>& text,
+                       const std::vector<std::string>& filter_functions);
+
+// ---- Graphs (src/graph/tree.cpp) ----
+
+struct GraphCall {
+    std::uint32_t func = 0;
+    std::uint64_t entry_ns = 0, exit_ns = 0;
+    bool returned = false;  // false: still running when ROOT returned, or its exit was lost
+    std::vector<GraphCall> calls;
+};
+
+struct Graph {
+    std::uint32_t id = 0;
+    std::uint8_t context = KSURF_CTX_TASK;
+    std::uint64_t start_ns = 0, end_ns = 0;
+    std::uint64_t retval = 0;
+    Event root;              // who, where, and ROOT's fields (its args)
+    std::vector<GraphCall> calls;
+    unsigned mismatched = 0;  // records that did not nest (lost ones, or a bug): 0 normally
+};
+
+std::string_view context_name(std::uint8_t context);  // "task", "softirq", ...
+
+// Assembles each recording's records, in ring buffer order, into a Graph.
+class GraphBuilder {
+public:
+    // The graph REC completes (a CLOSE), else nullopt.
+    std::optional<Graph> add(const ksurf_graph_rec& rec);
+    // The OPEN's event: ROOT's fields, comm, pid. Its probe_id is the graph id.
+    void add_root_event(const Event& ev, std::uint32_t graph);
+    std::size_t open() const { return open_.size(); }
+
+private:
+    struct Building {
+        Graph g;
+        std::vector<GraphCall*> stack;  // open calls, outermost first
+    };
+    std::vector<std::unique_ptr<Building>> open_;
+    Building* find(std::uint32_t graph);
+};
+
+// function_graph-like text: a header line, then one line per call with its duration.
+// NAMES: function names by index (0 is ROOT).
+std::string format_graph(const Graph& g, const std::vector<std::string>& names);
+// One JSON object on one line.
+std::string graph_json(const Graph& g, const std::vector<std::string>& names);
+
+// ---- The recorder (src/graph/recorder.cpp) ----
+
+struct RecorderOptions {
+    FunctionAttach attach = FunctionAttach::Auto;  // of the callees; ROOT takes fentry, else kprobes
+    Features* features = nullptr;                  // borrowed, required
+    const Btf* btf = nullptr;                      // borrowed, required
+    ksurf_graph_config config{};                   // sample, max, max_depth
+    std::function<void(const std::string&)> note;  // attach progress and choices, for stderr
+};
+
+struct RecorderStats {
+    std::uint64_t root_hits = 0, filtered = 0;     // ROOT calls; those the predicate rejected
+    std::uint64_t counts[KSURF_GCOUNT_MAX] = {};   // enum ksurf_graph_count
+    std::uint64_t dropped = 0;                     // records lost: ring buffer full
+};
+
+class GraphRecorder {
+public:
+    virtual ~GraphRecorder() = default;
+    // Attaches the callees, then ROOT (so the first recordings are whole). Callees that
+    // cannot be attached are skipped and reported through `note`.
+    virtual void attach() = 0;
+    virtual std::size_t attached() const = 0;  // callee functions, ROOT not counted
+    virtual std::vector<std::pair<std::string, std::string>> failed() const = 0;  // callee, why
+    virtual bool poll(int timeout_ms) = 0;     // false on EINTR
+    virtual RecorderStats stats() const = 0;
+    virtual const std::vector<std::string>& names() const = 0;  // 0: ROOT, then the callees
+};
+
+// ROOT (a resolved p probe: its fields are printed, its filter is the predicate) and the
+// CALLEES to record under it; ON_GRAPH gets every completed graph.
+std::unique_ptr<GraphRecorder> make_graph_recorder(const PlannedProbe& root, const std::vector<std::string>& callees,
+                                                   RecorderOptions opt, std::function<void(const Graph&)> on_graph);
+
+// ---- The command (src/cli/graph.cpp) ----
+
+struct GraphOptions {
+    std::string root;                // FUNC, or a probe `p FUNC [fields] [f:FILTER]`
+    std::string where;               // filter, ANDed with the probe's own
+    std::string pcap;                // tcpdump expression over ROOT's sk_buff
+    std::vector<std::string> funcs;  // globs
+    unsigned depth = 1;
+    std::uint64_t max = 0;
+    std::string sample;              // "1/N"
+    std::string min_duration;        // "10us", "1ms", "2s", or nanoseconds
+    double duration = 0;             // -d
+    bool json = false;
+    bool verbose = false;
+    std::string backend = "auto";    // auto, bpf, tracefs
+    std::string attach = "auto";     // auto, fentry, kprobe, kprobe.multi (callees)
+    std::string btf_file;
+};
+
+int run_graph(const GraphOptions& opt);
+
+// "1/N" → N; "10us" → 10000. Throw on anything else.
+unsigned parse_sample(std::string_view text);
+std::uint64_t parse_duration_ns(std::string_view text);
+
+}  // namespace ksurf

@@ -1,0 +1,194 @@
+// ksurf graph ROOT: resolve ROOT and its predicate, find the callees, record, print graphs.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <fstream>
+
+#include "ksurf/btf.h"
+#include "ksurf/error.h"
+#include "ksurf/features.h"
+#include "ksurf/graph.h"
+#include "ksurf/kallsyms.h"
+#include "ksurf/parse.h"
+#include "ksurf/pcap.h"
+#include "ksurf/resolve.h"
+#include "ksurf/tracefs.h"
+
+namespace ksurf {
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+
+void on_signal(int) { g_stop = 1; }
+
+std::vector<std::string> filter_functions() {
+    std::ifstream in(tracefs::root() + "/available_filter_functions");
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(std::move(l));
+    if (lines.empty()) fail("cannot read {}/available_filter_functions: the graph traces only what ftrace can", tracefs::root());
+    return lines;
+}
+
+// ROOT as a p probe: as written when it is one, else `p ROOT` printing its parameters.
+Probe root_probe(const std::string& root, const Btf& btf) {
+    if (root.find_first_of(" \t") != std::string::npos) return parse_probe(root);
+    std::string text = "p " + root;
+    try {
+        const Function fn = btf.find_function(root);
+        for (std::size_t i = 0; i < fn.params.size() && i < 6; i++) {
+            const auto& p = fn.params[i];
+            const auto k = p.type.strip().kind();
+            if (!p.name.empty() && k != Type::Kind::Struct && k != Type::Kind::Union) text += fmt::format(" {}={}", p.name, p.name);
+        }
+    } catch (const Error&) {
+        // No BTF: no parameters to print; resolve() says what else is missing.
+    }
+    return parse_probe(text);
+}
+
+PlannedProbe plan_root(const GraphOptions& opt, const Btf& btf) {
+    const Probe probe = root_probe(opt.root, btf);
+    if (probe.kind != ProbeKind::Entry || probe.target.offset || probe.target.is_glob)
+        fail("ROOT must be one function, or a probe 'p FUNC ...' at its entry");
+    const ResolveContext ctx{btf, [](std::string_view s, std::string_view e) { return tracefs::read_format(tracefs::root(), s, e); },
+                             filter_functions};
+    PlannedProbe plan = resolve(probe, ctx);
+    if (!opt.where.empty()) {
+        auto own = std::move(plan.filter);
+        resolve_filter(parse_filter(opt.where), opt.where, plan, ctx);
+        if (own) {
+            auto both = std::make_unique<PlannedFilter>();
+            both->op = PlannedFilter::Op::And;
+            both->operands.push_back(std::move(*own));
+            both->operands.push_back(std::move(*plan.filter));
+            plan.filter = std::move(both);
+        }
+    }
+    // What the predicate reads is worth seeing next to the arguments.
+    for (auto& f : plan.fields) f.hidden = false;
+    if (!opt.pcap.empty()) {
+        const std::size_t skb = resolve_packet_skb(plan, ctx);
+        plan.packet = PacketCapture{skb, opt.pcap, compile_pcap(opt.pcap), 0};
+    }
+    return plan;
+}
+
+FunctionAttach attach_request(const std::string& a) {
+    if (a == "auto") return FunctionAttach::Auto;
+    if (a == "fentry") return FunctionAttach::Fentry;
+    if (a == "kprobe") return FunctionAttach::Kprobe;
+    if (a == "kprobe.multi") return FunctionAttach::KprobeMulti;
+    fail("--attach must be auto, fentry, kprobe or kprobe.multi, not '{}'", a);
+}
+
+}  // namespace
+
+unsigned parse_sample(std::string_view text) {
+    unsigned n = 0;
+    if (text.starts_with("1/")) {
+        auto r = std::from_chars(text.data() + 2, text.data() + text.size(), n);
+        if (r.ec == std::errc() && r.ptr == text.data() + text.size() && n > 0) return n;
+    }
+    fail("--sample takes 1/N (N > 0), not '{}'", text);
+}
+
+std::uint64_t parse_duration_ns(std::string_view text) {
+    double v = 0;
+    auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+    const std::string_view unit = r.ec == std::errc() ? text.substr(r.ptr - text.data()) : "?";
+    const double scale = unit == "" || unit == "ns" ? 1 : unit == "us" ? 1e3 : unit == "ms" ? 1e6 : unit == "s" ? 1e9 : -1;
+    if (scale < 0 || v < 0) fail("--min-duration takes a number with ns, us, ms or s, not '{}'", text);
+    return static_cast<std::uint64_t>(v * scale);
+}
+
+int run_graph(const GraphOptions& opt) {
+    ksurf_graph_config gcfg{};
+    gcfg.sample = opt.sample.empty() ? 1 : parse_sample(opt.sample);
+    gcfg.max = opt.max;
+    gcfg.max_depth = 64;  // deeper nesting than this is a runaway recursion, not a graph
+    const std::uint64_t min_ns = opt.min_duration.empty() ? 0 : parse_duration_ns(opt.min_duration);
+    if (opt.backend != "auto" && opt.backend != "bpf") fail("--backend must be auto or bpf, not '{}'", opt.backend);
+    const FunctionAttach attach = attach_request(opt.attach);
+
+    Features features;
+    if (geteuid() != 0 && !features.has(Feature::Bpf)) fail("cannot trace: {}", features.get(Feature::Bpf).reason);
+    const Btf btf = opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file);
+    const PlannedProbe root = plan_root(opt, btf);
+
+    const Kallsyms syms = Kallsyms::load();
+    // Without kernel text (no /proc/kcore, lockdown) --depth 0 --funcs still works.
+    const std::optional<KernelText> text = opt.depth ? std::optional(KernelText::open()) : std::nullopt;
+    const CalleeSet callees = find_callees(root.function, opt.depth, opt.funcs, syms, text, filter_functions());
+    fmt::print(stderr, "ksurf: {} functions under {} (callees to depth {}{}), {} skipped\n", callees.functions.size(),
+               root.function, opt.depth, opt.funcs.empty() ? "" : fmt::format(" and {}", fmt::join(opt.funcs, " ")),
+               callees.skipped.size());
+    if (opt.verbose)
+        for (const auto& [name, why] : callees.skipped) fmt::print(stderr, "ksurf:   skipped {}: {}\n", name, why);
+
+    std::uint64_t printed = 0, short_ = 0, complete = 0, over_max = 0;
+    auto on_graph = [&](const Graph& g, const std::vector<std::string>& names) {
+        // Without fetching atomics the kernel may start a few more than --max (recorder.cpp).
+        if (opt.max && complete >= opt.max) {
+            over_max++;
+            return;
+        }
+        complete++;
+        if (g.end_ns - g.start_ns < min_ns) {
+            short_++;
+            return;
+        }
+        printed++;
+        if (opt.json)
+            fmt::print("{}\n", graph_json(g, names));
+        else
+            fmt::print("{}\n", format_graph(g, names));
+    };
+    const std::vector<std::string>* names = nullptr;
+    RecorderOptions ro;
+    ro.attach = attach;
+    ro.features = &features;
+    ro.btf = &btf;
+    ro.config = gcfg;
+    ro.note = [](const std::string& line) { fmt::print(stderr, "ksurf: {}\n", line); };
+    auto rec = make_graph_recorder(root, callees.functions, ro, [&](const Graph& g) { on_graph(g, *names); });
+    names = &rec->names();
+    rec->attach();
+    const auto failed = rec->failed();
+    if (!failed.empty()) {
+        fmt::print(stderr, "ksurf: {} callees could not be attached{}\n", failed.size(), opt.verbose ? ":" : " (-v lists them)");
+        if (opt.verbose)
+            for (const auto& [name, why] : failed) fmt::print(stderr, "ksurf:   {}: {}\n", name, why);
+    }
+
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+    const std::size_t nprobes = rec->attached() + 1;
+    fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", nprobes, nprobes == 1 ? "" : "s");
+    using clock = std::chrono::steady_clock;
+    const auto deadline = clock::now() + std::chrono::duration<double>(opt.duration);
+    while (!g_stop && !(opt.max && complete >= opt.max)) {
+        int wait_ms = 100;
+        if (opt.duration > 0) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+            if (left <= 0) break;
+            wait_ms = static_cast<int>(std::min<long>(left, wait_ms));
+        }
+        if (!rec->poll(wait_ms)) break;
+        std::fflush(stdout);
+    }
+    rec->poll(0);
+    std::fflush(stdout);
+    const RecorderStats s = rec->stats();
+    fmt::print(stderr,
+               "ksurf: {} graphs recorded, {} printed; ROOT called {} times: {} skipped by the predicate, {} sampled "
+               "out, {} over --max; {} shorter than --min-duration; {} records dropped\n",
+               complete, printed, s.root_hits, s.filtered, s.counts[KSURF_GCOUNT_SAMPLED_OUT], s.counts[KSURF_GCOUNT_OVER_MAX] + over_max,
+               short_, s.dropped + s.counts[KSURF_GCOUNT_NO_ROOM]);
+    return 0;
+}
+
+}  // namespace ksurf

@@ -1,0 +1,59 @@
+// libFuzzer target for the probe language: every input is parsed as one probe, as a probe
+// file and as a filter, and what parses is resolved against the resolver's fixture BTF and
+// the unit tests' tracepoint formats. Only ksurf::Error may escape the pipeline: anything
+// else (a crash, a sanitizer report, another exception) is a finding.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "../unit/formats.h"
+#include "ksurf/btf.h"
+#include "ksurf/error.h"
+#include "ksurf/parse.h"
+#include "ksurf/resolve.h"
+
+namespace {
+
+using namespace ksurf;
+
+tracefs::EventFormat fixture_format(std::string_view subsys, std::string_view event) {
+    if (subsys == "sched" && event == "sched_process_exec")
+        return tracefs::parse_format(subsys, event, test::kExecFormat);
+    if (subsys == "sched" && event == "sched_switch") return tracefs::parse_format(subsys, event, test::kSwitchFormat);
+    fail("tracepoint '{}/{}' not found", subsys, event);
+}
+
+const ResolveContext& context() {
+    static const Btf btf = Btf::from_file(KSURF_RESOLVE_FIXTURE);
+    static const ResolveContext ctx{btf, fixture_format, [] {
+                                        return std::vector<std::string>{"rs_open", "rs_read", "rs_close", "rs_noargs",
+                                                                        "rs_fill", "rs_open.isra.0", "rs_fill [rsmod]"};
+                                    }};
+    return ctx;
+}
+
+// Errors are expected; rendering them must be safe too.
+template <typename F>
+void expect_only_errors(F&& f) {
+    try {
+        f();
+    } catch (const SourceError& e) {
+        (void)e.render();
+    } catch (const Error&) {
+    }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    const std::string_view text(reinterpret_cast<const char*>(data), size);
+    expect_only_errors([&] {
+        const Probe probe = parse_probe(text);
+        (void)resolve_all(probe, context());
+    });
+    expect_only_errors([&] {
+        for (const auto& probe : parse_probe_file(text, "fuzz.probes")) (void)resolve_all(probe, context());
+    });
+    expect_only_errors([&] { (void)parse_filter(text); });
+    return 0;
+}

@@ -1,0 +1,263 @@
+// ksurf graph against the running kernel: loopback TCP to two ports, graphs recorded only for
+// the segments to one of them, counted against an independent trace of the same function.
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sys/stat.h>
+#include <sys/utsname.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "process.h"
+
+namespace ksurf::test {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+// Segments to port 9000 pass; the rest of the traffic (to 9001, and the replies to the
+// clients' ports) must not open a recording.
+const std::string kRoot = "p tcp_v4_rcv b16_dport=@(struct tcphdr *)l4%0->dest f:b16_dport==9000";
+
+bool kernel_can_graph() {
+    auto r = run({ksurf_bin(), "features"});
+    return std::regex_search(r.out, std::regex(R"((^|\n)(fentry|kprobe) +yes)"));
+}
+
+// Fetching atomics arrived in 5.12: before, the recorder runs its build without them,
+// whose --sample is exact per (CPU, context) only (bpf/graph.bpf.c).
+bool kernel_has_atomic_fetch() {
+    utsname u{};
+    uname(&u);
+    unsigned major = 0, minor = 0;
+    std::sscanf(u.release, "%u.%u", &major, &minor);
+    return major > 5 || (major == 5 && minor >= 12);
+}
+
+#define REQUIRE_GRAPH_KERNEL()                                                       \
+    if (!kernel_can_graph()) {                                                       \
+        ASSERT_FALSE(in_vm_matrix()) << "every matrix kernel has fentry and kprobes"; \
+        GTEST_SKIP() << "neither fentry nor kprobes on this kernel";                 \
+    }
+
+// A loopback connection to PORT carrying MESSAGES small writes, each read before the next.
+void tcp_exchange(std::uint16_t port, int messages) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ASSERT_EQ(bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
+    ASSERT_EQ(listen(ls, 1), 0);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ASSERT_EQ(connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
+    int s = accept(ls, nullptr, nullptr);
+    ASSERT_GE(s, 0);
+    for (int i = 0; i < messages; i++) {
+        char b = 'x';
+        ASSERT_EQ(write(c, &b, 1), 1);
+        ASSERT_EQ(read(s, &b, 1), 1);
+    }
+    close(c);
+    close(s);
+    close(ls);
+    usleep(100 * 1000);  // the FINs and their ACKs
+}
+
+void traffic() {
+    tcp_exchange(9000, 5);
+    tcp_exchange(9001, 7);
+}
+
+std::vector<json> json_lines(const std::string& out) {
+    std::vector<json> v;
+    for (const auto& l : lines(out))
+        if (!l.empty()) v.push_back(json::parse(l));
+    return v;
+}
+
+// Every call returned, nothing was left unmatched, and the names of all calls.
+void walk(const json& calls, std::set<std::string>& names, const json& graph) {
+    for (const auto& c : calls) {
+        names.insert(c["func"].get<std::string>());
+        EXPECT_TRUE(c.contains("duration_ns")) << "a call without its exit: " << graph.dump();
+        if (c.contains("calls")) walk(c["calls"], names, graph);
+    }
+}
+
+struct Run {
+    std::vector<json> graphs;
+    std::size_t reference = 0;  // port-9000 segments tcp_v4_rcv saw, by an independent trace
+    Result result;
+};
+
+Run graph_run(std::vector<std::string> extra) {
+    Run out;
+    Process ref({ksurf_bin(), "--json", kRoot});
+    std::vector<std::string> argv = {ksurf_bin(), "--json", "graph", kRoot};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    Process g(argv);
+    EXPECT_TRUE(ref.wait_for_err("Hit Ctrl-C to end.", 60s)) << "reference trace did not attach";
+    if (!g.wait_for_err("Hit Ctrl-C to end.", 120s)) {
+        out.result = g.finish(5s);
+        ADD_FAILURE() << "graph did not attach: " << out.result.err;
+        return out;
+    }
+    traffic();
+    sleep(1);
+    ref.signal(SIGINT);
+    g.signal(SIGINT);
+    auto r = ref.finish();
+    EXPECT_EQ(r.status, 0) << r.err;
+    for (const auto& l : lines(r.out)) out.reference += l.find("\"tcp_v4_rcv\"") != std::string::npos;
+    out.result = g.finish();
+    EXPECT_EQ(out.result.status, 0) << out.result.err;
+    out.graphs = json_lines(out.result.out);
+    return out;
+}
+
+class Graph : public testing::TestWithParam<const char*> {};
+
+TEST_P(Graph, OneGraphPerPort9000SegmentWithItsCallees) {
+    REQUIRE_GRAPH_KERNEL();
+    const std::string attach = GetParam();
+    if (attach == "kprobe.multi" && !std::regex_search(run({ksurf_bin(), "features"}).out, std::regex(R"((^|\n)kprobe_multi +yes)")))
+        GTEST_SKIP() << "no kprobe.multi on this kernel";
+    auto r = graph_run({"--attach", attach});
+    EXPECT_NE(r.result.err.find("Tracing "), std::string::npos);
+    // SYN, ACK, 5 data segments, FIN, ACK at least.
+    EXPECT_GE(r.reference, 9u) << r.result.err;
+    EXPECT_EQ(r.graphs.size(), r.reference) << r.result.err;
+    std::set<std::string> all;
+    for (const auto& g : r.graphs) {
+        EXPECT_EQ(g["root"], "tcp_v4_rcv");
+        EXPECT_EQ(g["args"]["b16_dport"], 9000) << g.dump();
+        EXPECT_EQ(g["context"], "softirq") << g.dump();
+        EXPECT_FALSE(g.contains("mismatched")) << g.dump();
+        std::set<std::string> names;
+        walk(g["calls"], names, g);
+        // Every segment to a listening or established socket is looked up and handed on.
+        EXPECT_TRUE(names.count("tcp_v4_do_rcv") || names.count("tcp_add_backlog") || names.count("tcp_child_process"))
+            << g.dump();
+        all.insert(names.begin(), names.end());
+    }
+    EXPECT_TRUE(all.count("tcp_v4_do_rcv")) << r.result.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Attach, Graph, testing::Values("auto", "fentry", "kprobe", "kprobe.multi"),
+                         [](const auto& info) {
+                             std::string n = info.param;
+                             std::replace(n.begin(), n.end(), '.', '_');
+                             return n;
+                         });
+
+std::uint64_t summary_count(const std::string& err, const std::string& what) {
+    std::smatch m;
+    if (!std::regex_search(err, m, std::regex("(\\d+) " + what))) return ~0ULL;
+    return std::stoull(m[1]);
+}
+
+TEST(GraphBounds, MaxStopsAfterNGraphs) {
+    REQUIRE_GRAPH_KERNEL();
+    Process g({ksurf_bin(), "--json", "graph", kRoot, "--max", "3"});
+    ASSERT_TRUE(g.wait_for_err("Hit Ctrl-C to end.", 120s));
+    traffic();
+    auto r = g.finish(30s);  // ends by itself
+    ASSERT_EQ(r.status, 0) << r.err;
+    // Exactly 3 on every kernel: where the kernel may start a few more, the host drops them.
+    EXPECT_EQ(json_lines(r.out).size(), 3u) << r.out;
+    EXPECT_EQ(summary_count(r.err, "graphs recorded"), 3u) << r.err;
+    EXPECT_GT(summary_count(r.err, "over --max"), 0u) << r.err;
+}
+
+TEST(GraphBounds, SampleRecordsOneInN) {
+    REQUIRE_GRAPH_KERNEL();
+    auto r = graph_run({"--sample", "1/2"});
+    ASSERT_GE(r.reference, 9u) << r.result.err;
+    const bool exact = kernel_has_atomic_fetch();
+    EXPECT_NE(r.result.err.find(exact ? "exact --sample" : "lacks atomic fetch-add"), std::string::npos) << r.result.err;
+    std::set<std::uint64_t> ids;
+    std::set<std::pair<int, std::string>> slots;  // (CPU, context) pairs that recorded
+    for (const auto& g : r.graphs) {
+        ids.insert(g["graph"].get<std::uint64_t>());
+        slots.emplace(g["cpu"].get<int>(), g["context"].get<std::string>());
+    }
+    EXPECT_EQ(ids.size(), r.graphs.size()) << "graph ids repeat: " << r.result.out;
+    // Every matching call is either recorded or sampled out.
+    EXPECT_EQ(summary_count(r.result.err, "sampled out"), r.reference - r.graphs.size()) << r.result.err;
+    if (exact) {
+        // The 1st, 3rd, ... matching call: half of them, rounded up.
+        EXPECT_EQ(r.graphs.size(), (r.reference + 1) / 2) << r.result.err;
+    } else {
+        // The 1st, 3rd, ... of each (CPU, context) slot: sum of ceil(m/2) over the slots, whose
+        // matches m add up to the reference, and every slot with a match recorded its first.
+        EXPECT_GE(r.graphs.size(), (r.reference + 1) / 2) << r.result.err;
+        EXPECT_LE(r.graphs.size(), (r.reference + slots.size()) / 2) << r.result.err;
+    }
+}
+
+// Where cgroup v2 is mounted, or "".
+std::string cgroup2_root() {
+    std::ifstream m("/proc/mounts");
+    for (std::string dev, dir, type, rest; m >> dev >> dir >> type && std::getline(m, rest);)
+        if (type == "cgroup2") return dir;
+    return "";
+}
+
+bool in_kallsyms(const std::string& name) {
+    std::ifstream k("/proc/kallsyms");
+    for (std::string addr, type, sym; k >> addr >> type >> sym && std::getline(k, addr);)
+        if (sym == name) return true;
+    return false;
+}
+
+void read_file(const std::string& path) {
+    std::ifstream in(path);
+    std::string all((std::istreambuf_iterator<char>(in)), {});
+    ASSERT_FALSE(all.empty()) << path;
+}
+
+// memory.events and memory.events.local share __memory_events_show(); `caller` tells them
+// apart by the return address at its entry.
+TEST(Caller, OnlyCallsFromTheNamedFunction) {
+    REQUIRE_GRAPH_KERNEL();
+    const std::string root = cgroup2_root();
+    if (root.empty()) {
+        ASSERT_FALSE(in_vm_matrix()) << "the matrix guests mount cgroup v2";
+        GTEST_SKIP() << "no cgroup v2 mount";
+    }
+    // A small static function: the compiler may have inlined it into both callers.
+    if (!in_kallsyms("__memory_events_show")) GTEST_SKIP() << "__memory_events_show is inlined in this kernel";
+    { std::ofstream(root + "/cgroup.subtree_control") << "+memory"; }
+    const std::string dir = root + "/ksurf-caller-test";
+    mkdir(dir.c_str(), 0755);
+    ASSERT_TRUE(std::ifstream(dir + "/memory.events.local").good()) << "no memory controller in " << dir;
+    for (const char* to : {"memory_events_show", "memory_events_local_show"}) {
+        Process p({ksurf_bin(), fmt::format("p __memory_events_show f:caller=={}", to)});
+        ASSERT_TRUE(p.wait_for_err("Hit Ctrl-C to end.", 60s)) << "did not attach";
+        for (int i = 0; i < 3; i++) read_file(dir + "/memory.events");
+        for (int i = 0; i < 2; i++) read_file(dir + "/memory.events.local");
+        p.signal(SIGINT);
+        auto r = p.finish();
+        ASSERT_EQ(r.status, 0) << r.err;
+        std::size_t n = 0;
+        for (const auto& l : lines(r.out)) n += l.find("__memory_events_show") != std::string::npos;
+        EXPECT_EQ(n, std::string(to) == "memory_events_show" ? 3u : 2u) << to << ":\n" << r.out << r.err;
+    }
+    rmdir(dir.c_str());
+}
+
+}  // namespace
+}  // namespace ksurf::test
