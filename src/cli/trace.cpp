@@ -219,8 +219,15 @@ int run_trace(const TraceOptions& opt) {
     const auto probes = parse_all(opt);
     Features features;
     // Privileges first: without them every later step fails with a less telling error.
-    if (!opt.script && opt.script_file.empty() && geteuid() != 0 && !features.has(Feature::Bpf))
-        fail("cannot trace: {}", features.get(Feature::Bpf).reason);
+    if (!opt.script && opt.script_file.empty() && geteuid() != 0) {
+        if (request == BackendRequest::Tracefs) {
+            const std::string dir = tracefs::find_mount().value_or("/sys/kernel/tracing");
+            if (access(dir.c_str(), W_OK) != 0)
+                fail("cannot trace with tracefs: {} is not writable: {} (run as root)", dir, errno_text(errno));
+        } else if (!features.has(Feature::Bpf)) {
+            fail("cannot trace: {}", features.get(Feature::Bpf).reason);
+        }
+    }
     const Btf btf = opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file);
     const ResolveContext ctx{
         btf, [](std::string_view s, std::string_view e) { return tracefs::read_format(tracefs::root(), s, e); },

@@ -141,18 +141,8 @@ TEST(TracefsBackend, TracepointWithANumericFilter) {
         EXPECT_NE(r.out.find(fmt::format(" child_pid={}", pid)), std::string::npos) << pid << " in\n" << r.out;
 }
 
-TEST(TracefsBackend, TracepointFilteredByComm) {
-    auto r = trace(tracefs_args({"-d", "2", "e sched/sched_process_exec f:comm==\"true\""}), [&] {
-        spawn_and_wait({"/bin/true"});
-        spawn_and_wait({"/bin/echo"});
-    });
-    ASSERT_EQ(r.status, 0) << r.err;
-    auto all = parse_lines(r.out);
-    ASSERT_FALSE(all.empty()) << r.err;
-    for (const auto& l : all) EXPECT_EQ(l.comm, "true");
-}
-
-// Signals and cleanup after a killed run: signals_itest.cpp.
+// Signals and cleanup after a killed run: signals_itest.cpp. Tracepoint and function cases
+// that every backend shares (comm filters, strings, $retval, stacks): equivalence_itest.cpp.
 
 // ---- -S ----
 
@@ -229,35 +219,6 @@ protected:
     // A file the test opens itself, so its name is in the trace.
     static std::string unique_path(const char* what) { return fmt::format("/tmp/ksurf-tfs-{}-{}", what, getpid()); }
 };
-
-TEST_F(TracefsBackendKprobes, EntryProbeReadsAStringFilteredByComm) {
-    const auto path = unique_path("entry");
-    std::ofstream{path};
-    pid_t cat = 0;
-    auto r = trace(tracefs_args({"-d", "2", "p do_filp_open name=%1->name f:comm==\"cat\""}), [&] {
-        spawn_and_wait({"/bin/true"});
-        cat = spawn_and_wait({"/bin/cat", path});
-    });
-    unlink(path.c_str());
-    ASSERT_EQ(r.status, 0) << r.err;
-    auto all = parse_lines(r.out);
-    for (const auto& l : all) EXPECT_EQ(l.comm, "cat") << l.rest;
-    bool found = false;
-    for (const auto& l : lines_of(all, cat)) found |= l.rest == "do_filp_open: name=" + path;
-    EXPECT_TRUE(found) << "no do_filp_open of " << path << " by " << cat << " in:\n" << r.out;
-}
-
-TEST_F(TracefsBackendKprobes, ReturnProbeRetval) {
-    const auto missing = unique_path("missing");
-    pid_t cat = 0;
-    auto r = trace(tracefs_args({"-d", "2", "r do_sys_openat2 ret=$retval f:comm==\"cat\" && ret<0"}),
-                   [&] { cat = spawn_and_wait({"/bin/cat", missing}); });
-    ASSERT_EQ(r.status, 0) << r.err;
-    auto mine = lines_of(parse_lines(r.out), cat);
-    ASSERT_FALSE(mine.empty()) << r.out;
-    EXPECT_TRUE(mine.back().rest.starts_with("do_sys_openat2")) << mine.back().rest;  // "do_sys_openat2.return"
-    EXPECT_TRUE(mine.back().rest.ends_with(": ret=-2")) << mine.back().rest;           // ENOENT
-}
 
 // FUNC+OFF right after the ftrace call site, where the argument registers are untouched:
 // 5 bytes in, or 9 behind an endbr64 (IBT kernels). The kernel refuses the offset that is

@@ -110,12 +110,15 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{{"-d", "-1", "e sched/sched_process_exec"}, "-d"},
                       BadInput{{"--no-such-flag"}, "no-such-flag"}));
 
+// Each backend names what the user lacks: BPF's EPERM, tracefs's unwritable directory.
 TEST(Tracepoint, UnprivilegedUserGetsOneClearLine) {
-    Process p({ksurf_bin(), "-d", "1", "e sched/sched_process_exec"}, uid_t{65534});
-    auto r = p.finish();
-    EXPECT_EQ(r.status, 1) << r.err;
-    EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
-    EXPECT_NE(r.err.find("not permitted"), std::string::npos) << r.err;
+    for (auto [backend, reason] : {std::pair{"auto", "not permitted"}, std::pair{"tracefs", "is not writable"}}) {
+        Process p({ksurf_bin(), "--backend", backend, "-d", "1", "e sched/sched_process_exec"}, uid_t{65534});
+        auto r = p.finish();
+        EXPECT_EQ(r.status, 1) << backend << ": " << r.err;
+        EXPECT_EQ(lines(r.err).size(), 1u) << backend << ": " << r.err;
+        EXPECT_NE(r.err.find(reason), std::string::npos) << backend << ": " << r.err;
+    }
 }
 
 }  // namespace
