@@ -172,8 +172,9 @@ static __always_inline __u64 ksurf_pcap_skb(struct ksurf_scratch *s)
 	return *(__u64 *)(s->data + cfg.fields[cfg.pcap_field].out);
 }
 
-/* Whether --pcap's program accepts the packet; true without a program. */
-static __always_inline int ksurf_pcap(struct ksurf_scratch *s)
+/* Whether --pcap's program accepts the packet of the sk_buff at SKB; true without a
+ * program. */
+static __always_inline int ksurf_cbpf_accepts(__u64 skb)
 {
 	__u32 zero = 0;
 	struct ksurf_cbpf_state *st;
@@ -181,7 +182,7 @@ static __always_inline int ksurf_pcap(struct ksurf_scratch *s)
 	if (!cfg.ncbpf)
 		return 1;
 	st = bpf_map_lookup_elem(&ksurf_cbpf_states, &zero);
-	if (!st || !ksurf_cbpf_packet(st, ksurf_pcap_skb(s)))
+	if (!st || !ksurf_cbpf_packet(st, skb))
 		return 0;
 	st->a = 0;
 	st->x = 0;
@@ -195,6 +196,11 @@ static __always_inline int ksurf_pcap(struct ksurf_scratch *s)
 			ksurf_cbpf_step(st, i);
 	}
 	return st->verdict != 0;
+}
+
+static __always_inline int ksurf_pcap(struct ksurf_scratch *s)
+{
+	return ksurf_cbpf_accepts(ksurf_pcap_skb(s));
 }
 
 /* -w: the packet from its network header into the payload at pkt_out: its wire length,

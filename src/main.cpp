@@ -3,7 +3,9 @@
 #include <CLI/CLI.hpp>
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +13,7 @@
 #include "ksurf/error.h"
 #include "ksurf/features.h"
 #include "ksurf/graph.h"
+#include "ksurf/skb.h"
 #include "ksurf/trace.h"
 
 namespace {
@@ -20,6 +23,19 @@ bool g_verbose = false;
 // libbpf explains load failures at length; that belongs to -v, the one-line error to ksurf.
 int libbpf_log(enum libbpf_print_level, const char* format, va_list args) {
     return g_verbose ? std::vfprintf(stderr, format, args) : 0;
+}
+
+// Every program, map, link and perf event is a file descriptor: a kprobe per function for
+// a thousand functions needs more than the soft limit of 1024 (or the kernel's default hard
+// limit of 4096), and libbpf's failures past it do not say so. Root may raise both.
+void raise_fd_limit() {
+    constexpr rlim_t kWanted = 1 << 20;  // fs.nr_open's default
+    rlimit r{};
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur >= kWanted) return;
+    const rlimit wanted{kWanted, std::max(kWanted, r.rlim_max)};
+    if (setrlimit(RLIMIT_NOFILE, &wanted) == 0) return;
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
 }
 
 int run_features() {
@@ -54,6 +70,7 @@ Examples:
   ksurf -s 'p do_sys_openat2' -c cat /etc/hostname       # stacks of one command's opens
   ksurf -p 1234,1235 'e sched/sched_switch prev=%1->comm next=%2->comm'   # tp_btf arguments
   ksurf -S 'p vfs_open name=%0->dentry->d_name.name'    # the tracefs translation, as a script
+  ksurf skb --pcap 'tcp and port 9000'                   # each matching packet's path
   ksurf features                                          # what this kernel allows, and why not)");
     app.set_version_flag("--version", std::string("ksurf ") + KSURF_VERSION);
     ksurf::TraceOptions opt;
@@ -96,6 +113,14 @@ Examples:
     graph->add_option("--sample", gopt.sample, "Record 1/N of the calls that match");
     graph->add_option("--min-duration", gopt.min_duration, "Print only graphs lasting at least this long (10us, 2ms)");
     graph->add_option("--attach", gopt.attach, "Callees on auto, fentry, kprobe or kprobe.multi")->capture_default_str();
+    ksurf::SkbOptions sopt;
+    auto* skb = app.add_subcommand("skb", "Packet paths: every function taking a struct sk_buff, for the packets --pcap matches");
+    skb->fallthrough();  // -d, --json, -v, --btf as for tracing
+    skb->add_option("--pcap", sopt.pcap, "tcpdump expression, tested in the kernel until a packet matches once");
+    skb->add_option("--funcs", sopt.funcs, "Only the functions these globs match")->expected(1, -1);
+    bool no_return = false;
+    skb->add_flag("--no-return", no_return, "No return probes: no return values, and half the probe cost");
+    skb->add_option("--attach", sopt.attach, "auto, kprobe or kprobe.multi")->capture_default_str();
     app.require_subcommand(0, 1);
 
     // Everything after -c is the command's, options included: CLI11 sees only what precedes.
@@ -112,6 +137,7 @@ Examples:
     opt.command = std::move(command);
     opt.verbose = g_verbose;
     libbpf_set_print(libbpf_log);
+    raise_fd_limit();
     try {
         if (features->parsed()) return run_features();
         if (graph->parsed()) {
@@ -119,8 +145,18 @@ Examples:
             gopt.json = opt.json;
             gopt.verbose = opt.verbose;
             gopt.backend = opt.backend;
+            gopt.pids = opt.pids;
             gopt.btf_file = opt.btf_file;
             return ksurf::run_graph(gopt);
+        }
+        if (skb->parsed()) {
+            sopt.duration = opt.duration;
+            sopt.json = opt.json;
+            sopt.verbose = opt.verbose;
+            sopt.btf_file = opt.btf_file;
+            sopt.returns = !no_return;
+            sopt.backend = opt.backend;
+            return ksurf::run_skb(sopt);
         }
         return ksurf::run_trace(opt);
     } catch (const ksurf::SourceError& e) {

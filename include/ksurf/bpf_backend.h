@@ -75,6 +75,8 @@ struct BpfProgramSpec {
 // Throws a one-line Error naming PROBE when FRAME cannot run it or it exceeds the limits of
 // bpf_config.h.
 BpfProgramSpec encode_bpf(const PlannedProbe& probe, const BpfFrame& frame);
+// --pcap's PROGRAM (from EXPR) into C's classic BPF slots; throws when it does not fit.
+void encode_cbpf(const std::vector<CbpfInsn>& program, std::string_view expr, ksurf_config& c);
 
 // The visible fields of one event's PAYLOAD (without the raw record).
 std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload);

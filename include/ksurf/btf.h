@@ -73,6 +73,9 @@ struct MemberLayout {
 // has no member 'lenn'; did you mean 'len'?".
 MemberLayout member(Type agg, std::string_view name);
 
+// "struct sk_buff *", under typedefs and qualifiers: the packets ksurf reads.
+bool is_skb_pointer(const Type& t);
+
 struct Param {
     std::string name;  // empty when BTF has none (tracepoint protos)
     Type type;
@@ -111,6 +114,8 @@ public:
     // The tp_btf prototype of a tracepoint from its btf_trace_<event> typedef, without the
     // leading `void *__data`; BTF does not name these parameters.
     Function find_tracepoint_proto(std::string_view event) const;
+    // Every function of vmlinux's BTF and, with MODULES, of each loaded module's.
+    std::vector<Function> functions(bool modules) const;
     // Every function vmlinux's BTF describes: what globs expand over when the kernel's own
     // list of traceable functions cannot be read.
     std::vector<std::string> function_names() const;

@@ -78,7 +78,7 @@ struct Graph {
     std::uint32_t id = 0;
     std::uint8_t context = KSURF_CTX_TASK;
     std::uint64_t start_ns = 0, end_ns = 0;
-    std::uint64_t retval = 0;
+    std::optional<std::uint64_t> retval;  // ROOT's; nullopt where the backend cannot read it
     Event root;              // who, where, and ROOT's fields (its args)
     std::vector<GraphCall> calls;
     unsigned mismatched = 0;  // records that did not nest (lost ones, or a bug): 0 normally
@@ -144,6 +144,27 @@ public:
 std::unique_ptr<GraphRecorder> make_graph_recorder(const PlannedProbe& root, const std::vector<std::string>& callees,
                                                    RecorderOptions opt, std::function<void(const Graph&)> on_graph);
 
+// ---- The tracefs fallback (src/graph/function_graph.cpp) ----
+
+// ftrace's function_graph tracer in the top-level tracefs instance: set_graph_function
+// (ROOT) is a global of the kernel, instances or not, so one run at a time. The run
+// saves what it changes in /run/ksurf/function_graph (with its pid) before changing it,
+// and puts it back on exit; a run that finds the file of a dead run restores from it.
+// It refuses to start while current_tracer is not nop or another run holds the file.
+struct FunctionGraphOptions {
+    std::vector<std::uint32_t> pids;  // set_ftrace_pid: the threads of these processes
+    ksurf_graph_config config{};      // sample, max_depth (max is the caller's)
+    const Kallsyms* syms = nullptr;   // borrowed, required: record addresses to functions
+    std::function<void(const std::string&)> note;
+};
+
+// ROOT and the CALLEES to record under it (all in available_filter_functions), where the
+// kernel has the function_graph tracer (Feature::FunctionGraph); records are
+// rebuilt per thread (per CPU in interrupt context) from funcgraph_entry/funcgraph_exit
+// into the same Graph as BPF's.
+std::unique_ptr<GraphRecorder> make_function_graph_recorder(const std::string& root, const std::vector<std::string>& callees,
+                                                            FunctionGraphOptions opt, std::function<void(const Graph&)> on_graph);
+
 // ---- The command (src/cli/graph.cpp) ----
 
 struct GraphOptions {
@@ -159,6 +180,7 @@ struct GraphOptions {
     bool json = false;
     bool verbose = false;
     std::string backend = "auto";    // auto, bpf, tracefs
+    std::vector<std::uint32_t> pids; // -p: tracefs only
     std::string attach = "auto";     // auto, fentry, kprobe, kprobe.multi (callees)
     std::string btf_file;
 };

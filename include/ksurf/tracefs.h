@@ -17,6 +17,15 @@ std::optional<std::string> find_mount();
 // set when this call did the mount. Throws naming the mount error.
 std::string root(bool* mounted_now = nullptr);
 
+// The lines of available_filter_functions ("tcp_v4_rcv", "nf_hook [nf_tables]"): what
+// ftrace, kprobes and kprobe.multi can attach to. Empty when the kernel will not list them
+// (not root, lockdown, no tracefs).
+std::vector<std::string> available_filter_functions();
+
+// The thread ids of process PID now: tracefs pid filters (set_event_pid, set_ftrace_pid)
+// match threads. Throws when there is no such process.
+std::vector<std::string> threads_of(std::uint32_t pid);
+
 struct Field {
     std::string type;       // C type as the kernel wrote it, e.g. "pid_t", "char[16]"
     std::string name;

@@ -449,12 +449,33 @@ Function Btf::find_tracepoint_proto(std::string_view event) const {
     return make_function(found->btf, ptr.pointee().strip().id(), event, std::move(found->module), 1);
 }
 
+std::vector<Function> Btf::functions(bool modules) const {
+    std::vector<Function> out;
+    auto add = [&](const struct btf* b, std::uint32_t first, std::string module) {
+        for (std::uint32_t id = first, n = btf__type_cnt(b); id < n; ++id)
+            if (const btf_type* t = type_of(b, id); btf_is_func(t))
+                out.push_back(make_function(b, t->type, name_of(b, t->name_off), module, 0));
+    };
+    add(base_.get(), 1, "");
+    if (!modules || modules_dir_.empty()) return out;
+    const std::uint32_t own = btf__type_cnt(base_.get());  // module ids continue vmlinux's
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(modules_dir_, ec)) {
+        const std::string mod = entry.path().filename().string();
+        if (mod != "vmlinux") add(btf_of(mod), own, mod);
+    }
+    return out;
+}
+
 std::vector<std::string> Btf::function_names() const {
     std::vector<std::string> names;
-    const struct btf* b = base_.get();
-    for (std::uint32_t id = 1, n = btf__type_cnt(b); id < n; ++id)
-        if (const btf_type* t = type_of(b, id); btf_is_func(t)) names.emplace_back(name_of(b, t->name_off));
+    for (Function& f : functions(false)) names.push_back(std::move(f.name));
     return names;
+}
+
+bool is_skb_pointer(const Type& t) {
+    const Type s = t.strip();
+    return s.kind() == Type::Kind::Pointer && s.pointee().strip().name() == "struct sk_buff";
 }
 
 }  // namespace ksurf

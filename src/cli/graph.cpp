@@ -3,9 +3,6 @@
 #include <unistd.h>
 
 #include <charconv>
-#include <chrono>
-#include <csignal>
-#include <fstream>
 
 #include "ksurf/btf.h"
 #include "ksurf/error.h"
@@ -15,20 +12,15 @@
 #include "ksurf/parse.h"
 #include "ksurf/pcap.h"
 #include "ksurf/resolve.h"
+#include "ksurf/run_loop.h"
 #include "ksurf/tracefs.h"
 
 namespace ksurf {
 namespace {
 
-volatile std::sig_atomic_t g_stop = 0;
-
-void on_signal(int) { g_stop = 1; }
-
 std::vector<std::string> filter_functions() {
-    std::ifstream in(tracefs::root() + "/available_filter_functions");
-    std::vector<std::string> lines;
-    for (std::string l; std::getline(in, l);) lines.push_back(std::move(l));
-    if (lines.empty()) fail("cannot read {}/available_filter_functions: the graph traces only what ftrace can", tracefs::root());
+    auto lines = tracefs::available_filter_functions();
+    if (lines.empty()) fail("cannot read available_filter_functions: the graph traces only what ftrace can");
     return lines;
 }
 
@@ -76,6 +68,39 @@ PlannedProbe plan_root(const GraphOptions& opt, const Btf& btf) {
     return plan;
 }
 
+// ROOT's function for the tracefs fallback, which reads no BTF: it prints no fields.
+Probe fallback_root(const std::string& root) {
+    Probe p;
+    if (root.find_first_of(" \t") == std::string::npos) p.target.name = root;
+    else p = parse_probe(root);
+    if (p.kind != ProbeKind::Entry || p.target.offset || p.target.is_glob)
+        fail("ROOT must be one function, or a probe 'p FUNC ...' at its entry");
+    return p;
+}
+
+// Why BPF cannot record here, or nullopt when it can.
+std::optional<std::string> bpf_unusable(Features& f) {
+    if (!f.has(Feature::Bpf)) return fmt::format("BPF: {}", f.get(Feature::Bpf).reason);
+    if (f.has(Feature::Fentry) && f.has(Feature::Fexit)) return std::nullopt;
+    if (f.has(Feature::Kprobe)) return std::nullopt;
+    return fmt::format("fentry: {}; kprobe: {}", f.get(Feature::Fentry).reason, f.get(Feature::Kprobe).reason);
+}
+
+// What the function_graph fallback cannot do that was asked, for its announcement.
+std::string fallback_losses(const GraphOptions& opt, const Probe& root) {
+    std::vector<std::string> unapplied;
+    if (root.filter) unapplied.push_back("ROOT's f: filter");
+    if (!opt.where.empty()) unapplied.push_back("--where");
+    if (!opt.pcap.empty()) unapplied.push_back("--pcap");
+    std::string lost = "no argument predicate";
+    if (!unapplied.empty()) lost += fmt::format(" ({} not applied)", fmt::join(unapplied, ", "));
+    // CONFIG_FUNCTION_GRAPH_RETVAL (6.5) records return values.
+    const bool retval = tracefs::read_format(tracefs::root(), "ftrace", "funcgraph_exit").field("retval") != nullptr;
+    lost += retval ? ", no ROOT args" : ", no ROOT args or $retval";
+    if (!root.fields.empty()) lost += " (ROOT's fields not printed)";
+    return lost;
+}
+
 FunctionAttach attach_request(const std::string& a) {
     if (a == "auto") return FunctionAttach::Auto;
     if (a == "fentry") return FunctionAttach::Fentry;
@@ -110,20 +135,39 @@ int run_graph(const GraphOptions& opt) {
     gcfg.max = opt.max;
     gcfg.max_depth = 64;  // deeper nesting than this is a runaway recursion, not a graph
     const std::uint64_t min_ns = opt.min_duration.empty() ? 0 : parse_duration_ns(opt.min_duration);
-    if (opt.backend != "auto" && opt.backend != "bpf") fail("--backend must be auto or bpf, not '{}'", opt.backend);
+    if (opt.backend != "auto" && opt.backend != "bpf" && opt.backend != "tracefs")
+        fail("--backend must be auto, bpf or tracefs, not '{}'", opt.backend);
     const FunctionAttach attach = attach_request(opt.attach);
 
     Features features;
     if (geteuid() != 0 && !features.has(Feature::Bpf)) fail("cannot trace: {}", features.get(Feature::Bpf).reason);
-    const Btf btf = opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file);
-    const PlannedProbe root = plan_root(opt, btf);
+    std::optional<std::string> no_bpf;
+    if (opt.backend == "tracefs") no_bpf = "--backend tracefs";
+    else if (opt.backend == "auto") no_bpf = bpf_unusable(features);
+    if (!no_bpf && !opt.pids.empty())
+        fail("-p: ksurf graph applies it on the tracefs backend only; with BPF put it in the predicate: --where 'common_pid==PID'");
+
+    std::optional<Btf> btf;
+    std::optional<PlannedProbe> root;
+    std::string root_function;
+    if (no_bpf) {
+        const Probe p = fallback_root(opt.root);
+        if (!features.has(Feature::FunctionGraph))
+            fail("cannot record graphs: {}; function_graph: {}", *no_bpf, features.get(Feature::FunctionGraph).reason);
+        root_function = p.target.name;
+        fmt::print(stderr, "ksurf: tracefs function_graph fallback ({}): {}\n", *no_bpf, fallback_losses(opt, p));
+    } else {
+        btf.emplace(opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file));
+        root.emplace(plan_root(opt, *btf));
+        root_function = root->function;
+    }
 
     const Kallsyms syms = Kallsyms::load();
     // Without kernel text (no /proc/kcore, lockdown) --depth 0 --funcs still works.
     const std::optional<KernelText> text = opt.depth ? std::optional(KernelText::open()) : std::nullopt;
-    const CalleeSet callees = find_callees(root.function, opt.depth, opt.funcs, syms, text, filter_functions());
+    const CalleeSet callees = find_callees(root_function, opt.depth, opt.funcs, syms, text, filter_functions());
     fmt::print(stderr, "ksurf: {} functions under {} (callees to depth {}{}), {} skipped\n", callees.functions.size(),
-               root.function, opt.depth, opt.funcs.empty() ? "" : fmt::format(" and {}", fmt::join(opt.funcs, " ")),
+               root_function, opt.depth, opt.funcs.empty() ? "" : fmt::format(" and {}", fmt::join(opt.funcs, " ")),
                callees.skipped.size());
     if (opt.verbose)
         for (const auto& [name, why] : callees.skipped) fmt::print(stderr, "ksurf:   skipped {}: {}\n", name, why);
@@ -146,14 +190,30 @@ int run_graph(const GraphOptions& opt) {
         else
             fmt::print("{}\n", format_graph(g, names));
     };
+    // Set before attaching: a signal then ends the run once attached, through the
+    // recorder's cleanup (the fallback gives the top-level tracefs instance back).
+    install_stop_handlers();
+
     const std::vector<std::string>* names = nullptr;
-    RecorderOptions ro;
-    ro.attach = attach;
-    ro.features = &features;
-    ro.btf = &btf;
-    ro.config = gcfg;
-    ro.note = [](const std::string& line) { fmt::print(stderr, "ksurf: {}\n", line); };
-    auto rec = make_graph_recorder(root, callees.functions, ro, [&](const Graph& g) { on_graph(g, *names); });
+    auto note = [](const std::string& line) { fmt::print(stderr, "ksurf: {}\n", line); };
+    auto sink = [&](const Graph& g) { on_graph(g, *names); };
+    std::unique_ptr<GraphRecorder> rec;
+    if (no_bpf) {
+        FunctionGraphOptions fo;
+        fo.pids = opt.pids;
+        fo.config = gcfg;
+        fo.syms = &syms;
+        fo.note = note;
+        rec = make_function_graph_recorder(root_function, callees.functions, fo, sink);
+    } else {
+        RecorderOptions ro;
+        ro.attach = attach;
+        ro.features = &features;
+        ro.btf = &*btf;
+        ro.config = gcfg;
+        ro.note = note;
+        rec = make_graph_recorder(*root, callees.functions, ro, sink);
+    }
     names = &rec->names();
     rec->attach();
     const auto failed = rec->failed();
@@ -163,25 +223,9 @@ int run_graph(const GraphOptions& opt) {
             for (const auto& [name, why] : failed) fmt::print(stderr, "ksurf:   {}: {}\n", name, why);
     }
 
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
     const std::size_t nprobes = rec->attached() + 1;
     fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", nprobes, nprobes == 1 ? "" : "s");
-    using clock = std::chrono::steady_clock;
-    const auto deadline = clock::now() + std::chrono::duration<double>(opt.duration);
-    while (!g_stop && !(opt.max && complete >= opt.max)) {
-        int wait_ms = 100;
-        if (opt.duration > 0) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
-            if (left <= 0) break;
-            wait_ms = static_cast<int>(std::min<long>(left, wait_ms));
-        }
-        if (!rec->poll(wait_ms)) break;
-        std::fflush(stdout);
-    }
-    rec->poll(0);
-    std::fflush(stdout);
+    poll_until_stopped(opt.duration, [&](int ms) { return rec->poll(ms); }, [&] { return opt.max && complete >= opt.max; });
     const RecorderStats s = rec->stats();
     fmt::print(stderr,
                "ksurf: {} graphs recorded, {} printed; ROOT called {} times: {} skipped by the predicate, {} sampled "

@@ -9,8 +9,6 @@
 #include <unistd.h>
 
 #include <bit>
-#include <chrono>
-#include <csignal>
 #include <cstring>
 #include <functional>
 #include <fstream>
@@ -26,24 +24,12 @@
 #include "ksurf/parse.h"
 #include "ksurf/pcap.h"
 #include "ksurf/resolve.h"
+#include "ksurf/run_loop.h"
 #include "ksurf/tracefs.h"
 #include "ksurf/tracefs_backend.h"
 
 namespace ksurf {
 namespace {
-
-volatile std::sig_atomic_t g_stop = 0;
-
-void on_signal(int) { g_stop = 1; }
-
-// Without SA_RESTART the backends' waits return at once on Ctrl-C, SIGTERM or SIGHUP, and
-// on SIGPIPE when the reader of the output is gone (`ksurf ... | head`): the run ends as
-// if by Ctrl-C, removing what it attached, rather than dying with it in place.
-void install_signal_handlers() {
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) sigaction(sig, &sa, nullptr);
-}
 
 std::string read_file(const std::string& path) {
     std::ifstream in(path);
@@ -65,10 +51,8 @@ std::vector<Probe> parse_all(const TraceOptions& opt) {
 // The kernel's traceable functions; BTF's when the kernel will not list them (lockdown,
 // no tracefs, not root), which keeps globs and suggestions working for -S.
 std::vector<std::string> filter_functions(const Btf& btf) {
-    std::ifstream in(tracefs::root() + "/available_filter_functions");
-    std::vector<std::string> lines;
-    for (std::string l; std::getline(in, l);) lines.push_back(std::move(l));
-    return in.bad() || lines.empty() ? btf.function_names() : lines;
+    auto lines = tracefs::available_filter_functions();
+    return lines.empty() ? btf.function_names() : lines;
 }
 
 // Only plans that read packet headers need sk_buff's layout; others must not depend on a
@@ -166,20 +150,8 @@ int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t 
     backend.start();
     fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", nprobes, nprobes == 1 ? "" : "s");
     if (command) command->release();
-    using clock = std::chrono::steady_clock;
-    const auto deadline = clock::now() + std::chrono::duration<double>(opt.duration);
-    while (!g_stop && !(command && command->exited())) {
-        int wait_ms = 100;
-        if (opt.duration > 0) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
-            if (left <= 0) break;
-            wait_ms = static_cast<int>(std::min<long>(left, wait_ms));
-        }
-        if (!backend.poll(wait_ms)) break;
-        std::fflush(stdout);
-    }
-    // Events already buffered when the run ends still belong to it.
-    backend.poll(0);
+    poll_until_stopped(opt.duration, [&](int ms) { return backend.poll(ms); },
+                       [&] { return command && command->exited(); });
     out.summary(backend.stats());
     std::fflush(stdout);
     return 0;
@@ -210,7 +182,7 @@ void capture_packets(std::vector<PlannedProbe>& plans, const TraceOptions& opt, 
 
 int run_trace(const TraceOptions& opt) {
     // Before anything is attached: a signal during set-up must unwind it, not kill it.
-    install_signal_handlers();
+    install_stop_handlers();
     const auto request = parse_backend_request(opt.backend);
     const bool packets = !opt.pcap.empty() || !opt.pcap_file.empty();
     constexpr std::string_view kPacketsNeedBpf =

@@ -117,7 +117,8 @@ std::string format_graph(const Graph& g, const std::vector<std::string>& names) 
     std::string out = header(g, names) + "\n";
     out += fmt::format("{:>14} |  {}() {{\n", "", names.at(0));
     text_calls(out, g.calls, 1, names);
-    out += fmt::format("{:>14} |  }} = {} ({:#x}){}\n", us(g.end_ns - g.start_ns), static_cast<std::int64_t>(g.retval), g.retval,
+    out += fmt::format("{:>14} |  }}{}{}\n", us(g.end_ns - g.start_ns),
+                       g.retval ? fmt::format(" = {} ({:#x})", static_cast<std::int64_t>(*g.retval), *g.retval) : "",
                        g.mismatched ? fmt::format(" /* {} records did not nest */", g.mismatched) : "");
     return out;
 }
@@ -138,9 +139,9 @@ std::string graph_json(const Graph& g, const std::vector<std::string>& names) {
                      {"cpu", g.root.cpu},
                      {"context", context_name(g.context)},
                      {"args", std::move(args)},
-                     {"retval", static_cast<std::int64_t>(g.retval)},
                      {"duration_ns", g.end_ns - g.start_ns},
                      {"calls", json_calls(g.calls, g.start_ns, names)}};
+    if (g.retval) j["retval"] = static_cast<std::int64_t>(*g.retval);
     if (g.mismatched) j["mismatched"] = g.mismatched;
     return j.dump();
 }

@@ -204,11 +204,6 @@ std::uint64_t ip_protocol(Proto p) {
     }
 }
 
-bool is_skb_pointer(const Type& t) {
-    Type s = t.strip();
-    return s.kind() == Kind::Pointer && s.pointee().strip().name() == "struct sk_buff";
-}
-
 Fetch clone(const Fetch& f) {
     Fetch out;
     out.base = f.base;
@@ -991,11 +986,14 @@ std::vector<std::string> expand_glob(std::string_view glob, const std::vector<st
     std::size_t colon = glob.find(':');
     std::string_view module = colon == glob.npos ? "" : glob.substr(0, colon);
     std::string pattern(colon == glob.npos ? glob : glob.substr(colon + 1));
+    // A plain name is compared as it is: `graph --funcs` may pass a thousand of them, each
+    // over tens of thousands of lines.
+    const bool literal = pattern.find_first_of("*?[\\") == std::string::npos;
     std::vector<std::string> out;
     for (const std::string& line : functions) {
         auto [name, mod] = function_line(line);
-        if ((module.empty() || module == mod) && fnmatch(pattern.c_str(), std::string(name).c_str(), 0) == 0)
-            out.emplace_back(name);
+        if (!module.empty() && module != mod) continue;
+        if (literal ? name == pattern : fnmatch(pattern.c_str(), std::string(name).c_str(), 0) == 0) out.emplace_back(name);
     }
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());

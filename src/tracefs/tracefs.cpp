@@ -117,6 +117,27 @@ std::string root(bool* mounted_now) {
     return kDefaultMount;
 }
 
+std::vector<std::string> available_filter_functions() {
+    std::vector<std::string> lines;
+    try {
+        std::ifstream in(root() + "/available_filter_functions");
+        for (std::string l; std::getline(in, l);) lines.push_back(std::move(l));
+        if (in.bad()) lines.clear();
+    } catch (const Error&) {
+        // No tracefs to mount: nothing is listed.
+    }
+    return lines;
+}
+
+std::vector<std::string> threads_of(std::uint32_t pid) {
+    std::vector<std::string> tids;
+    std::error_code ec;
+    for (const auto& t : std::filesystem::directory_iterator(std::filesystem::path("/proc") / std::to_string(pid) / "task", ec))
+        tids.push_back(t.path().filename());
+    if (tids.empty()) fail("no process {}", pid);
+    return tids;
+}
+
 EventFormat read_format(const std::string& root, std::string_view system, std::string_view event) {
     namespace fs = std::filesystem;
     const fs::path dir = fs::path(root) / "events" / system / event;

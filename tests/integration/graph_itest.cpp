@@ -8,11 +8,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -269,6 +272,217 @@ TEST(Caller, OnlyCallsFromTheNamedFunction) {
         EXPECT_EQ(n, std::string(to) == "memory_events_show" ? 3u : 2u) << to << ":\n" << r.out << r.err;
     }
     rmdir(dir.c_str());
+}
+
+// ---- The tracefs fallback: ftrace's function_graph tracer in the top-level instance ----
+
+const std::string kTracing = "/sys/kernel/tracing";
+
+#define REQUIRE_FUNCTION_GRAPH()                                                                   \
+    if (!std::regex_search(run({ksurf_bin(), "features"}).out, std::regex(R"((^|\n)function_graph +yes)"))) { \
+        ASSERT_FALSE(in_vm_matrix()) << "every matrix kernel has the function_graph tracer";        \
+        GTEST_SKIP() << "no function_graph tracer on this kernel";                                  \
+    }
+
+// What a run changes in the top-level instance and must give back.
+std::map<std::string, std::string> top_level_state() {
+    std::map<std::string, std::string> s;
+    for (const char* f : {"current_tracer", "tracing_on", "trace_clock", "max_graph_depth", "set_ftrace_filter",
+                          "set_graph_function", "set_ftrace_pid", "set_ftrace_notrace_pid"}) {
+        std::ifstream in(kTracing + "/" + f);
+        s[f] = std::string((std::istreambuf_iterator<char>(in)), {});
+    }
+    return s;
+}
+
+std::string current_tracer() {
+    std::ifstream in(kTracing + "/current_tracer");
+    std::string t;
+    in >> t;
+    return t;
+}
+
+// A child that opens /etc/hostname N times once go() is called, then exits: its opens are
+// the only ones a -p run sees.
+class Opener {
+public:
+    explicit Opener(int n) {
+        EXPECT_EQ(pipe(fd_), 0);
+        pid_ = fork();
+        if (pid_ == 0) {
+            char b;
+            close(fd_[1]);
+            if (read(fd_[0], &b, 1) != 1) _exit(1);
+            for (int i = 0; i < n; i++) close(open("/etc/hostname", O_RDONLY));
+            _exit(0);
+        }
+        close(fd_[0]);
+    }
+    ~Opener() {
+        if (!done_) go();
+    }
+    pid_t pid() const { return pid_; }
+    void go() {
+        done_ = true;
+        EXPECT_EQ(write(fd_[1], "x", 1), 1);
+        close(fd_[1]);
+        int st = 0;
+        waitpid(pid_, &st, 0);
+    }
+
+private:
+    int fd_[2] = {-1, -1};
+    pid_t pid_ = -1;
+    bool done_ = false;
+};
+
+std::vector<std::string> tracefs_graph(const std::string& root, std::vector<std::string> extra) {
+    std::vector<std::string> argv = {ksurf_bin(), "--json", "graph", root, "--backend", "tracefs"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+}
+
+// Calls nest in time: each inside its caller, in order, all with their exits.
+void check_nesting(const json& calls, std::uint64_t from, std::uint64_t to, const json& graph) {
+    std::uint64_t last = from;
+    for (const auto& c : calls) {
+        ASSERT_TRUE(c.contains("duration_ns")) << "a call without its exit: " << graph.dump();
+        const std::uint64_t at = c["at_ns"], end = at + c["duration_ns"].get<std::uint64_t>();
+        EXPECT_GE(at, last) << graph.dump();
+        EXPECT_LE(end, to) << graph.dump();
+        last = end;
+        if (c.contains("calls")) check_nesting(c["calls"], at, end, graph);
+    }
+}
+
+const json* find_call(const json& calls, const std::string& name) {
+    for (const auto& c : calls)
+        if (c["func"] == name) return &c;
+    return nullptr;
+}
+
+TEST(GraphTracefs, OneGraphPerOpenOfTheProcessWithNestedCallees) {
+    REQUIRE_FUNCTION_GRAPH();
+    const auto before = top_level_state();
+    Opener child(3);
+    Process g(tracefs_graph("do_sys_openat2", {"--depth", "2", "-p", std::to_string(child.pid())}));
+    ASSERT_TRUE(g.wait_for_err("Hit Ctrl-C to end.", 120s)) << g.finish(5s).err;
+    EXPECT_EQ(current_tracer(), "function_graph");
+    child.go();
+    sleep(1);
+    g.signal(SIGINT);
+    auto r = g.finish();
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("ksurf: tracefs function_graph fallback (--backend tracefs): no argument predicate, no ROOT args"),
+              std::string::npos)
+        << r.err;
+    const auto graphs = json_lines(r.out);
+    ASSERT_EQ(graphs.size(), 3u) << r.out << r.err;
+    for (const auto& gr : graphs) {
+        EXPECT_EQ(gr["root"], "do_sys_openat2");
+        EXPECT_EQ(gr["tid"], child.pid()) << gr.dump();
+        EXPECT_EQ(gr["context"], "task") << gr.dump();
+        EXPECT_FALSE(gr.contains("mismatched")) << gr.dump();
+        check_nesting(gr["calls"], 0, gr["duration_ns"], gr);
+        // --depth 2: do_filp_open and, under it, its own callees (path_openat, ...).
+        const json* open = find_call(gr["calls"], "do_filp_open");
+        ASSERT_TRUE(open) << gr.dump();
+        EXPECT_GT((*open)["duration_ns"].get<std::uint64_t>(), 0u) << gr.dump();
+        EXPECT_TRUE(open->contains("calls") && !(*open)["calls"].empty()) << gr.dump();
+    }
+    EXPECT_EQ(top_level_state(), before) << "the top-level instance was not given back";
+}
+
+TEST(GraphTracefs, TextOutputAndMaxEndTheRun) {
+    REQUIRE_FUNCTION_GRAPH();
+    Opener child(4);
+    Process g({ksurf_bin(), "graph", "do_sys_openat2", "--backend", "tracefs", "--max", "2", "-p", std::to_string(child.pid())});
+    ASSERT_TRUE(g.wait_for_err("Hit Ctrl-C to end.", 120s)) << g.finish(5s).err;
+    child.go();
+    auto r = g.finish(30s);  // ends by itself
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(summary_count(r.err, "graphs recorded"), 2u) << r.err;
+    std::size_t headers = 0, opens = 0;
+    const std::regex header(R"(^graph \d+: .*-(\d+) \[\d+\] task [0-9.]+: do_sys_openat2\(\)$)");
+    const std::regex open_line(R"(^ +[0-9.]+ us \| +do_filp_open\(\)|^ +\| +do_filp_open\(\) \{$)");
+    for (const auto& l : lines(r.out)) {
+        std::smatch m;
+        if (std::regex_match(l, m, header)) {
+            headers++;
+            EXPECT_EQ(std::stoi(m[1]), child.pid()) << l;
+        }
+        opens += std::regex_search(l, open_line);
+    }
+    EXPECT_EQ(headers, 2u) << r.out;
+    EXPECT_EQ(opens, 2u) << r.out;
+}
+
+TEST(GraphTracefs, TcpSegmentsAsSoftirqGraphsWithoutThePredicate) {
+    REQUIRE_FUNCTION_GRAPH();
+    Process g(tracefs_graph("tcp_v4_rcv", {"--where", "tcp.dport==9000"}));
+    ASSERT_TRUE(g.wait_for_err("Hit Ctrl-C to end.", 120s)) << g.finish(5s).err;
+    traffic();
+    sleep(1);
+    g.signal(SIGINT);
+    auto r = g.finish();
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("no argument predicate (--where not applied)"), std::string::npos) << r.err;
+    const auto graphs = json_lines(r.out);
+    // Segments to both ports and the replies: the predicate is not applied.
+    EXPECT_GE(graphs.size(), 18u) << r.err;
+    std::set<std::string> all;
+    for (const auto& gr : graphs) {
+        EXPECT_EQ(gr["context"], "softirq") << gr.dump();
+        check_nesting(gr["calls"], 0, gr["duration_ns"], gr);
+        std::set<std::string> names;
+        walk(gr["calls"], names, gr);
+        all.insert(names.begin(), names.end());
+    }
+    EXPECT_TRUE(all.count("tcp_v4_do_rcv")) << r.out;
+}
+
+TEST(GraphTracefs, SecondRunRefusedAndSigtermGivesTheTopLevelBack) {
+    REQUIRE_FUNCTION_GRAPH();
+    const auto before = top_level_state();
+    Process first(tracefs_graph("do_sys_openat2", {}));
+    ASSERT_TRUE(first.wait_for_err("Hit Ctrl-C to end.", 120s)) << first.finish(5s).err;
+    auto second = run(tracefs_graph("do_sys_openat2", {"-d", "1"}), 120s);
+    EXPECT_NE(second.status, 0);
+    EXPECT_NE(second.err.find(fmt::format("the function_graph tracer is in use by ksurf (pid {})", first.pid())), std::string::npos)
+        << second.err;
+    EXPECT_EQ(current_tracer(), "function_graph") << "the refused run touched the first one's tracer";
+    first.signal(SIGTERM);
+    auto r = first.finish();
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(top_level_state(), before);
+}
+
+TEST(GraphTracefs, KilledRunIsUndoneByTheNext) {
+    REQUIRE_FUNCTION_GRAPH();
+    const auto before = top_level_state();
+    Process killed(tracefs_graph("do_sys_openat2", {}));
+    ASSERT_TRUE(killed.wait_for_err("Hit Ctrl-C to end.", 120s)) << killed.finish(5s).err;
+    const pid_t pid = killed.pid();
+    killed.signal(SIGKILL);
+    killed.finish();
+    ASSERT_EQ(current_tracer(), "function_graph") << "SIGKILL left nothing to clean up";
+    auto next = run(tracefs_graph("do_sys_openat2", {"-d", "1"}), 120s);
+    EXPECT_EQ(next.status, 0) << next.err;
+    EXPECT_NE(next.err.find(fmt::format("restored the top-level tracefs setup left by a killed run (pid {})", pid)),
+              std::string::npos)
+        << next.err;
+    EXPECT_EQ(top_level_state(), before);
+}
+
+// Where neither BPF nor function_graph can record (this build host), one line says why.
+TEST(GraphTracefs, NeitherBackendSaysWhy) {
+    const auto f = run({ksurf_bin(), "features"}).out;
+    if (std::regex_search(f, std::regex(R"((^|\n)(fentry|kprobe|function_graph) +yes)")))
+        GTEST_SKIP() << "this kernel can record graphs";
+    auto r = run({ksurf_bin(), "graph", "do_sys_openat2"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(std::regex_search(r.err, std::regex("^ksurf: cannot record graphs: .*fentry: .*kprobe: .*function_graph: .*\n$")))
+        << r.err;
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "ksurf/bpf_backend.h"
 #include "ksurf/btf.h"
 #include "ksurf/error.h"
+#include "error_of.h"
 
 namespace ksurf {
 namespace {
@@ -115,14 +116,7 @@ BpfFrame frame(BpfAttach a) {
     return f;
 }
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using ksurf::test::error_of;
 
 // The arithmetic the BPF side applies to a loaded number.
 std::uint64_t finish(const ksurf_field_cfg& c, std::uint64_t loaded) {

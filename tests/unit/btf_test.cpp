@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+#include "error_of.h"
 
 namespace {
 
@@ -27,16 +29,7 @@ using Kind = Type::Kind;
 
 constexpr const char* kVmlinux = "/sys/kernel/btf/vmlinux";
 
-// The message of the ksurf::Error that `f` throws.
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const ksurf::Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
+using ksurf::test::error_of;
 
 std::vector<std::string> split(const std::string& line, char sep) {
     std::vector<std::string> fields;
@@ -360,6 +353,14 @@ TEST_F(BtfModules, SplitBtfLoadsOnDemand) {
     ASSERT_EQ(tp.params.size(), 2u);
     EXPECT_EQ(tp.params[0].type.name(), "struct mod_state *");
     EXPECT_EQ(tp.params[1].type.name(), "int");
+
+    // Every function, each with its module: the module's own after vmlinux's.
+    std::vector<std::pair<std::string, std::string>> all;
+    for (const auto& fn : btf.functions(true)) all.emplace_back(fn.module, fn.name);
+    EXPECT_EQ(std::count(all.begin(), all.end(), std::pair<std::string, std::string>("mymod", "mod_func")), 1);
+    EXPECT_EQ(std::count(all.begin(), all.end(), std::pair<std::string, std::string>("mymod", "fixture_open")), 1);
+    EXPECT_EQ(std::count(all.begin(), all.end(), std::pair<std::string, std::string>("", "fixture_open")), 1);
+    EXPECT_EQ(btf.functions(false).size() + 2, all.size());
 
     EXPECT_EQ(error_of([&] { btf.find_function("mymod:fixture_sum"); }),
               "function 'fixture_sum' not found in BTF of module 'mymod'");

@@ -112,14 +112,12 @@ public:
         for (std::size_t k = 0; k < order_.size(); k++) c.fields[k] = slots_[order_[k]].cfg;
         if (probe_.filter) emit(*probe_.filter, c, cfg_index);
         if (probe_.packet) {
-            const auto& program = probe_.packet->program;
-            if (program.size() > KSURF_MAX_CBPF)
-                fail("{}: --pcap '{}' compiles to {} classic BPF instructions; the BPF backend runs at most {}", label_,
-                     probe_.packet->expr, program.size(), KSURF_MAX_CBPF);
-            c.ncbpf = static_cast<std::uint16_t>(program.size());
+            try {
+                encode_cbpf(probe_.packet->program, probe_.packet->expr, c);
+            } catch (const Error& e) {
+                fail("{}: {}", label_, e.what());
+            }
             c.pcap_field = static_cast<std::uint8_t>(cfg_index[probe_.packet->skb_field]);
-            for (std::size_t i = 0; i < program.size(); i++)
-                c.cbpf[i] = {program[i].code, program[i].jt, program[i].jf, program[i].k};
         }
         c.nops = static_cast<std::uint16_t>(ops_.size());
         std::copy(ops_.begin(), ops_.end(), c.ops);
@@ -479,6 +477,14 @@ void set_arg_slots(BpfFrame& frame, const Function& fn) {
         }
     }
     frame.ret_slot = regs;
+}
+
+void encode_cbpf(const std::vector<CbpfInsn>& program, std::string_view expr, ksurf_config& c) {
+    if (program.size() > KSURF_MAX_CBPF)
+        fail("--pcap '{}' compiles to {} classic BPF instructions; the BPF backend runs at most {}", expr,
+             program.size(), KSURF_MAX_CBPF);
+    c.ncbpf = static_cast<std::uint16_t>(program.size());
+    for (std::size_t i = 0; i < program.size(); i++) c.cbpf[i] = {program[i].code, program[i].jt, program[i].jf, program[i].k};
 }
 
 BpfProgramSpec encode_bpf(const PlannedProbe& probe, const BpfFrame& frame) { return Encoder(probe, frame).run(); }

@@ -261,16 +261,6 @@ struct Probe {
     DyneventPtr kprobe;
 };
 
-// The threads of process PID now: set_event_pid matches thread ids.
-std::vector<std::string> threads_of(std::uint32_t pid) {
-    std::vector<std::string> tids;
-    std::error_code ec;
-    for (const auto& t : fs::directory_iterator(fs::path("/proc") / std::to_string(pid) / "task", ec))
-        tids.push_back(t.path().filename());
-    if (tids.empty()) fail("no process {}", pid);
-    return tids;
-}
-
 class TracefsBackend final : public Backend {
 public:
     TracefsBackend(Sink sink, tracefs::SkbLayout skb, TracefsOptions opt)
@@ -290,7 +280,7 @@ public:
         if (!opt_.pids.empty()) {
             std::vector<std::string> tids;
             for (auto pid : opt_.pids)
-                for (auto& t : threads_of(pid)) tids.push_back(std::move(t));
+                for (auto& t : tracefs::threads_of(pid)) tids.push_back(std::move(t));
             option("set_event_pid", fmt::format("{}", fmt::join(tids, " ")));
             // Threads and processes started later join only by following forks.
             if (opt_.follow_forks) option("options/event-fork", "1");

@@ -1,0 +1,421 @@
+// The call-graph fallback without BPF: ftrace's function_graph tracer, started in ROOT by
+// set_graph_function and limited to ROOT and its callees by set_ftrace_filter, read back
+// from the top-level per-CPU buffers with libtracefs/libtraceevent and rebuilt into the
+// same Graph as the BPF recorder's.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <unordered_map>
+
+#include "../backend/tracefs/libtracefs.h"
+#include "ksurf/error.h"
+#include "ksurf/graph.h"
+#include "ksurf/kallsyms.h"
+#include "ksurf/tracefs.h"
+
+namespace ksurf {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kStateDir = "/run/ksurf";
+const std::string kStateFile = kStateDir + "/function_graph";
+
+// What a run changes in the top-level instance, in the order it is put back: the tracer
+// first, so that nothing is traced while the filters change.
+constexpr const char* kSaved[] = {"current_tracer", "tracing_on",      "trace_clock",   "max_graph_depth",
+                                  "set_ftrace_filter", "set_graph_function", "set_ftrace_pid",
+                                  "set_ftrace_notrace_pid"};
+
+// The trace flags of a record's header (include/linux/trace_events.h, stable since 2.6).
+constexpr unsigned long kFlagHardirq = 0x08, kFlagSoftirq = 0x10, kFlagNmi = 0x40;
+
+std::string slurp(const fs::path& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// A tracefs file's value as words to write back: the selected one of "[local] global ...",
+// the names of a filter list ("#### all functions enabled ####" and "no pid" are none).
+std::vector<std::string> words(const std::string& file, const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        if (line.empty() || line.starts_with("#") || line == "no pid") continue;
+        if (file == "trace_clock") {
+            const auto open = line.find('['), close = line.find(']');
+            if (open != std::string::npos && close > open) out.push_back(line.substr(open + 1, close - open - 1));
+            continue;
+        }
+        out.push_back(line.substr(0, line.find_first_of(" \t")));  // "func [module]": the name
+    }
+    return out;
+}
+
+bool is_list(std::string_view file) { return file.starts_with("set_"); }
+
+// Writes WORDS to ROOT/FILE: a list file is emptied first and gets one word per write, so
+// that a name the kernel refuses does not take the others with it. Returns the refused.
+std::vector<std::string> write_words(const std::string& root, const std::string& file, const std::vector<std::string>& ws) {
+    const std::string path = root + "/" + file;
+    const int fd = open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0) fail("cannot open {}: {}", path, errno_text(errno));
+    std::vector<std::string> refused;
+    if (!is_list(file)) {
+        const std::string v = ws.empty() ? "" : ws[0];
+        const bool ok = write(fd, v.data(), v.size()) == ssize_t(v.size());
+        const int err = errno;
+        close(fd);
+        if (!ok) fail("cannot write '{}' to {}: {}", v, path, errno_text(err));
+        return refused;
+    }
+    // The newline ends the name: the kernel's parser carries a token on to the next write.
+    for (const auto& w : ws)
+        if (const std::string line = w + "\n"; write(fd, line.data(), line.size()) != ssize_t(line.size())) refused.push_back(w);
+    close(fd);
+    return refused;
+}
+
+// Whether PID is a running ksurf: alive and its comm is ours (a reused pid runs another program).
+bool live_ksurf(pid_t pid) {
+    if (kill(pid, 0) != 0 && errno != EPERM) return false;
+    const std::string theirs = slurp(fs::path("/proc") / std::to_string(pid) / "comm");
+    return !theirs.empty() && theirs == slurp("/proc/self/comm");
+}
+
+// The state file: "pid N", then one line per saved file: its name and its words.
+struct SavedState {
+    pid_t pid = 0;
+    std::vector<std::pair<std::string, std::vector<std::string>>> files;
+
+    static SavedState parse(const std::string& text) {
+        SavedState s;
+        std::istringstream in(text);
+        for (std::string line; std::getline(in, line);) {
+            std::istringstream l(line);
+            std::string name;
+            l >> name;
+            if (name == "pid") {
+                l >> s.pid;
+                continue;
+            }
+            auto& ws = s.files.emplace_back(name, std::vector<std::string>{}).second;
+            for (std::string w; l >> w;) ws.push_back(w);
+        }
+        return s;
+    }
+
+    std::string text() const {
+        std::string t = fmt::format("pid {}\n", pid);
+        for (const auto& [name, ws] : files) t += fmt::format("{} {}\n", name, fmt::join(ws, " "));
+        return t;
+    }
+
+    // Puts every file back; a value the kernel refuses does not stop the others.
+    void restore(const std::string& root) const {
+        for (const auto& [name, ws] : files) {
+            try {
+                write_words(root, name, ws);
+            } catch (const Error&) {
+            }
+        }
+    }
+};
+
+// Ownership of the top-level instance for one run: taken with the state file (O_EXCL),
+// given back with what it saved.
+class TopLevel {
+public:
+    TopLevel(std::string root, const std::function<void(const std::string&)>& note) : root_(std::move(root)) {
+        mkdir(kStateDir.c_str(), 0700);
+        for (int attempt = 0;; attempt++) {
+            const int fd = open(kStateFile.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            if (fd >= 0) {
+                take(fd);
+                return;
+            }
+            if (errno != EEXIST || attempt > 0) fail("cannot create {}: {}", kStateFile, errno_text(errno));
+            const SavedState old = SavedState::parse(slurp(kStateFile));
+            if (live_ksurf(old.pid))
+                fail("the function_graph tracer is in use by ksurf (pid {}): one graph at a time on tracefs, "
+                     "set_graph_function is global",
+                     old.pid);
+            old.restore(root_);
+            unlink(kStateFile.c_str());
+            if (note) note(fmt::format("restored the top-level tracefs setup left by a killed run (pid {})", old.pid));
+        }
+    }
+
+    ~TopLevel() {
+        saved_.restore(root_);
+        unlink(kStateFile.c_str());
+    }
+
+    TopLevel(const TopLevel&) = delete;
+    TopLevel& operator=(const TopLevel&) = delete;
+
+    const std::string& root() const { return root_; }
+
+private:
+    // Refuses a top level someone else uses, then saves it before anything changes.
+    void take(int fd) {
+        std::string why;
+        if (const auto t = words("current_tracer", slurp(root_ + "/current_tracer")); t != std::vector<std::string>{"nop"})
+            why = fmt::format("its current_tracer is {}, not nop", t.empty() ? "unreadable" : t[0]);
+        else if (!slurp(root_ + "/events/enable").starts_with("0"))
+            why = "events are enabled in it";
+        std::string text;
+        if (why.empty()) {
+            saved_.pid = getpid();
+            for (const char* f : kSaved)
+                if (fs::exists(root_ + "/" + f)) saved_.files.emplace_back(f, words(f, slurp(root_ + "/" + f)));
+            text = saved_.text();
+        }
+        const bool ok = why.empty() && write(fd, text.data(), text.size()) == ssize_t(text.size());
+        close(fd);
+        if (ok) return;
+        unlink(kStateFile.c_str());
+        if (!why.empty()) fail("the top-level tracefs instance {} is in use ({}): the function_graph fallback needs it", root_, why);
+        fail("cannot write {}", kStateFile);
+    }
+
+    std::string root_;
+    SavedState saved_;
+};
+
+struct TepDeleter {
+    void operator()(tep_handle* t) const { tep_free(t); }
+};
+
+class FunctionGraphRecorder final : public GraphRecorder {
+public:
+    FunctionGraphRecorder(const std::string& root, const std::vector<std::string>& callees, FunctionGraphOptions opt,
+                          std::function<void(const Graph&)> on_graph)
+        : opt_(std::move(opt)), on_graph_(std::move(on_graph)) {
+        names_.push_back(root);
+        names_.insert(names_.end(), callees.begin(), callees.end());
+        for (std::uint32_t i = 0; i < names_.size(); i++)
+            for (const KernelSymbol* s : opt_.syms->find(names_[i])) index_.emplace(s->addr, i);
+    }
+
+    void attach() override {
+        std::string dir = tracefs::root();
+        if (tracefs_set_tracing_dir(dir.data()) != 0) fail("libtracefs cannot use {}", dir);
+        open_tep(dir);
+        top_ = std::make_unique<TopLevel>(dir, opt_.note);
+        // The filters first: switching the tracer on with them empty would trace the whole
+        // kernel, which a TCG guest does not survive.
+        const auto refused = write_words(dir, "set_ftrace_filter", names_);
+        for (const auto& r : refused) {
+            if (r == names_[0]) fail("ftrace refused ROOT {} in set_ftrace_filter", r);
+            failed_.emplace_back(r, "refused by set_ftrace_filter");
+        }
+        if (!write_words(dir, "set_graph_function", {names_[0]}).empty()) fail("ftrace refused ROOT {} in set_graph_function", names_[0]);
+        if (words("set_ftrace_filter", slurp(dir + "/set_ftrace_filter")).empty())
+            fail("set_ftrace_filter stayed empty: not starting a tracer on every function");
+        std::vector<std::string> tids;
+        for (auto pid : opt_.pids)
+            for (auto& t : tracefs::threads_of(pid)) tids.push_back(std::move(t));
+        write_words(dir, "set_ftrace_pid", tids);
+        // ksurf reads files to print graphs: were its own opens traced, a graph under
+        // do_sys_openat2 would cause the next one, without end (set_ftrace_notrace_pid: 5.8).
+        if (fs::exists(dir + "/set_ftrace_notrace_pid")) write_words(dir, "set_ftrace_notrace_pid", {std::to_string(getpid())});
+        if (fs::exists(dir + "/max_graph_depth")) write_words(dir, "max_graph_depth", {std::to_string(opt_.config.max_depth + 1)});
+        write_words(dir, "trace_clock", {"mono"});
+        write_words(dir, "tracing_on", {"1"});
+        write_words(dir, "current_tracer", {"function_graph"});
+        if (opt_.note)
+            opt_.note(fmt::format("function_graph tracer on ROOT {} and {} of {} callees (set_graph_function, set_ftrace_filter{})",
+                                  names_[0], attached(), names_.size() - 1, tids.empty() ? "" : ", set_ftrace_pid"));
+    }
+
+    std::size_t attached() const override { return names_.size() - 1 - failed_.size(); }
+    std::vector<std::pair<std::string, std::string>> failed() const override { return failed_; }
+
+    // Like the tracefs backend: drain, sleep, drain (no readiness notification covers
+    // partly filled pages).
+    bool poll(int timeout_ms) override {
+        if (!top_) return false;
+        if (drain() > 0 || timeout_ms <= 0) return true;
+        if (::poll(nullptr, 0, timeout_ms) < 0 && errno == EINTR) return false;
+        drain();
+        return true;
+    }
+
+    RecorderStats stats() const override {
+        RecorderStats s = stats_;
+        std::error_code ec;
+        for (const auto& cpu : fs::directory_iterator(fs::path(tracefs::root()) / "per_cpu", ec)) {
+            std::istringstream in(slurp(cpu.path() / "stats"));
+            for (std::string line; std::getline(in, line);)
+                for (std::string_view key : {"overrun: ", "commit overrun: ", "dropped events: "})
+                    if (line.starts_with(key)) s.dropped += std::stoull(line.substr(key.size()));
+        }
+        return s;
+    }
+
+    const std::vector<std::string>& names() const override { return names_; }
+
+private:
+    void open_tep(const std::string& dir) {
+        tep_.reset(tep_alloc());
+        if (!tep_) fail("out of memory");
+        std::string header = slurp(dir + "/events/header_page");
+        if (tep_parse_header_page(tep_.get(), header.data(), header.size(), sizeof(long)) != 0)
+            fail("cannot parse {}/events/header_page", dir);
+        for (const char* e : {"funcgraph_entry", "funcgraph_exit"}) {
+            std::string format = slurp(fmt::format("{}/events/ftrace/{}/format", dir, e));
+            if (tep_parse_event(tep_.get(), format.data(), format.size(), "ftrace") != 0)
+                fail("cannot parse the format of ftrace/{}", e);
+        }
+        entry_ = tep_find_event_by_name(tep_.get(), "ftrace", "funcgraph_entry");
+        exit_ = tep_find_event_by_name(tep_.get(), "ftrace", "funcgraph_exit");
+        // CONFIG_FUNCTION_GRAPH_RETVAL (6.5) records the return value.
+        has_retval_ = exit_ && tep_find_field(exit_, "retval");
+    }
+
+    std::size_t drain() {
+        const auto before = records_;
+        int rc = tracefs_iterate_raw_events(tep_.get(), nullptr, nullptr, 0, on_record, this);
+        if (rc < 0) fail("cannot read the top-level tracefs ring buffers: {}", errno_text(errno));
+        return records_ - before;
+    }
+
+    static int on_record(tep_event* event, tep_record* record, int cpu, void* ctx) {
+        static_cast<FunctionGraphRecorder*>(ctx)->add(event, record, cpu);
+        return 0;
+    }
+
+    static unsigned long long field(tep_event* e, tep_record* r, const char* name) {
+        unsigned long long v = 0;
+        tep_get_field_val(nullptr, e, name, r, &v, 0);
+        return v;
+    }
+
+    std::uint8_t context_of(tep_event* e, tep_record* r) const {
+        unsigned long long flags = 0;
+        tep_get_common_field_val(nullptr, e, "common_flags", r, &flags, 0);
+        return flags & kFlagNmi ? KSURF_CTX_NMI : flags & kFlagHardirq ? KSURF_CTX_HARDIRQ : flags & kFlagSoftirq ? KSURF_CTX_SOFTIRQ : KSURF_CTX_TASK;
+    }
+
+    std::optional<std::uint32_t> func_index(std::uint64_t addr) const {
+        const KernelSymbol* s = opt_.syms->at(addr);
+        if (!s) return std::nullopt;
+        auto it = index_.find(s->addr);
+        if (it == index_.end()) return std::nullopt;
+        return it->second;
+    }
+
+    // The task a record's pid names, while it lives.
+    Event root_event(std::uint64_t ts, std::uint32_t pid, int cpu) const {
+        Event ev;
+        ev.ts_ns = ts;
+        ev.pid = pid;
+        ev.tgid = pid;
+        ev.cpu = static_cast<std::uint32_t>(cpu);
+        ev.probe = names_[0];
+        const fs::path proc = fs::path("/proc") / std::to_string(pid);
+        ev.comm = pid ? slurp(proc / "comm") : "<idle>";
+        if (ev.comm.ends_with('\n')) ev.comm.pop_back();
+        if (ev.comm.empty()) ev.comm = "<...>";
+        std::istringstream status(slurp(proc / "status"));
+        for (std::string line; std::getline(status, line);)
+            if (line.starts_with("Tgid:")) ev.tgid = std::stoul(line.substr(5));
+        return ev;
+    }
+
+    void add(tep_event* event, tep_record* record, int cpu) {
+        const bool entry = event == entry_;
+        if (!entry && event != exit_) return;
+        records_++;
+        const auto func = func_index(field(event, record, "func"));
+        if (!func) return;
+        const auto depth = static_cast<long long>(field(event, record, "depth"));
+        const auto pid = static_cast<std::uint32_t>(tep_data_pid(tep_.get(), record));
+        ksurf_graph_rec r{};
+        r.ts_ns = record->ts;  // trace_clock mono
+        r.func = *func;
+        r.context = context_of(event, record);
+        Open& open = open_[key(r.context, pid, cpu)];
+        // ROOT entered again no deeper than the open graph's ROOT: that one's end was lost.
+        if (open.graph && entry && *func == 0 && depth <= open.base) open = {};
+        if (!open.graph) {
+            // A graph starts at ROOT's entry; records of one whose start was lost are left out.
+            if (!entry || *func != 0) return;
+            open.graph = ++next_id_;
+            open.base = depth;
+            stats_.root_hits++;
+            r.graph = open.graph;
+            r.kind = KSURF_GRAPH_OPEN;
+            builder_.add(r);
+            builder_.add_root_event(root_event(r.ts_ns, pid, cpu), open.graph);
+            return;
+        }
+        r.graph = open.graph;
+        r.depth = static_cast<std::uint16_t>(depth - open.base);
+        const bool close = !entry && *func == 0 && depth == open.base;
+        r.kind = entry ? KSURF_GRAPH_ENTRY : close ? KSURF_GRAPH_CLOSE : KSURF_GRAPH_EXIT;
+        if (close) r.value = has_retval_ ? field(event, record, "retval") : 0;
+        auto g = builder_.add(r);
+        if (!close) return;
+        open = {};
+        if (!g) return;
+        if (!has_retval_) g->retval.reset();
+        const std::uint32_t n = opt_.config.sample > 1 ? opt_.config.sample : 1;
+        if (completed_++ % n) {
+            stats_.counts[KSURF_GCOUNT_SAMPLED_OUT]++;
+            return;
+        }
+        on_graph_(*g);
+    }
+
+    // Where a graph's records come from: its task, wherever it runs (it may sleep and
+    // migrate), or the interrupt context of one CPU, which is not mixed with the task it
+    // interrupted (the ftrace return stack is the task's, so their depths continue it).
+    static std::uint64_t key(std::uint8_t context, std::uint32_t pid, int cpu) {
+        if (context == KSURF_CTX_TASK && pid) return 1ULL << 63 | pid;
+        return static_cast<std::uint64_t>(cpu) << 8 | context;
+    }
+
+    struct Open {
+        std::uint32_t graph = 0;  // 0: none on this CPU
+        long long base = 0;       // ROOT's depth in the task's ftrace return stack
+    };
+
+    FunctionGraphOptions opt_;
+    std::function<void(const Graph&)> on_graph_;
+    std::vector<std::string> names_;
+    std::unordered_map<std::uint64_t, std::uint32_t> index_;  // function address → names_ index
+    std::vector<std::pair<std::string, std::string>> failed_;
+    std::unique_ptr<tep_handle, TepDeleter> tep_;
+    tep_event* entry_ = nullptr;
+    tep_event* exit_ = nullptr;
+    bool has_retval_ = false;
+    // After the reader: the tracer stops (TopLevel restores) before the reader goes.
+    std::unique_ptr<TopLevel> top_;
+    std::map<std::uint64_t, Open> open_;  // by key()
+    GraphBuilder builder_;
+    RecorderStats stats_;
+    std::uint32_t next_id_ = 0;
+    std::uint64_t completed_ = 0, records_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<GraphRecorder> make_function_graph_recorder(const std::string& root, const std::vector<std::string>& callees,
+                                                            FunctionGraphOptions opt, std::function<void(const Graph&)> on_graph) {
+    return std::make_unique<FunctionGraphRecorder>(root, callees, std::move(opt), std::move(on_graph));
+}
+
+}  // namespace ksurf
