@@ -37,6 +37,7 @@ struct SkbFunction {
 struct SkbFunctions {
     std::vector<SkbFunction> functions;  // sorted by name
     std::vector<std::pair<std::string, std::string>> skipped;  // name, why
+    std::vector<std::string> frees;  // the kSkbFreeFunctions the kernel can trace
 };
 
 // Where a followed skb's memory goes back: the path ends there (probed apart from the
@@ -48,7 +49,7 @@ inline constexpr const char* kSkbCloneFunction = "skb_clone";
 // The functions of BTF (vmlinux and modules) with a struct sk_buff * among their first five
 // parameters that ftrace can trace (TRACEABLE: available_filter_functions lines), those
 // GLOBS match when there are any; ksurf's own path, and the free and clone functions,
-// which have their own programs, are left out.
+// which have their own programs, are left out (the traceable free ones go to `frees`).
 SkbFunctions find_skb_functions(const Btf& btf, const std::vector<std::string>& traceable,
                                 const std::vector<std::string>& globs);
 
@@ -99,7 +100,7 @@ public:
     virtual ~SkbTracer() = default;
     // Attaches the functions; those that cannot be are skipped and listed by failed(). The
     // kernel must have kprobes (the clone and free probes are kprobes in every mode).
-    virtual void attach(const std::vector<SkbFunction>& functions) = 0;
+    virtual void attach(const SkbFunctions& functions) = 0;
     virtual std::size_t attached() const = 0;
     virtual std::vector<std::pair<std::string, std::string>> failed() const = 0;
     virtual bool returns() const = 0;      // whether RETURN records come

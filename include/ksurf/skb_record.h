@@ -20,7 +20,7 @@ enum ksurf_skb_kind {
 struct ksurf_skb_rec {
 	__u64 ts_ns;
 	__u64 skb;
-	__u64 ip;       /* an address inside the function (its entry, or the probe's) */
+	__u64 ip;       /* an address inside the function (its entry, or the probe's); 0 for a CLONE */
 	__u64 value;
 	__u32 pid;
 	__u32 tgid;

@@ -51,7 +51,7 @@ int run_skb(const SkbOptions& opt) {
 
     const Btf btf = opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file);
     const auto traceable = tracefs::available_filter_functions();
-    if (traceable.empty()) fail("cannot read available_filter_functions: ksurf skb probes only functions ftrace can trace");
+    if (traceable.empty()) fail("cannot read available_filter_functions: skb probes only functions ftrace can trace");
     const SkbFunctions fns = find_skb_functions(btf, traceable, opt.funcs);
     for (const auto& f : fns.functions) returns.emplace(f.name, f.ret);
     note(fmt::format("{} functions take a struct sk_buff *{}; {} skipped{}", fns.functions.size(),
@@ -61,7 +61,7 @@ int run_skb(const SkbOptions& opt) {
         for (const auto& [name, why] : fns.skipped) note(fmt::format("  skipped {}: {}", name, why));
 
     install_stop_handlers();
-    tracer->attach(fns.functions);
+    tracer->attach(fns);
     const auto failed = tracer->failed();
     if (!failed.empty()) {
         note(fmt::format("{} functions could not be attached{}", failed.size(), opt.verbose ? ":" : " (-v lists them)"));

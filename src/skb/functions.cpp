@@ -58,6 +58,8 @@ SkbFunctions find_skb_functions(const Btf& btf, const std::vector<std::string>& 
     if (chosen.empty())
         fail("no traceable function{} takes a struct sk_buff *", globs.empty() ? "" : " --funcs names");
     SkbFunctions out;
+    for (const char* name : kSkbFreeFunctions)
+        if (listed.count(name)) out.frees.emplace_back(name);
     for (auto& [name, fn] : chosen) out.functions.push_back(std::move(fn));
     for (auto& [name, why] : skipped)
         if (!chosen.count(name)) out.skipped.emplace_back(name, why);

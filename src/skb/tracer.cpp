@@ -18,7 +18,6 @@
 #include "ksurf/features.h"
 #include "ksurf/pcap.h"
 #include "ksurf/skb.h"
-#include "ksurf/tracefs.h"
 
 namespace ksurf {
 namespace {
@@ -36,7 +35,8 @@ public:
         if (!opt_.pcap.empty()) encode_cbpf(compile_pcap(opt_.pcap), opt_.pcap, skel_->rodata->cfg);
     }
 
-    void attach(const std::vector<SkbFunction>& functions) override {
+    void attach(const SkbFunctions& set) override {
+        const auto& functions = set.functions;
         Features& f = *opt_.features;
         const bool multi = opt_.attach == SkbAttach::KprobeMulti || (opt_.attach == SkbAttach::Auto && f.has(Feature::KprobeMulti));
         if (multi && !f.has(Feature::KprobeMulti)) fail("cannot attach with kprobe.multi: {}", f.get(Feature::KprobeMulti).reason);
@@ -60,7 +60,7 @@ public:
         if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
 
         const auto t0 = std::chrono::steady_clock::now();
-        attach_ends();
+        attach_ends(set.frees);
         if (multi) {
             note(fmt::format("attaching {} functions with kprobe.multi{}", functions.size(), returns_ ? " and kretprobe.multi" : ""));
             for (const auto& [arg, names] : by_arg) links_.push_back(attach_multi(program(arg, true), names, false));
@@ -132,15 +132,9 @@ private:
         return Link(l);
     }
 
-    // skb_clone and the free functions the kernel has: without them paths would not follow
-    // clones, and a freed skb's address would be taken for the packet when reused.
-    void attach_ends() {
-        const auto listed = tracefs::available_filter_functions();
-        auto has = [&](std::string_view name) {
-            return std::any_of(listed.begin(), listed.end(), [&](const std::string& l) {
-                return l.starts_with(name) && (l.size() == name.size() || l[name.size()] == ' ');
-            });
-        };
+    // skb_clone and FREES: without them paths would not follow clones, and a freed skb's
+    // address would be taken for the packet when reused.
+    void attach_ends(const std::vector<std::string>& frees) {
         auto kprobe = [&](bpf_program* p, const char* name, bool ret) {
             bpf_link* l = bpf_program__attach_kprobe(p, ret, name);
             if (!l) fail("cannot attach a {} to {}: {}", ret ? "kretprobe" : "kprobe", name, errno_text(errno));
@@ -148,8 +142,7 @@ private:
         };
         kprobe(skel_->progs.skb_clone_entry, kSkbCloneFunction, false);
         kprobe(skel_->progs.skb_clone_return, kSkbCloneFunction, true);
-        for (const char* name : kSkbFreeFunctions)
-            if (has(name)) kprobe(skel_->progs.skb_free, name, false);
+        for (const auto& name : frees) kprobe(skel_->progs.skb_free, name.c_str(), false);
     }
 
     static int on_ring(void* ctx, void* data, std::size_t size) {

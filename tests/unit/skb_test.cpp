@@ -144,6 +144,7 @@ TEST_F(SkbFunctionsKernel, EveryFunctionTakingAnSkbWithItsArgument) {
     EXPECT_EQ(find(fs, "skb_push")->ret, SkbReturn::Pointer);
     // Probed apart (the free and clone programs), or ksurf's own path.
     EXPECT_FALSE(find(fs, "kfree_skbmem"));
+    EXPECT_NE(std::find(fs.frees.begin(), fs.frees.end(), "kfree_skbmem"), fs.frees.end()) << "probed apart";
     EXPECT_FALSE(find(fs, "skb_clone"));
     EXPECT_FALSE(find(fs, "bpf_skb_load_bytes"));
     EXPECT_TRUE(std::is_sorted(fs.functions.begin(), fs.functions.end(),
