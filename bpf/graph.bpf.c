@@ -9,6 +9,7 @@
  * interrupt bits: a packet handled in a softirq on top of a task must not be recorded into
  * that task's graph, nor the task's calls into the packet's. */
 #include "interp.bpf.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "ksurf/graph_record.h"
 
@@ -172,8 +173,12 @@ static __always_inline void emit(const struct graph_state *st, __u8 kind, __u32 
 		.context = st->context,
 	};
 
-	if (bpf_ringbuf_output(&events, &r, sizeof(r), 0))
-		ksurf_count(KSURF_STAT_DROPPED);
+	if (bpf_ringbuf_output(&events, &r, sizeof(r), 0)) {
+		struct ksurf_scratch *s = ksurf_scratch();
+
+		if (s)
+			s->counts[KSURF_STAT_DROPPED]++;
+	}
 }
 
 /* A traced function entered or left in a context with an open recording. */
@@ -220,9 +225,13 @@ static __always_inline int root_entry(void *ctx)
 		call(open, KSURF_GRAPH_ENTRY, gcfg.func);
 		return 0;
 	}
-	s = ksurf_begin(0);
-	if (!s || !ksurf_accept(ctx, s))
+	s = ksurf_scratch();
+	if (!s)
 		return 0;
+	s->counts[KSURF_STAT_HITS]++;
+	if (!ksurf_accept(ctx, s))
+		return 0;
+	ksurf_capture(s, 0);
 	if (!admit(context, &st.graph))
 		return 0;
 	st.context = context;

@@ -13,26 +13,33 @@
 #define KSURF_INTERP_BPF_H
 
 #include "ksurf.bpf.h"
-#include <bpf/bpf_core_read.h>
 
 const volatile struct ksurf_config cfg = {};
 
+/* A kernel value of SIZE bytes (1, 2, 4, 8) at AT, zero-extended; 0 when unreadable. */
+static __always_inline __u64 ksurf_read(__u64 at, __u32 size)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, size, (void *)at);
+	return v;
+}
+
 /* The address of the header at LAYER of the sk_buff at SKB, or 0 when the skb has none
- * set (~0). CO-RE: the field offsets move between kernels. */
+ * set (~0). The offsets move between kernels: the host reads them from BTF. */
 static __always_inline __u64 ksurf_packet(__u64 skb, __u8 layer)
 {
-	struct sk_buff *p = (void *)skb;
 	__u16 off;
 
 	if (layer == 2)
-		off = BPF_CORE_READ(p, mac_header);
+		off = ksurf_read(skb + cfg.layout.skb_mac_header, 2);
 	else if (layer == 3)
-		off = BPF_CORE_READ(p, network_header);
+		off = ksurf_read(skb + cfg.layout.skb_network_header, 2);
 	else
-		off = BPF_CORE_READ(p, transport_header);
+		off = ksurf_read(skb + cfg.layout.skb_transport_header, 2);
 	if (off == (__u16)~0U)
 		return 0;
-	return (__u64)BPF_CORE_READ(p, head) + off;
+	return ksurf_read(skb + cfg.layout.skb_head, 8) + off;
 }
 
 #include "pcap.bpf.h"
@@ -54,17 +61,19 @@ static __noinline int ksurf_fetch(void *ctx, struct ksurf_scratch *s, __u32 i)
 	case KSURF_BASE_CTX_U64:
 		bpf_probe_read_kernel(&v, sizeof(v), ctx + f->base_off);
 		break;
+	/* Fetched here, not before the filter runs: a hit pays for what its filter reads. */
 	case KSURF_BASE_COMM:
+		bpf_get_current_comm(s->ev.comm, sizeof(s->ev.comm));
 		v = (__u64)s->ev.comm;
 		break;
 	case KSURF_BASE_PID:
-		v = s->ev.tgid;
+		v = bpf_get_current_pid_tgid() >> 32;
 		break;
 	case KSURF_BASE_TID:
-		v = s->ev.pid;
+		v = (__u32)bpf_get_current_pid_tgid();
 		break;
 	case KSURF_BASE_CPU:
-		v = s->ev.cpu;
+		v = bpf_get_smp_processor_id();
 		break;
 	}
 #pragma unroll
@@ -214,12 +223,16 @@ static __always_inline int ksurf_filter(struct ksurf_scratch *s)
 /* Whether the probe takes this hit: the fields the filter reads come first in cfg.fields
  * (the first `nfilter`) and are fetched before it runs; a rejected hit is counted and
  * costs nothing more. Every program that gates on a probe's predicate (events here, call
- * graphs in bpf/graph.bpf.c) goes through this. */
+ * graphs in bpf/graph.bpf.c) goes through this, before ksurf_capture(). */
 static __always_inline int ksurf_accept(void *ctx, struct ksurf_scratch *s)
 {
 	/* Tasks outside -p/-c/--cgroup are not the user's to see: not counted as filtered. */
-	if (cfg.by_pid && !bpf_map_lookup_elem(&pids, &s->ev.tgid))
-		return 0;
+	if (cfg.by_pid) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+		if (!bpf_map_lookup_elem(&pids, &tgid))
+			return 0;
+	}
 	if (cfg.cgroup_id && bpf_get_current_cgroup_id() != cfg.cgroup_id)
 		return 0;
 #pragma unroll
@@ -229,7 +242,7 @@ static __always_inline int ksurf_accept(void *ctx, struct ksurf_scratch *s)
 		ksurf_fetch(ctx, s, i);
 	}
 	if (!ksurf_filter(s) || !ksurf_pcap(s)) {
-		ksurf_count(KSURF_STAT_FILTERED);
+		s->counts[KSURF_STAT_FILTERED]++;
 		return 0;
 	}
 	return 1;
@@ -251,10 +264,11 @@ static __always_inline __u32 ksurf_stack(void *ctx, struct ksurf_scratch *s, __u
 /* The other fields are fetched only for hits that pass. */
 static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
 {
-	struct ksurf_scratch *s = ksurf_begin(probe_id);
+	struct ksurf_scratch *s = ksurf_scratch();
 
 	if (!s || !ksurf_accept(ctx, s))
 		return 0;
+	ksurf_capture(s, probe_id);
 #pragma unroll
 	for (int i = 0; i < KSURF_MAX_FIELDS; i++) {
 		if (i < cfg.nfilter)

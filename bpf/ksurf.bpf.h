@@ -13,13 +13,6 @@ struct {
 	__uint(max_entries, 1 << 22);
 } events SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, KSURF_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
 /* The thread groups -p names and -c starts (and, with -c, their children): key tgid. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -31,6 +24,10 @@ struct {
 /* Events are assembled here rather than in a ring buffer reservation so that filtered
  * events never touch the ring buffer. */
 struct ksurf_scratch {
+	/* The per-CPU counters of enum ksurf_stat, first so that the host reads them without
+	 * knowing the rest; here rather than in a map of their own, so that counting a
+	 * rejected hit costs no second lookup. */
+	__u64 counts[KSURF_STAT_MAX];
 	struct ksurf_event ev;
 	/* Slack for string searches, which the verifier bounds by KSURF_MAX_STR rather than
 	 * by each field's capacity, and which compare a u64 at a time past the end. */
@@ -46,24 +43,19 @@ struct {
 	__type(value, struct ksurf_scratch);
 } scratch SEC(".maps");
 
-static __always_inline void ksurf_count(__u32 stat)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
-
-	if (v)
-		(*v)++;
-}
-
-static __always_inline struct ksurf_scratch *ksurf_begin(__u32 probe_id)
+static __always_inline struct ksurf_scratch *ksurf_scratch(void)
 {
 	__u32 zero = 0;
-	struct ksurf_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-	__u64 id;
 
-	ksurf_count(KSURF_STAT_HITS);
-	if (!s)
-		return 0;
-	id = bpf_get_current_pid_tgid();
+	return bpf_map_lookup_elem(&scratch, &zero);
+}
+
+/* The event's header, once the hit has passed the gates and the filter: a rejected hit
+ * never reads the clock or copies comm. */
+static __always_inline void ksurf_capture(struct ksurf_scratch *s, __u32 probe_id)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
 	s->ev.ts_ns = bpf_ktime_get_ns();
 	s->ev.probe_id = probe_id;
 	s->ev.pid = (__u32)id;
@@ -72,7 +64,6 @@ static __always_inline struct ksurf_scratch *ksurf_begin(__u32 probe_id)
 	s->ev.data_len = 0;
 	s->ev.stack_len = 0;
 	bpf_get_current_comm(s->ev.comm, sizeof(s->ev.comm));
-	return s;
 }
 
 static __always_inline void ksurf_submit(struct ksurf_scratch *s, __u32 len)
@@ -80,8 +71,8 @@ static __always_inline void ksurf_submit(struct ksurf_scratch *s, __u32 len)
 	if (len > KSURF_MAX_DATA + KSURF_MAX_STACK * 8)
 		len = KSURF_MAX_DATA + KSURF_MAX_STACK * 8;
 	s->ev.data_len = len;
-	if (bpf_ringbuf_output(&events, s, sizeof(s->ev) + len, 0))
-		ksurf_count(KSURF_STAT_DROPPED);
+	if (bpf_ringbuf_output(&events, &s->ev, sizeof(s->ev) + len, 0))
+		s->counts[KSURF_STAT_DROPPED]++;
 }
 
 #endif

@@ -45,18 +45,17 @@ struct {
  * has no network header (yet). */
 static __always_inline int ksurf_cbpf_packet(struct ksurf_cbpf_state *st, __u64 skb)
 {
-	struct sk_buff *p = (void *)skb;
-	__u64 pkt = ksurf_packet(skb, 3), head, end;
+	const volatile struct ksurf_layout *l = &cfg.layout;
+	__u64 pkt = ksurf_packet(skb, 3), end;
 
 	if (!pkt)
 		return 0;
-	head = (__u64)BPF_CORE_READ(p, head);
-	end = head + BPF_CORE_READ(p, tail);
+	end = ksurf_read(skb + l->skb_head, 8) + ksurf_read(skb + l->skb_tail, 4);
 	st->pkt = pkt;
 	st->len = end > pkt && end - pkt < 0xffff ? end - pkt : 0;
 	/* skb->len counts from skb->data, which is after the network header on receive
 	 * (pulled) and at it on transmit. */
-	st->wire = BPF_CORE_READ(p, len) + ((__u64)BPF_CORE_READ(p, data) - pkt);
+	st->wire = ksurf_read(skb + l->skb_len, 4) + (ksurf_read(skb + l->skb_data, 8) - pkt);
 	return st->len != 0;
 }
 

@@ -7,6 +7,7 @@
  * passes the mark on to the clone; the functions that release an skb's memory end it, so
  * a reused address is not mistaken for the packet. */
 #include "interp.bpf.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "ksurf/skb_record.h"
 

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ksurf/attach.h"
 #include "ksurf/backend.h"
 #include "ksurf/bpf_config.h"
 #include "ksurf/plan.h"
@@ -23,13 +24,6 @@ class Btf;
 class Features;
 struct Function;
 
-enum class BpfAttach : std::uint8_t {
-    Fentry, Fexit, Kprobe, Kretprobe, KprobeMulti, KretprobeMulti,
-    Tracepoint,  // e probes reading the record (format-file fields)
-    TpBtf,       // e probes reading TP_PROTO arguments (%N), typed by btf_trace_<event>
-    RawTp,       // the same without BTF attach, read with bpf_probe_read
-};
-std::string_view bpf_attach_name(BpfAttach a);  // "fentry", "kretprobe.multi", ...
 
 // ---- Encoding: PlannedProbe → ksurf_config (pure; no kernel) ----
 
@@ -78,6 +72,9 @@ BpfProgramSpec encode_bpf(const PlannedProbe& probe, const BpfFrame& frame);
 // --pcap's PROGRAM (from EXPR) into C's classic BPF slots; throws when it does not fit.
 void encode_cbpf(const std::vector<CbpfInsn>& program, std::string_view expr, ksurf_config& c);
 
+// The offsets of the kernel structures the BPF programs read (ksurf_layout), from BTF.
+ksurf_layout kernel_layout(const Btf& btf);
+
 // The visible fields of one event's PAYLOAD (without the raw record).
 std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload);
 
@@ -99,7 +96,7 @@ struct BpfOptions {
     FunctionAttach attach = FunctionAttach::Auto;
     Features* features = nullptr;  // borrowed; the backend probes its own when null
     const Btf* btf = nullptr;      // borrowed; kernel BTF is loaded when null
-    std::uint32_t ringbuf_bytes = 4u << 20;
+    std::uint32_t ringbuf_bytes = 1u << 20;  // 2 MiB of RSS, mapped twice: ample when the reader keeps up
     bool stacks = false;              // -s: every event carries its kernel stack, symbolized
     // Who is traced, decided in the kernel before any field is fetched: these processes
     // (threads included; -p, -c), also the processes they fork when follow_forks (-c), and

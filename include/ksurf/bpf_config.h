@@ -1,4 +1,4 @@
-/* A PlannedProbe as the BPF interpreter (bpf/probe.bpf.h) runs it: the host encodes it
+/* A PlannedProbe as the BPF interpreter (bpf/interp.bpf.h) runs it: the host encodes it
  * (src/backend/bpf/encode.cpp) into the `const volatile` rodata of one program instance, so
  * the verifier sees every field of it as a constant and explores only the paths the probe
  * uses. Plain __u8..__u64 only: compiled by clang -target bpf and by g++.
@@ -106,8 +106,21 @@ struct ksurf_cbpf {
 	__u32 k;
 };
 
+/* Kernel structure offsets the programs read, found by the host in BTF: the programs carry
+ * no CO-RE relocations, so libbpf never parses the kernel's BTF a second time. */
+struct ksurf_layout {
+	__u16 skb_head;
+	__u16 skb_data;
+	__u16 skb_len;
+	__u16 skb_tail;
+	__u16 skb_mac_header;
+	__u16 skb_network_header;
+	__u16 skb_transport_header;
+	__u16 task_tgid;
+};
+
 struct ksurf_config {
-	__u32 probe_id;      /* ignored by kprobe.multi programs: the attach cookie says */
+	__u32 probe_id;      /* unless id_from_cookie */
 	__u16 nfields;
 	__u16 nfilter;       /* fields [0, nfilter) are the filter's, fetched before it runs */
 	__u16 nops;
@@ -120,7 +133,8 @@ struct ksurf_config {
 	/* Who is traced, checked before anything is fetched (-p, -c, --cgroup): */
 	__u8 by_pid;         /* only thread groups in the `pids` map */
 	__u8 stack;          /* -s: the kernel stack ends each event */
-	__u16 pad3;
+	__u8 id_from_cookie; /* kprobe.multi: each function's probe id is its attach cookie */
+	__u8 pad3;
 	__u32 pad4;
 	__u64 cgroup_id;     /* only tasks in the cgroup (v2) with this id; 0: any */
 	/* --pcap and -w (bpf/pcap.bpf.h): a classic BPF program run on the packet from its
@@ -131,6 +145,7 @@ struct ksurf_config {
 	__u16 snaplen;       /* -w: bytes of the packet copied to payload offset pkt_out */
 	__u16 pkt_out;       /* (a u32 wire length, a u32 copied length, then the bytes) */
 	struct ksurf_cbpf cbpf[KSURF_MAX_CBPF];
+	struct ksurf_layout layout;
 };
 
 #endif

@@ -87,6 +87,9 @@ struct Function {
     Type ret;
     std::vector<Param> params;
     bool variadic = false;
+    // The FUNC's type id in its BTF (a tracepoint's: its btf_trace_<event> typedef's): what
+    // a tracing program names as its attach target.
+    std::uint32_t btf_id = 0;
 
     // Index into params; throws "function 'f' has no parameter 'x'; did you mean 'y'?".
     std::size_t param_index(std::string_view param) const;
@@ -131,8 +134,11 @@ private:
         std::string module;
     };
 
-    Btf(Ptr base, std::filesystem::path modules_dir)
-        : base_(std::move(base)), modules_dir_(std::move(modules_dir)) {}
+    Btf(std::filesystem::path base_file, std::filesystem::path modules_dir)
+        : base_file_(std::move(base_file)), modules_dir_(std::move(modules_dir)) {}
+    // vmlinux's (or the file's) BTF, parsed on first use: a run whose probes need no type
+    // (tracepoint record fields) never pays its 10 ms and 10 MB.
+    const struct btf* base() const;
     // vmlinux for "" and "vmlinux", else the module's split BTF, loaded on first use.
     const struct btf* btf_of(std::string_view module) const;
     // The type of BTF kind `kind` named `name`: in `module` when given, else in vmlinux and
@@ -140,7 +146,8 @@ private:
     std::optional<Found> locate(std::string_view module, std::string_view name, int kind) const;
 
     // base_ is declared first so that it outlives the split module BTF built on it.
-    Ptr base_;
+    mutable Ptr base_;
+    std::filesystem::path base_file_;
     std::filesystem::path modules_dir_;  // empty: no module BTF
     mutable std::map<std::string, Ptr, std::less<>> modules_;
 };

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,13 +35,28 @@ struct FeatureStatus {
 
 std::string_view feature_name(Feature f);
 
+class Btf;
+
 class Features {
 public:
+    // BTF (borrowed; loaded on first need when null) names the targets of the trial
+    // fentry and tp_btf programs: the run's own, so that it is parsed once.
+    explicit Features(const Btf* btf = nullptr);
+    ~Features();
+    Features(const Features&) = delete;
+    Features& operator=(const Features&) = delete;
+    // The run's BTF, once it has one: later probes use it rather than loading their own.
+    void use_btf(const Btf& btf) { btf_ = &btf; }
+
     const FeatureStatus& get(Feature f);
     bool has(Feature f) { return get(f).ok; }
 
 private:
     FeatureStatus probe(Feature f);
+    const Btf& btf();
+
+    const Btf* btf_;
+    std::unique_ptr<Btf> own_btf_;
     std::array<std::optional<FeatureStatus>, static_cast<std::size_t>(Feature::Count_)> cache_;
 };
 

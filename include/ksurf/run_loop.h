@@ -11,6 +11,10 @@ namespace ksurf {
 // removing what it attached, rather than dying with it in place. Install before attaching.
 void install_stop_handlers();
 
+// Whether a stop signal has come: long attaches check it between probes, so that Ctrl-C
+// ends the run promptly with everything attached so far removed.
+bool stop_requested();
+
 // POLL(ms) (false: interrupted) until a stop signal, DURATION_S seconds (0: none) or DONE();
 // then POLL(0) once, since records buffered by then still belong to the run. Flushes stdout
 // after each wait so that a pipe sees events as they come.

@@ -88,6 +88,7 @@ struct SkbTracerOptions {
     bool returns = true;                 // kretprobe.multi on the non-void functions, where there is one
     std::string pcap;                    // tcpdump expression; empty: every packet
     Features* features = nullptr;        // borrowed, required
+    const Btf* btf = nullptr;            // borrowed, required: the offsets the programs read
     std::function<void(const std::string&)> note;  // attach progress and choices
 };
 

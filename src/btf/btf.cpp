@@ -363,30 +363,38 @@ Btf Btf::kernel(const std::filesystem::path& dir) {
     std::error_code ec;
     if (!std::filesystem::exists(vmlinux, ec))
         fail("kernel BTF not found at {} (CONFIG_DEBUG_INFO_BTF); pass --btf FILE", vmlinux.string());
-    return Btf(Ptr(parse(vmlinux, nullptr)), dir);
+    return Btf(vmlinux, dir);
 }
 
 Btf Btf::from_file(const std::filesystem::path& file) {
     std::error_code ec;
     if (!std::filesystem::exists(file, ec)) fail("BTF file {} not found", file.string());
-    return Btf(Ptr(parse(file, nullptr)), {});
+    // Parsed now: an explicit file may be gone by the time a type is looked up.
+    Btf b(file, {});
+    b.base();
+    return b;
+}
+
+const struct btf* Btf::base() const {
+    if (!base_) base_.reset(parse(base_file_, nullptr));
+    return base_.get();
 }
 
 const struct btf* Btf::btf_of(std::string_view module) const {
-    if (module.empty() || module == "vmlinux") return base_.get();
+    if (module.empty() || module == "vmlinux") return base();
     if (modules_dir_.empty()) fail("module '{}': no module BTF with an explicit BTF file", module);
     if (auto it = modules_.find(module); it != modules_.end()) return it->second.get();
     std::filesystem::path file = modules_dir_ / module;
     std::error_code ec;
     if (!std::filesystem::exists(file, ec)) fail("module '{}' has no BTF at {}", module, file.string());
-    return modules_.emplace(module, Ptr(parse(file, base_.get()))).first->second.get();
+    return modules_.emplace(module, Ptr(parse(file, const_cast<struct btf*>(base())))).first->second.get();
 }
 
 std::optional<Btf::Found> Btf::locate(std::string_view module, std::string_view name, int kind) const {
     auto search = [&](std::string_view mod) -> std::optional<Found> {
         const struct btf* b = btf_of(mod);
         if (std::uint32_t id = find_own(b, name, kind))
-            return Found{b, id, b == base_.get() ? "" : std::string(mod)};
+            return Found{b, id, b == base() ? "" : std::string(mod)};
         return std::nullopt;
     };
     if (!module.empty() || modules_dir_.empty()) return search(module);
@@ -436,7 +444,9 @@ Function Btf::find_function(std::string_view name) const {
     auto found = locate(module, func, BTF_KIND_FUNC);
     if (!found && module.empty()) fail("function '{}' not found in BTF", func);
     if (!found) fail("function '{}' not found in BTF of module '{}'", func, module);
-    return make_function(found->btf, type_of(found->btf, found->id)->type, func, std::move(found->module), 0);
+    Function f = make_function(found->btf, type_of(found->btf, found->id)->type, func, std::move(found->module), 0);
+    f.btf_id = found->id;
+    return f;
 }
 
 Function Btf::find_tracepoint_proto(std::string_view event) const {
@@ -446,19 +456,23 @@ Function Btf::find_tracepoint_proto(std::string_view event) const {
     if (ptr.kind() != Kind::Pointer || ptr.pointee().kind() != Kind::FuncProto)
         fail("btf_trace_{} is not a function pointer typedef", event);
     // Skip the `void *__data` every tracepoint callback takes first.
-    return make_function(found->btf, ptr.pointee().strip().id(), event, std::move(found->module), 1);
+    Function f = make_function(found->btf, ptr.pointee().strip().id(), event, std::move(found->module), 1);
+    f.btf_id = found->id;
+    return f;
 }
 
 std::vector<Function> Btf::functions(bool modules) const {
     std::vector<Function> out;
     auto add = [&](const struct btf* b, std::uint32_t first, std::string module) {
         for (std::uint32_t id = first, n = btf__type_cnt(b); id < n; ++id)
-            if (const btf_type* t = type_of(b, id); btf_is_func(t))
+            if (const btf_type* t = type_of(b, id); btf_is_func(t)) {
                 out.push_back(make_function(b, t->type, name_of(b, t->name_off), module, 0));
+                out.back().btf_id = id;
+            }
     };
-    add(base_.get(), 1, "");
+    add(base(), 1, "");
     if (!modules || modules_dir_.empty()) return out;
-    const std::uint32_t own = btf__type_cnt(base_.get());  // module ids continue vmlinux's
+    const std::uint32_t own = btf__type_cnt(base());  // module ids continue vmlinux's
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(modules_dir_, ec)) {
         const std::string mod = entry.path().filename().string();

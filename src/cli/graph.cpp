@@ -158,6 +158,7 @@ int run_graph(const GraphOptions& opt) {
         fmt::print(stderr, "ksurf: tracefs function_graph fallback ({}): {}\n", *no_bpf, fallback_losses(opt, p));
     } else {
         btf.emplace(opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file));
+        features.use_btf(*btf);
         root.emplace(plan_root(opt, *btf));
         root_function = root->function;
     }

@@ -30,9 +30,10 @@ int run_skb(const SkbOptions& opt) {
         fail("skb needs the BPF backend: it follows packets by their skb address in BPF maps, which --backend {} cannot",
              opt.backend);
     const SkbAttach attach = attach_request(opt.attach);
-    Features features;
+    const Btf btf = opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file);
+    Features features(&btf);
     auto note = [](const std::string& line) { fmt::print(stderr, "ksurf: {}\n", line); };
-    SkbTracerOptions to{attach, opt.returns, opt.pcap, &features, note};
+    SkbTracerOptions to{attach, opt.returns, opt.pcap, &features, &btf, note};
     const Kallsyms syms = Kallsyms::load();
     PacketNumbers packets;
     std::unordered_map<std::string, SkbReturn> returns;  // filled before the first record
@@ -49,7 +50,6 @@ int run_skb(const SkbOptions& opt) {
     // Every mode needs kprobes: skb_clone and the free functions are probed with them.
     if (!features.has(Feature::Kprobe)) fail("skb needs kprobes: {}", features.get(Feature::Kprobe).reason);
 
-    const Btf btf = opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file);
     const auto traceable = tracefs::available_filter_functions();
     if (traceable.empty()) fail("cannot read available_filter_functions: skb probes only functions ftrace can trace");
     const SkbFunctions fns = find_skb_functions(btf, traceable, opt.funcs);

@@ -201,6 +201,7 @@ int run_trace(const TraceOptions& opt) {
         }
     }
     const Btf btf = opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file);
+    features.use_btf(btf);
     const ResolveContext ctx{
         btf, [](std::string_view s, std::string_view e) { return tracefs::read_format(tracefs::root(), s, e); },
         [&btf] { return filter_functions(btf); }};
@@ -253,7 +254,10 @@ int run_trace(const TraceOptions& opt) {
         if (opt.buffer_kb) o.ringbuf_bytes = std::bit_ceil(opt.buffer_kb * 1024u);
         backend = make_bpf_backend(sink, std::move(o));
     }
-    for (const auto& p : plans) backend->add(p);
+    for (const auto& p : plans) {
+        if (stop_requested()) return 1;
+        backend->add(p);
+    }
     const int status = loop(*backend, *out, opt, plans.size(), command ? &*command : nullptr);
     if (pcapng) fmt::print(stderr, "ksurf: wrote {} packets to {}\n", pcapng->written(), opt.pcap_file);
     return status;

@@ -10,7 +10,8 @@
 #include <fstream>
 #include <memory>
 
-#include "features.skel.h"
+#include "ksurf/attach.h"
+#include "ksurf/btf.h"
 #include "ksurf/error.h"
 #include "ksurf/kconfig.h"
 #include "ksurf/tracefs.h"
@@ -32,40 +33,66 @@ bool present(const std::string& path) {
 FeatureStatus yes(std::string reason) { return {true, std::move(reason)}; }
 FeatureStatus no(std::string reason) { return {false, std::move(reason)}; }
 
-// The trial program of features.bpf.c that proves each attach type.
-bpf_program* trial_program(features_bpf* skel, Feature f) {
+// The smallest program the kernel accepts, r0 = 0; exit, loaded as the program type of F:
+// the kernel's answer to the load is the answer for the attach type. Nothing is attached:
+// a tracepoint's detach waits for an RCU grace period (55-67 ms at start-up), and every
+// real attach reports its own failure. kprobe.multi is the exception: kernels without
+// fprobe load it and refuse only the link.
+FeatureStatus trial_load(Feature f, const Btf* btf) {
+    static const bpf_insn insns[] = {
+        {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0},
+        {.code = BPF_JMP | BPF_EXIT, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0},
+    };
+    BpfAttach a = BpfAttach::RawTp;
+    std::string target;
+    AttachTarget t;
     switch (f) {
-    case Feature::Tracepoint: return skel->progs.trial_tracepoint;
-    case Feature::RawTp: return skel->progs.trial_raw_tp;
-    case Feature::TpBtf: return skel->progs.trial_tp_btf;
-    case Feature::Fentry: return skel->progs.trial_fentry;
-    case Feature::Fexit: return skel->progs.trial_fexit;
-    case Feature::Kprobe: return skel->progs.trial_kprobe;
-    case Feature::KprobeMulti: return skel->progs.trial_kprobe_multi;
-    default: return nullptr;
+    case Feature::Tracepoint: a = BpfAttach::Tracepoint; break;
+    case Feature::RawTp: a = BpfAttach::RawTp; break;
+    case Feature::TpBtf: a = BpfAttach::TpBtf; target = "sched_switch"; break;
+    case Feature::Fentry: a = BpfAttach::Fentry; target = "vfs_read"; break;
+    case Feature::Fexit: a = BpfAttach::Fexit; target = "vfs_read"; break;
+    case Feature::Kprobe: a = BpfAttach::Kprobe; break;
+    case Feature::KprobeMulti: a = BpfAttach::KprobeMulti; break;
+    default: break;
     }
-}
-
-// Opens the features skeleton with only `f`'s program enabled, loads and attaches it.
-FeatureStatus trial_attach(Feature f) {
-    std::unique_ptr<features_bpf, decltype(&features_bpf__destroy)> skel(features_bpf__open(),
-                                                                         features_bpf__destroy);
-    if (!skel) return no("cannot open the trial BPF object: " + errno_text(errno));
-    bpf_program* p = nullptr;
-    bpf_object__for_each_program(p, skel->obj) bpf_program__set_autoload(p, false);
-    bpf_program* prog = trial_program(skel.get(), f);
-    bpf_program__set_autoload(prog, true);
-    if (int err = features_bpf__load(skel.get())) {
+    // vfs_read and sched_switch exist and are traceable on every kernel ksurf supports.
+    if (a == BpfAttach::TpBtf || a == BpfAttach::Fentry || a == BpfAttach::Fexit) {
+        try {
+            t.btf_id = a == BpfAttach::TpBtf ? btf->find_tracepoint_proto(target).btf_id : btf->find_function(target).btf_id;
+        } catch (const Error& e) {
+            return no(e.what());
+        }
+    }
+    LIBBPF_OPTS(bpf_prog_load_opts, o, .attach_btf_id = t.btf_id);
+    o.expected_attach_type = a == BpfAttach::TpBtf    ? BPF_TRACE_RAW_TP
+                             : a == BpfAttach::Fentry ? BPF_TRACE_FENTRY
+                             : a == BpfAttach::Fexit  ? BPF_TRACE_FEXIT
+                             : a == BpfAttach::KprobeMulti ? BPF_TRACE_KPROBE_MULTI
+                                                      : BPF_CGROUP_INET_INGRESS;
+    const bpf_prog_type type = a == BpfAttach::Tracepoint ? BPF_PROG_TYPE_TRACEPOINT
+                               : a == BpfAttach::RawTp    ? BPF_PROG_TYPE_RAW_TRACEPOINT
+                               : a == BpfAttach::Kprobe || a == BpfAttach::KprobeMulti ? BPF_PROG_TYPE_KPROBE
+                                                                                         : BPF_PROG_TYPE_TRACING;
+    Fd prog(bpf_prog_load(type, "ksurf_trial", "GPL", insns, std::size(insns), &o));
+    const std::string name = target.empty() ? std::string(bpf_attach_name(a)) : fmt::format("{} on {}", bpf_attach_name(a), target);
+    if (!prog) {
+        const int err = errno;
         // Root passed the plain BPF trial, so EPERM here is this kernel's policy for the
         // attach type (lockdown, an LSM), not a missing privilege.
-        const bool policy = (err == -EPERM || err == EPERM) && geteuid() == 0;
+        const bool policy = err == EPERM && geteuid() == 0;
         return no(fmt::format("program load refused: {}{}", errno_text(err),
                               policy ? "; the kernel does not permit this attach type, even to root" : ""));
     }
-    bpf_link* link = bpf_program__attach(prog);
-    if (!link) return no(fmt::format("loaded, but attach failed: {}", errno_text(errno)));
-    bpf_link__destroy(link);
-    return yes(fmt::format("loaded and attached {}", bpf_program__section_name(prog)));
+    if (a == BpfAttach::KprobeMulti) {
+        try {
+            attach_multi(prog.get(), false, {"vfs_read"}, {});
+        } catch (const Error& e) {
+            return no(fmt::format("loaded, but attach failed: {}", e.what()));
+        }
+        return yes("loaded and attached kprobe.multi on vfs_read");
+    }
+    return yes(fmt::format("loaded {}", name));
 }
 
 // Kernel kprobes are reachable through the kprobe PMU or tracefs kprobe_events; with
@@ -80,13 +107,11 @@ std::optional<FeatureStatus> kprobes_absent() {
     return no("no kprobe PMU and no tracefs kprobe_events");
 }
 
+// Whether the kernel's BTF can be read; parsing it is the resolver's, done once per run.
 FeatureStatus probe_btf() {
     const char* path = "/sys/kernel/btf/vmlinux";
-    btf* b = btf__load_vmlinux_btf();
-    if (!b) return no(fmt::format("{}: {}{}", path, errno_text(errno), config_hint("CONFIG_DEBUG_INFO_BTF")));
-    std::string r = fmt::format("{} types from {}", btf__type_cnt(b), path);
-    btf__free(b);
-    return yes(r);
+    if (access(path, R_OK) != 0) return no(fmt::format("{}: {}{}", path, errno_text(errno), config_hint("CONFIG_DEBUG_INFO_BTF")));
+    return yes(path);
 }
 
 FeatureStatus probe_bpf() {
@@ -149,6 +174,15 @@ FeatureStatus probe_function_graph(Features& fs) {
 
 std::string_view feature_name(Feature f) { return kNames[static_cast<std::size_t>(f)]; }
 
+Features::Features(const Btf* btf) : btf_(btf) {}
+Features::~Features() = default;
+
+const Btf& Features::btf() {
+    if (btf_) return *btf_;
+    if (!own_btf_) own_btf_ = std::make_unique<Btf>(Btf::kernel());
+    return *own_btf_;
+}
+
 const FeatureStatus& Features::get(Feature f) {
     auto& slot = cache_[static_cast<std::size_t>(f)];
     if (!slot) slot = probe(f);
@@ -167,16 +201,16 @@ FeatureStatus Features::probe(Feature f) {
     case Feature::KprobeMulti:
         if (!has(Feature::Bpf)) return no("BPF is not available");
         if (auto absent = kprobes_absent()) return *absent;
-        return trial_attach(f);
+        return trial_load(f, nullptr);
     case Feature::Tracepoint:
         // libbpf finds tracepoint ids in tracefs, so mount it first.
         if (!has(Feature::Tracefs)) return no("tracefs is not available");
         [[fallthrough]];
     default:
         if (!has(Feature::Bpf)) return no("BPF is not available");
-        if (!has(Feature::Btf) && f != Feature::Tracepoint && f != Feature::RawTp)
-            return no("needs kernel BTF");
-        return trial_attach(f);
+        if (f == Feature::Tracepoint || f == Feature::RawTp) return trial_load(f, nullptr);
+        if (!has(Feature::Btf)) return no("needs kernel BTF");
+        return trial_load(f, &btf());
     }
 }
 

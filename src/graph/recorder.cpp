@@ -14,6 +14,7 @@
 #include <limits>
 #include <optional>
 
+#include "ksurf/attach.h"
 #include "ksurf/bpf_config.h"
 #include "ksurf/graph_record.h"
 // After the types its rodata uses.
@@ -104,18 +105,11 @@ public:
 
     RecorderStats stats() const override {
         RecorderStats s;
-        const int ncpu = libbpf_num_possible_cpus();
-        std::vector<std::uint64_t> per_cpu(ncpu > 0 ? ncpu : 1);
-        auto sum = [&](std::uint32_t key) {
-            std::uint64_t total = 0;
-            if (bpf_map_lookup_elem(*maps_[1], &key, per_cpu.data()) == 0)
-                for (auto v : per_cpu) total += v;
-            return total;
-        };
-        s.root_hits = sum(KSURF_STAT_HITS);
-        s.filtered = sum(KSURF_STAT_FILTERED);
-        s.dropped = sum(KSURF_STAT_DROPPED);
-        for (std::uint32_t k = 0; k < KSURF_GCOUNT_MAX; k++) bpf_map_lookup_elem(*maps_[4], &k, &s.counts[k]);
+        const auto counts = sum_per_cpu(*maps_[1], 0, KSURF_STAT_MAX);
+        s.root_hits = counts[KSURF_STAT_HITS];
+        s.filtered = counts[KSURF_STAT_FILTERED];
+        s.dropped = counts[KSURF_STAT_DROPPED];
+        for (std::uint32_t k = 0; k < KSURF_GCOUNT_MAX; k++) bpf_map_lookup_elem(*maps_[3], &k, &s.counts[k]);
         return s;
     }
 
@@ -124,7 +118,7 @@ public:
 private:
     // In the order maps_ holds their fds.
     static std::vector<bpf_map*> shared(S* s) {
-        return {s->maps.events, s->maps.stats, s->maps.scratch, s->maps.recordings, s->maps.gcounts, s->maps.pids, s->maps.ksurf_cbpf_states};
+        return {s->maps.events, s->maps.scratch, s->maps.recordings, s->maps.gcounts, s->maps.pids, s->maps.ksurf_cbpf_states};
     }
 
     void note(const std::string& line) const {
@@ -142,6 +136,7 @@ private:
         for (std::size_t i = 0; i < maps.size(); i++)
             if (int err = bpf_map__reuse_fd(maps[i], *maps_[i])) fail("cannot share BPF maps: {}", errno_text(err));
         skel->rodata->cfg = cfg;
+        skel->rodata->cfg.layout = layout_;
         skel->rodata->gcfg = gcfg;
         return skel;
     }
@@ -330,9 +325,10 @@ private:
     RecorderOptions opt_;
     std::function<void(const Graph&)> on_graph_;
     std::vector<std::string> names_;
-    std::vector<Fd> maps_;  // events, stats, scratch, recordings, gcounts, pids, cbpf states
+    std::vector<Fd> maps_;  // events, scratch, recordings, gcounts, pids, cbpf states
     ring_buffer* rb_ = nullptr;
     BpfProgramSpec root_spec_;
+    ksurf_layout layout_ = kernel_layout(*opt_.btf);
     std::vector<Instance> instances_;
     std::size_t attached_ = 0;
     std::vector<std::pair<std::string, std::string>> failed_;

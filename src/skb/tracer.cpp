@@ -33,6 +33,7 @@ public:
         : opt_(std::move(opt)), on_record_(std::move(on_record)), skel_(skb_bpf::open(), skb_bpf::destroy) {
         if (!skel_) fail("cannot open the skb BPF object: {}", errno_text(errno));
         if (!opt_.pcap.empty()) encode_cbpf(compile_pcap(opt_.pcap), opt_.pcap, skel_->rodata->cfg);
+        skel_->rodata->cfg.layout = kernel_layout(*opt_.btf);
     }
 
     void attach(const SkbFunctions& set) override {

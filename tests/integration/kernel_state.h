@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -50,7 +51,8 @@ inline std::vector<std::string> kprobes_of(pid_t pid) {
     return v;
 }
 
-// The BPF objects process PID holds open, by kind, from its fds' fdinfo.
+// The BPF objects process PID holds open, by kind, from its fds' fdinfo: its programs
+// whether it holds them directly or only through their links (ksurf keeps only the links).
 struct BpfObjects {
     std::vector<std::uint32_t> progs, maps, links;
     bool empty() const { return progs.empty() && maps.empty() && links.empty(); }
@@ -61,18 +63,19 @@ inline BpfObjects bpf_objects_of(pid_t pid) {
     std::error_code ec;
     for (const auto& fd : std::filesystem::directory_iterator(fmt::format("/proc/{}/fdinfo", pid), ec)) {
         std::istringstream in(slurp(fd.path()));
-        bool link = false;
         std::uint32_t prog = 0;
         for (std::string line; std::getline(in, line);) {
             std::istringstream fields(line);
             std::string key, value;
             if (!(fields >> key >> value) || value.find_first_not_of("0123456789") != std::string::npos) continue;
-            if (key == "link_id:") o.links.push_back(std::stoul(value)), link = true;
+            if (key == "link_id:") o.links.push_back(std::stoul(value));
             if (key == "map_id:") o.maps.push_back(std::stoul(value));
             if (key == "prog_id:") prog = std::stoul(value);
         }
-        if (prog && !link) o.progs.push_back(prog);  // a link's fdinfo names its program too
+        if (prog) o.progs.push_back(prog);
     }
+    std::sort(o.progs.begin(), o.progs.end());
+    o.progs.erase(std::unique(o.progs.begin(), o.progs.end()), o.progs.end());
     return o;
 }
 

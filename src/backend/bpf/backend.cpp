@@ -1,12 +1,11 @@
-// The BPF backend: picks an attach type per probe, loads one configured instance of
-// bpf/probe.bpf.c for it (or one kprobe.multi instance for a group of functions), and
-// decodes the shared ring buffer.
+// The BPF backend: picks an attach type per probe, has the attach engine load
+// bpf/probe.bpf.c once and clone it per probe with the probe's configuration (one
+// kprobe.multi clone for a group of functions sharing one), and decodes the ring buffer.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -18,6 +17,7 @@
 #include "ksurf/event.h"
 #include "ksurf/features.h"
 #include "ksurf/kallsyms.h"
+#include "ksurf/run_loop.h"
 #include "ksurf/tracefs.h"
 #include "probe.skel.h"
 
@@ -35,33 +35,14 @@ bool uses(const PlannedProbe& p, Fetch::Base base) {
 
 std::string qualified(const PlannedProbe& p) { return p.module.empty() ? p.function : p.module + ":" + p.function; }
 
-struct SkelDeleter {
-    void operator()(probe_bpf* s) const { probe_bpf__destroy(s); }
-};
-struct LinkDeleter {
-    void operator()(bpf_link* l) const { bpf_link__destroy(l); }
-};
-using Skel = std::unique_ptr<probe_bpf, SkelDeleter>;
-using Link = std::unique_ptr<bpf_link, LinkDeleter>;
+constexpr const char* kProgram = "ksurf_probe";
+constexpr const char* kFollowFork = "ksurf_follow_fork";
 
-// One loaded and attached program. Links go first: detach before the program goes away.
-struct Instance {
-    Skel skel;
-    Link link;
-};
-
-class Fd {
-public:
-    explicit Fd(int fd = -1) : fd_(fd) {}
-    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-    ~Fd() {
-        if (fd_ >= 0) close(fd_);
-    }
-    int get() const { return fd_; }
-
-private:
-    int fd_;
-};
+std::span<const std::uint8_t> probe_elf() {
+    std::size_t size = 0;
+    const void* data = probe_bpf::elf_bytes(&size);
+    return {static_cast<const std::uint8_t*>(data), size};
+}
 
 class Impl final : public BpfBackend {
 public:
@@ -69,30 +50,26 @@ public:
         if (!opt_.features) opt_.features = &own_features_;
         const std::uint32_t rb = opt_.ringbuf_bytes;
         if (rb < 4096 || (rb & (rb - 1))) fail("the BPF ring buffer size must be a power of two of at least 4096 bytes, not {}", rb);
-        // The maps outlive any one instance: they are created here and every instance
-        // reuses them, so a failed load never takes them along.
-        Skel skel(probe_bpf__open());
-        if (!skel) fail("cannot open the BPF object: {}", errno_text(errno));
-        for (bpf_map* m : shared_maps(skel.get())) {
-            const bool ring = m == skel->maps.events;
-            int fd = bpf_map_create(bpf_map__type(m), bpf_map__name(m), bpf_map__key_size(m), bpf_map__value_size(m),
-                                    ring ? rb : bpf_map__max_entries(m), nullptr);
-            if (fd < 0) fail("cannot create the BPF map '{}': {}", bpf_map__name(m), errno_text(errno));
-            maps_.emplace_back(fd);
-        }
-        rb_ = ring_buffer__new(maps_[0].get(), on_event, this, nullptr);
-        if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
         if (opt_.pids.size() > KSURF_MAX_PIDS) fail("at most {} processes can be traced by pid", KSURF_MAX_PIDS);
+        std::vector<std::string> programs{kProgram};
+        if (opt_.follow_forks) programs.push_back(kFollowFork);
+        // The maps are the template's, shared by every clone: a failed probe never takes
+        // them along.
+        tmpl_.emplace(probe_elf(), programs, [rb](bpf_map* m) {
+            if (std::string_view(bpf_map__name(m)) == "events") bpf_map__set_max_entries(m, rb);
+        });
+        rb_ = ring_buffer__new(tmpl_->map("events"), on_event, this, nullptr);
+        if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
         for (std::uint32_t pid : opt_.pids) {
             const std::uint8_t one = 1;
-            if (bpf_map_update_elem(maps_[3].get(), &pid, &one, BPF_ANY))
+            if (bpf_map_update_elem(tmpl_->map("pids"), &pid, &one, BPF_ANY))
                 fail("cannot trace pid {}: {}", pid, errno_text(errno));
         }
         if (opt_.stacks) kallsyms_.emplace(Kallsyms::load());
     }
 
     ~Impl() override {
-        instances_.clear();  // detached first: nothing writes to the ring buffer any more
+        links_.clear();  // detached first: nothing writes to the ring buffer any more
         ring_buffer__free(rb_);
     }
 
@@ -113,7 +90,10 @@ public:
     void start() override {
         started_ = true;
         if (opt_.follow_forks) follow_forks();
-        for (auto& g : groups_) start_group(g);
+        for (auto& g : groups_) {
+            if (stop_requested()) break;
+            start_group(g);
+        }
         groups_.clear();
     }
 
@@ -127,16 +107,9 @@ public:
     RunStats stats() const override {
         RunStats s;
         s.events = delivered_;
-        const int ncpu = libbpf_num_possible_cpus();
-        std::vector<std::uint64_t> per_cpu(ncpu > 0 ? ncpu : 1);
-        auto sum = [&](std::uint32_t key) {
-            std::uint64_t total = 0;
-            if (bpf_map_lookup_elem(maps_[1].get(), &key, per_cpu.data()) == 0)
-                for (auto v : per_cpu) total += v;
-            return total;
-        };
-        s.filtered = sum(KSURF_STAT_FILTERED);
-        s.dropped = sum(KSURF_STAT_DROPPED);
+        const auto counts = sum_per_cpu(tmpl_->map("scratch"), 0, KSURF_STAT_MAX);
+        s.filtered = counts[KSURF_STAT_FILTERED];
+        s.dropped = counts[KSURF_STAT_DROPPED];
         return s;
     }
 
@@ -192,7 +165,7 @@ private:
             }
             probes_[id].spec = encode_bpf(p, frame);  // the same limits for each type: not a fallback
             try {
-                instances_.push_back(load(probes_[id].spec.config, id, a, p));
+                links_.add(instance(probes_[id].spec.config, id, a, target(a, p)));
                 decided(p, a, notes);
                 return;
             } catch (const Error& e) {
@@ -261,7 +234,7 @@ private:
                 return;
             }
             try {
-                instances_.push_back(load(probes_[id].spec.config, id, a, p));
+                links_.add(instance(probes_[id].spec.config, id, a, target(a, p)));
                 decided(p, a, notes);
                 return;
             } catch (const Error& e) {
@@ -323,7 +296,7 @@ private:
         if (multi || g.ids.size() > 1) {
             const BpfAttach a = ret ? BpfAttach::KretprobeMulti : BpfAttach::KprobeMulti;
             try {
-                instances_.push_back(load_multi(g, a));
+                links_.add(instance_multi(g, a));
                 for (std::size_t id : g.ids) decided_at(id, a, g.notes);
                 return;
             } catch (const Error& e) {
@@ -334,9 +307,9 @@ private:
             }
         }
         const BpfAttach a = ret ? BpfAttach::Kretprobe : BpfAttach::Kprobe;
-        for (std::size_t i = 0; i < g.ids.size(); i++) {
+        for (std::size_t i = 0; i < g.ids.size() && !stop_requested(); i++) {
             try {
-                instances_.push_back(load(g.spec.config, g.ids[i], a, g.plans[i]));
+                links_.add(instance(g.spec.config, g.ids[i], a, target(a, g.plans[i])));
             } catch (const Error& e) {
                 fail("{}: {}{}", probe_label(g.plans[i]), e.what(),
                      g.notes.empty() ? "" : fmt::format(" ({})", fmt::join(g.notes, "; ")));
@@ -364,100 +337,84 @@ private:
 
     // ---- loading ----
 
-    // An instance configured with CFG, with only ATTACH's program loaded; maps shared.
-    Skel open(const ksurf_config& cfg, BpfAttach a, std::size_t id) {
-        Skel skel(probe_bpf__open());
-        if (!skel) fail("cannot open the BPF object: {}", errno_text(errno));
-        bpf_program* p = nullptr;
-        bpf_object__for_each_program(p, skel->obj) bpf_program__set_autoload(p, false);
-        bpf_program__set_autoload(program(skel.get(), a), true);
-        const auto shared = shared_maps(skel.get());
-        for (std::size_t i = 0; i < maps_.size(); i++)
-            if (int err = bpf_map__reuse_fd(shared[i], maps_[i].get())) fail("cannot share BPF maps: {}", errno_text(err));
-        auto& c = skel->rodata->cfg;
+    // Where A attaches P, with the BTF id tracing programs are loaded for.
+    AttachTarget target(BpfAttach a, const PlannedProbe& p) {
+        AttachTarget t;
+        switch (a) {
+        case BpfAttach::Fentry:
+        case BpfAttach::Fexit: {
+            const Function fn = btf().find_function(qualified(p));
+            t.name = p.function;
+            t.btf_id = fn.btf_id;
+            t.btf_module = fn.module;
+            break;
+        }
+        case BpfAttach::TpBtf: {
+            const Function proto = btf().find_tracepoint_proto(p.event);
+            t.name = p.event;
+            t.btf_id = proto.btf_id;
+            t.btf_module = proto.module;
+            break;
+        }
+        case BpfAttach::Tracepoint:
+            t.subsystem = p.subsystem;
+            t.name = p.event;
+            break;
+        case BpfAttach::RawTp: t.name = p.event; break;
+        default:
+            t.name = qualified(p);
+            t.offset = p.offset;
+        }
+        return t;
+    }
+
+    // CFG as the clone's read-only data, with what every probe of the run shares.
+    Fd rodata(const ksurf_config& cfg, std::size_t id) {
+        std::vector<std::uint8_t> data = tmpl_->rodata();
+        probe_bpf::probe_bpf__rodata ro;
+        std::memcpy(&ro, data.data(), sizeof ro);
+        ksurf_config& c = ro.cfg;
         c = cfg;
         c.probe_id = static_cast<std::uint32_t>(id);
         c.by_pid = !opt_.pids.empty();
         c.stack = opt_.stacks;
         c.cgroup_id = opt_.cgroup_id;
-        return skel;
+        // Looking structures up by name indexes all of BTF: only probes that read packets
+        // (and -c's fork follower) pay for it.
+        const bool packets = c.ncbpf || c.snaplen ||
+                             std::any_of(c.fields, c.fields + c.nfields, [](const auto& f) { return f.packet_step != KSURF_NO_PACKET; });
+        if (packets || opt_.follow_forks) {
+            if (!layout_) layout_ = kernel_layout(btf());
+            c.layout = *layout_;
+        }
+        std::memcpy(data.data(), &ro, sizeof ro);
+        return tmpl_->make_rodata(data);
     }
 
-    // Created once by the backend, reused by every instance, in this order.
-    static std::array<bpf_map*, 4> shared_maps(probe_bpf* s) {
-        return {s->maps.events, s->maps.stats, s->maps.scratch, s->maps.pids};
+    // The probe program configured with CFG, loaded as A and attached to T: its link.
+    Fd instance(const ksurf_config& cfg, std::size_t id, BpfAttach a, const AttachTarget& t) {
+        const Fd ro = rodata(cfg, id);
+        const Fd prog = tmpl_->load(kProgram, a, ro.get(), t);
+        return attach(prog.get(), a, t);
+    }
+
+    Fd instance_multi(const Group& g, BpfAttach a) {
+        ksurf_config cfg = g.spec.config;
+        cfg.id_from_cookie = 1;
+        const Fd ro = rodata(cfg, 0);
+        const Fd prog = tmpl_->load(kProgram, a, ro.get());
+        std::vector<const char*> syms;
+        for (const auto& f : g.functions) syms.push_back(f.c_str());
+        return attach_multi(prog.get(), a == BpfAttach::KretprobeMulti, syms, {g.ids.begin(), g.ids.end()});
     }
 
     // -c: processes the traced ones fork join the pids map.
     void follow_forks() {
-        Skel skel = open({}, BpfAttach::RawTp, 0);
-        bpf_program__set_autoload(skel->progs.ksurf_raw_tp, false);
-        bpf_program__set_autoload(skel->progs.ksurf_follow_fork, true);
-        if (int err = probe_bpf__load(skel.get())) fail("cannot load the fork follower (raw_tp): {}", errno_text(err));
-        bpf_link* link = bpf_program__attach(skel->progs.ksurf_follow_fork);
-        if (!link) fail("cannot attach the fork follower (raw_tp sched_process_fork): {}", errno_text(errno));
-        instances_.push_back({std::move(skel), Link(link)});
-    }
-
-    static bpf_program* program(probe_bpf* s, BpfAttach a) {
-        switch (a) {
-        case BpfAttach::Fentry: return s->progs.ksurf_fentry;
-        case BpfAttach::Fexit: return s->progs.ksurf_fexit;
-        case BpfAttach::Kprobe:
-        case BpfAttach::Kretprobe: return s->progs.ksurf_kprobe;
-        case BpfAttach::KprobeMulti:
-        case BpfAttach::KretprobeMulti: return s->progs.ksurf_kprobe_multi;
-        case BpfAttach::Tracepoint: return s->progs.ksurf_tp;
-        case BpfAttach::TpBtf: return s->progs.ksurf_tp_btf;
-        case BpfAttach::RawTp: return s->progs.ksurf_raw_tp;
-        }
-        return nullptr;
-    }
-
-    static void load_skel(probe_bpf* s, BpfAttach a) {
-        if (int err = probe_bpf__load(s))
-            fail("cannot load the {} program: {}{}", bpf_attach_name(a), errno_text(err),
-                 err == -EACCES || err == -EINVAL ? " (-v shows the verifier's log)" : "");
-    }
-
-    Instance load(const ksurf_config& cfg, std::size_t id, BpfAttach a, const PlannedProbe& p) {
-        Skel skel = open(cfg, a, id);
-        bpf_program* prog = program(skel.get(), a);
-        const auto name = bpf_attach_name(a);
-        if (a == BpfAttach::Fentry || a == BpfAttach::Fexit || a == BpfAttach::TpBtf)
-            if (int err = bpf_program__set_attach_target(prog, 0, (a == BpfAttach::TpBtf ? p.event : p.function).c_str()))
-                fail("cannot attach {}: {}", name, errno_text(err));
-        load_skel(skel.get(), a);
-        bpf_link* link = nullptr;
-        switch (a) {
-        case BpfAttach::Fentry:
-        case BpfAttach::Fexit:
-        case BpfAttach::TpBtf: link = bpf_program__attach_trace(prog); break;
-        case BpfAttach::RawTp: link = bpf_program__attach_raw_tracepoint(prog, p.event.c_str()); break;
-        case BpfAttach::Kprobe:
-        case BpfAttach::Kretprobe: {
-            LIBBPF_OPTS(bpf_kprobe_opts, o, .offset = p.offset, .retprobe = a == BpfAttach::Kretprobe);
-            link = bpf_program__attach_kprobe_opts(prog, qualified(p).c_str(), &o);
-            break;
-        }
-        case BpfAttach::Tracepoint: link = bpf_program__attach_tracepoint(prog, p.subsystem.c_str(), p.event.c_str()); break;
-        default: fail("{} attaches groups only", name);
-        }
-        if (!link) fail("cannot attach {}: {}", name, errno_text(errno));
-        return {std::move(skel), Link(link)};
-    }
-
-    Instance load_multi(const Group& g, BpfAttach a) {
-        Skel skel = open(g.spec.config, a, 0);
-        load_skel(skel.get(), a);
-        std::vector<const char*> syms;
-        for (const auto& f : g.functions) syms.push_back(f.c_str());
-        std::vector<__u64> cookies(g.ids.begin(), g.ids.end());
-        LIBBPF_OPTS(bpf_kprobe_multi_opts, o, .syms = syms.data(), .cookies = cookies.data(), .cnt = syms.size(),
-                    .retprobe = a == BpfAttach::KretprobeMulti);
-        bpf_link* link = bpf_program__attach_kprobe_multi_opts(program(skel.get(), a), nullptr, &o);
-        if (!link) fail("cannot attach {}: {}", bpf_attach_name(a), errno_text(errno));
-        return {std::move(skel), Link(link)};
+        const Fd ro = rodata({}, 0);
+        const Fd prog = tmpl_->load(kFollowFork, BpfAttach::RawTp, ro.get());
+        AttachTarget fork;
+        fork.name = "sched_process_fork";
+        links_.add(attach(prog.get(), BpfAttach::RawTp, fork));
     }
 
     const Btf& btf() {
@@ -508,11 +465,12 @@ private:
     std::optional<Btf> own_btf_;
     std::map<std::string, std::int32_t, std::less<>> regs_;
     std::optional<Kallsyms> kallsyms_;  // -s
-    std::vector<Fd> maps_;  // shared_maps() order
+    std::optional<BpfTemplate> tmpl_;
+    std::optional<ksurf_layout> layout_;
     ring_buffer* rb_ = nullptr;
     std::vector<Probe> probes_;
     std::vector<Group> groups_;
-    std::vector<Instance> instances_;
+    Links links_;
     std::vector<BpfAttachment> attachments_;
     bool started_ = false;
     std::uint64_t delivered_ = 0;

@@ -26,7 +26,7 @@ static_assert(KSURF_MAX_OPS <= 63, "the filter's stack is the bits of a u64");
 static_assert(KSURF_MAX_DATA + 8 <= 0xffff, "payload offsets are __u16");
 static_assert(KSURF_MAX_FIELDS * KSURF_MAX_STR <= KSURF_MAX_DATA, "any fields fit a payload");
 static_assert(sizeof(ksurf_field_cfg) == 52 && sizeof(ksurf_op) == 16 && sizeof(ksurf_pattern) == 88 &&
-                  sizeof(ksurf_config) == 2080 + 8 + 8 * KSURF_MAX_CBPF,
+                  sizeof(ksurf_config) == 2080 + 8 + 8 * KSURF_MAX_CBPF + sizeof(ksurf_layout) && sizeof(ksurf_layout) == 16,
               "no implicit padding: configs compare bytewise");
 
 // x86-64 SysV: the registers of the first six integer arguments.
@@ -434,19 +434,26 @@ std::string probe_label(const PlannedProbe& p) {
     }
 }
 
-std::string_view bpf_attach_name(BpfAttach a) {
-    switch (a) {
-    case BpfAttach::Fentry: return "fentry";
-    case BpfAttach::Fexit: return "fexit";
-    case BpfAttach::Kprobe: return "kprobe";
-    case BpfAttach::Kretprobe: return "kretprobe";
-    case BpfAttach::KprobeMulti: return "kprobe.multi";
-    case BpfAttach::KretprobeMulti: return "kretprobe.multi";
-    case BpfAttach::Tracepoint: return "tracepoint";
-    case BpfAttach::TpBtf: return "tp_btf";
-    case BpfAttach::RawTp: return "raw_tp";
-    }
-    return "?";
+ksurf_layout kernel_layout(const Btf& btf) {
+    // A BTF without the type (a --btf file of one module's types) has no probe that reads
+    // it either: the resolver refused those.
+    auto at = [&](std::string_view type, std::string_view name) -> std::uint16_t {
+        try {
+            return static_cast<std::uint16_t>(member(btf.find_type(type), name).offset);
+        } catch (const Error&) {
+            return 0;
+        }
+    };
+    ksurf_layout l{};
+    l.skb_head = at("struct sk_buff", "head");
+    l.skb_data = at("struct sk_buff", "data");
+    l.skb_len = at("struct sk_buff", "len");
+    l.skb_tail = at("struct sk_buff", "tail");
+    l.skb_mac_header = at("struct sk_buff", "mac_header");
+    l.skb_network_header = at("struct sk_buff", "network_header");
+    l.skb_transport_header = at("struct sk_buff", "transport_header");
+    l.task_tgid = at("struct task_struct", "tgid");
+    return l;
 }
 
 std::map<std::string, std::int32_t, std::less<>> pt_regs_offsets(const Btf& btf) {

@@ -20,6 +20,8 @@ void install_stop_handlers() {
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) sigaction(sig, &sa, nullptr);
 }
 
+bool stop_requested() { return g_stop != 0; }
+
 void poll_until_stopped(double duration_s, const std::function<bool(int)>& poll, const std::function<bool()>& done) {
     using clock = std::chrono::steady_clock;
     const auto deadline = clock::now() + std::chrono::duration<double>(duration_s);

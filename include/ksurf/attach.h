@@ -1,0 +1,119 @@
+// The attach engine: every BPF program ksurf runs is loaded and attached through here, for
+// trace, graph and skb alike.
+//
+// A BPF object is opened and loaded by libbpf once per run (its template), which relocates
+// it against the maps the caller shares; the relocated instructions are kept and the object,
+// its ELF image and its BTF are freed. Each probe then loads the same instructions again
+// (a clone) with its own frozen read-only data, program type and attach target: the
+// verifier still sees the probe's configuration as constants and walks only the paths it
+// uses, but nothing is parsed or relocated per probe. The program types differ only in
+// what the kernel lets them call and where they attach, so one instruction stream serves
+// fentry, kprobes and tracepoints alike. (retsnoop's mass attacher works the same way.)
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ksurf/fd.h"
+
+struct bpf_map;
+
+namespace ksurf {
+
+enum class BpfAttach : std::uint8_t {
+    Fentry, Fexit, Kprobe, Kretprobe, KprobeMulti, KretprobeMulti,
+    Tracepoint,  // e probes reading the record (format-file fields)
+    TpBtf,       // e probes reading TP_PROTO arguments (%N), typed by btf_trace_<event>
+    RawTp,       // the same without BTF attach, read with bpf_probe_read
+};
+std::string_view bpf_attach_name(BpfAttach a);  // "fentry", "kretprobe.multi", ...
+
+// Where one clone attaches.
+struct AttachTarget {
+    std::string name;              // function (kprobes may say "module:function"), or event
+    std::string subsystem;         // tracepoint
+    std::uint64_t offset = 0;      // kprobe: bytes into the function
+    std::uint32_t btf_id = 0;      // fentry/fexit: the function's BTF id; tp_btf: btf_trace_<event>'s
+    std::string btf_module;        // the module whose BTF holds btf_id; empty: vmlinux
+};
+
+// One BPF object's programs, loaded once and cloned per configuration and target.
+class BpfTemplate {
+public:
+    // ELF is the object (a skeleton's elf_bytes()); PROGRAMS the ones to keep. SETUP sees
+    // each map before the load: to size it, or to reuse a map of the caller's. Every clone
+    // shares the template's maps; only .rodata is each clone's own.
+    using MapSetup = std::function<void(bpf_map*)>;
+    BpfTemplate(std::span<const std::uint8_t> elf, const std::vector<std::string>& programs, const MapSetup& setup = {});
+    ~BpfTemplate();
+    BpfTemplate(const BpfTemplate&) = delete;
+    BpfTemplate& operator=(const BpfTemplate&) = delete;
+
+    // The fd of the template's map NAME (one SETUP did not replace), for the host's reads.
+    int map(std::string_view name) const;
+    // The .rodata the template was compiled with: the starting point of a clone's.
+    const std::vector<std::uint8_t>& rodata() const { return rodata_; }
+    // A frozen read-only data map holding DATA (rodata()'s size), for one or more clones.
+    Fd make_rodata(std::span<const std::uint8_t> data) const;
+    // PROGRAM as a program of attach type A, reading RODATA (a make_rodata() map) as its
+    // .rodata, for TARGET where A names its target at load (fentry, fexit, tp_btf).
+    // Throws "cannot load the kprobe program: ..." with the verifier's last words.
+    Fd load(std::string_view program, BpfAttach a, int rodata, const AttachTarget& target = {}) const;
+
+    // Loaded with the verifier's whole log to stderr when a load fails (-vv).
+    static void set_verbose(bool v);
+
+private:
+    struct Program {
+        std::string name;
+        std::vector<std::uint64_t> insns;        // struct bpf_insn, as loaded
+        std::vector<std::size_t> rodata_refs;   // indexes of the ld_imm64 that address .rodata
+    };
+    const Program& program(std::string_view name) const;
+
+    std::vector<Program> programs_;
+    std::vector<std::uint8_t> rodata_;
+    std::uint32_t rodata_flags_ = 0;
+    std::map<std::string, Fd, std::less<>> maps_;  // the object's own, kept for the clones (not .rodata)
+};
+
+// ---- attaching ----
+
+// Attaches the loaded program PROG as A to TARGET: a BPF link, or for tracepoints and
+// kprobes on kernels without perf links (5.10) the perf event that holds it. Closing the
+// fd detaches. Throws "cannot attach kprobe vfs_read: ...".
+Fd attach(int prog, BpfAttach a, const AttachTarget& target);
+// One kprobe.multi (RET: kretprobe.multi) link on SYMS, each function's cookie its
+// COOKIES entry (none: 0). Throws with the count and the kernel's reason.
+Fd attach_multi(int prog, bool ret, const std::vector<const char*>& syms, const std::vector<std::uint64_t>& cookies);
+
+// What stays attached for a run: closed all at once on destruction. A tracepoint, kprobe or
+// trampoline detach waits for an RCU grace period, so closing a hundred one after another
+// takes seconds; closed from many threads, the waits overlap.
+class Links {
+public:
+    Links() = default;
+    Links(Links&&) = default;
+    Links& operator=(Links&&) = default;
+    ~Links() { clear(); }
+    void add(Fd fd) { fds_.push_back(std::move(fd)); }
+    std::size_t size() const { return fds_.size(); }
+    void clear();
+
+private:
+    std::vector<Fd> fds_;
+};
+
+// The sums over CPUs of the first N u64 counters of KEY's value in the per-CPU map FD.
+std::vector<std::uint64_t> sum_per_cpu(int fd, std::uint32_t key, std::size_t n);
+
+// The BTF object fd of a kernel module, for a clone attaching into it (cached per run).
+int module_btf_fd(std::string_view module);
+
+}  // namespace ksurf
