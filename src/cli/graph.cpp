@@ -48,17 +48,7 @@ PlannedProbe plan_root(const GraphOptions& opt, const Btf& btf) {
     const ResolveContext ctx{btf, [](std::string_view s, std::string_view e) { return tracefs::read_format(tracefs::root(), s, e); },
                              filter_functions};
     PlannedProbe plan = resolve(probe, ctx);
-    if (!opt.where.empty()) {
-        auto own = std::move(plan.filter);
-        resolve_filter(parse_filter(opt.where), opt.where, plan, ctx);
-        if (own) {
-            auto both = std::make_unique<PlannedFilter>();
-            both->op = PlannedFilter::Op::And;
-            both->operands.push_back(std::move(*own));
-            both->operands.push_back(std::move(*plan.filter));
-            plan.filter = std::move(both);
-        }
-    }
+    if (!opt.where.empty()) resolve_filter(parse_filter(opt.where), opt.where, plan, ctx);
     // What the predicate reads is worth seeing next to the arguments.
     for (auto& f : plan.fields) f.hidden = false;
     if (!opt.pcap.empty()) {
