@@ -132,7 +132,7 @@ void capture_packets(std::vector<PlannedProbe>& plans, const TraceOptions& opt, 
 int run_trace(const TraceOptions& opt) {
     // Before anything is attached: a signal during set-up must unwind it, not kill it.
     install_stop_handlers();
-    const auto request = parse_backend_request(opt.backend);
+    const BackendRequest request = opt.backend;
     const bool packets = !opt.pcap.empty() || !opt.pcap_file.empty();
     constexpr std::string_view kPacketsNeedBpf =
         "--pcap and -w need the BPF backend: tracefs cannot run a packet filter or copy packets in the kernel";
