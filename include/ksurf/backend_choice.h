@@ -17,6 +17,7 @@ enum class BackendKind { Bpf, Tracefs };
 // What the user asked for with --backend.
 enum class BackendRequest { Auto, Bpf, Fentry, Kprobe, Tracefs };
 BackendRequest parse_backend_request(std::string_view text);  // throws on unknown names
+std::string_view backend_name(BackendRequest req);             // as --backend spells it
 
 struct BackendChoice {
     BackendKind kind = BackendKind::Bpf;

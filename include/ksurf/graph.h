@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ksurf/bpf_backend.h"
+#include "ksurf/cli.h"
 #include "ksurf/events.h"
 #include "ksurf/graph_record.h"
 
@@ -174,21 +175,16 @@ struct GraphOptions {
     std::vector<std::string> funcs;  // globs
     unsigned depth = 1;
     std::uint64_t max = 0;
-    std::string sample;              // "1/N"
-    std::string min_duration;        // "10us", "1ms", "2s", or nanoseconds
-    double duration = 0;             // -d
-    bool json = false;
-    bool verbose = false;
-    std::string backend = "auto";    // auto, bpf, tracefs
-    std::vector<std::uint32_t> pids; // -p: tracefs only
-    std::string attach = "auto";     // auto, fentry, kprobe, kprobe.multi (callees)
-    std::string btf_file;
+    unsigned sample = 1;             // --sample 1/N: N
+    std::uint64_t min_duration_ns = 0;
+    FunctionAttach attach = FunctionAttach::Auto;  // of the callees
 };
 
-int run_graph(const GraphOptions& opt);
+// The `graph` subcommand and its options, parsed into OPT.
+CLI::App* add_graph_command(CLI::App& app, GraphOptions& opt);
+int run_graph(const CommonOptions& common, const GraphOptions& opt);
 
-// "1/N" → N; "10us" → 10000. Throw on anything else.
+// "1/N" → N. Throws on anything else.
 unsigned parse_sample(std::string_view text);
-std::uint64_t parse_duration_ns(std::string_view text);
 
 }  // namespace ksurf

@@ -54,6 +54,8 @@
 #include "ksurf/ast.h"
 
 #include <cstddef>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -71,5 +73,11 @@ std::vector<Probe> parse_probe_file(std::string_view contents, std::string_view 
 
 // The filter grammar on its own, as `ksurf graph --where` takes it. `$retval` is allowed.
 Filter parse_filter(std::string_view text);
+
+// TEXT written as a bpftrace probe, in ksurf's words: `tracepoint:sched:sched_switch` is
+// `e sched/sched_switch`, `kprobe:vfs_read` `p vfs_read`, `kretprobe:`/`fexit:` an r probe,
+// and a `/predicate/` becomes `f:predicate` (args->F as F, argN as %N, pid as $pid); an
+// action block is dropped. nullopt when TEXT does not start like a bpftrace probe.
+std::optional<std::string> from_bpftrace(std::string_view text);
 
 }  // namespace ksurf

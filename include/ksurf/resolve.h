@@ -78,7 +78,8 @@ std::vector<PlannedProbe> resolve_all(const Probe& probe, const ResolveContext& 
 // "module:glob") matches, sorted and without duplicates.
 std::vector<std::string> expand_glob(std::string_view glob, const std::vector<std::string>& functions);
 
-// Binds FILTER (spans into SOURCE) to PLAN, a result of resolve(), and replaces PLAN.filter.
+// Binds FILTER (spans into SOURCE) to PLAN, a result of resolve(), and ANDs it with
+// PLAN.filter (the probe's own f:) when there is one.
 // A name is, in order: a field of the plan; a field of the tracepoint (e probes, so an e
 // probe's common_pid is the record's); comm/$comm, common_pid/$pid, $tid, $cpu, $retval
 // (r); a parameter (p/r at entry). Values that no printed field holds are added as hidden

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "ksurf/cli.h"
 #include "ksurf/plan.h"
 #include "ksurf/skb_record.h"
 
@@ -117,14 +118,11 @@ struct SkbOptions {
     std::string pcap;
     std::vector<std::string> funcs;  // globs restricting the functions
     bool returns = true;
-    std::string attach = "auto";     // auto, kprobe, kprobe.multi
-    std::string backend = "auto";    // tracing's --backend: auto and bpf only
-    double duration = 0;
-    bool json = false;
-    bool verbose = false;
-    std::string btf_file;
+    SkbAttach attach = SkbAttach::Auto;
 };
 
-int run_skb(const SkbOptions& opt);
+// The `skb` subcommand and its options, parsed into OPT.
+CLI::App* add_skb_command(CLI::App& app, SkbOptions& opt);
+int run_skb(const CommonOptions& common, const SkbOptions& opt);
 
 }  // namespace ksurf

@@ -5,26 +5,21 @@
 #include <string>
 #include <vector>
 
+#include "ksurf/cli.h"
+
 namespace ksurf {
 
-struct TraceOptions {
+struct TraceOptions : CommonOptions {
     std::vector<std::string> probes;
     std::string probe_file;   // -f: one probe per line
-    double duration = 0;      // -d: seconds; 0 runs until a signal
-    bool json = false;
-    bool verbose = false;
-    std::string backend = "auto";
-    std::string btf_file;     // --btf: instead of /sys/kernel/btf
     bool script = false;      // -S: print the tracefs translation, attach nothing
     std::string script_file;  // -o: write that translation as a shell script
     bool stacks = false;      // -s: each event's kernel stack
-    std::vector<std::uint32_t> pids;   // -p: only these processes (their threads included)
     std::vector<std::string> command;  // -c: start it, trace it and what it forks, end with it
     std::string cgroup;       // --cgroup: only tasks in this cgroup v2 (BPF only)
     std::string pcap;         // --pcap: tcpdump expression over each probe's sk_buff (BPF only)
     std::string pcap_file;    // -w: matched packets to this pcapng file (BPF only)
     std::uint32_t snaplen = 256;  // -w: bytes kept per packet, from the network header
-    std::uint32_t buffer_kb = 0;  // --buffer-size: KB of kernel buffer; 0: each backend's default
 };
 
 int run_trace(const TraceOptions& opt);

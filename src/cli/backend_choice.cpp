@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 
 #include "ksurf/error.h"
 
@@ -66,13 +67,24 @@ std::optional<std::string> tracefs_refusal(const PlannedProbe& p, const FeatureQ
 
 }  // namespace
 
+namespace {
+constexpr std::pair<BackendRequest, std::string_view> kBackendNames[] = {{BackendRequest::Auto, "auto"},
+                                                                         {BackendRequest::Bpf, "bpf"},
+                                                                         {BackendRequest::Fentry, "fentry"},
+                                                                         {BackendRequest::Kprobe, "kprobe"},
+                                                                         {BackendRequest::Tracefs, "tracefs"}};
+}  // namespace
+
 BackendRequest parse_backend_request(std::string_view text) {
-    if (text == "auto") return BackendRequest::Auto;
-    if (text == "bpf") return BackendRequest::Bpf;
-    if (text == "fentry") return BackendRequest::Fentry;
-    if (text == "kprobe") return BackendRequest::Kprobe;
-    if (text == "tracefs") return BackendRequest::Tracefs;
-    fail("unknown backend '{}': expected auto, bpf, fentry, kprobe or tracefs", text);
+    for (const auto& [req, name] : kBackendNames)
+        if (text == name) return req;
+    fail("unknown backend '{}': expected auto, bpf, fentry, kprobe or tracefs", printable(text));
+}
+
+std::string_view backend_name(BackendRequest req) {
+    for (const auto& [r, name] : kBackendNames)
+        if (r == req) return name;
+    return "?";
 }
 
 BackendChoice choose_backend(BackendRequest req, const std::vector<PlannedProbe>& probes, const FeatureQuery& has) {

@@ -1,4 +1,5 @@
 // ksurf graph ROOT: resolve ROOT and its predicate, find the callees, record, print graphs.
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -48,17 +49,7 @@ PlannedProbe plan_root(const GraphOptions& opt, const Btf& btf) {
     const ResolveContext ctx{btf, [](std::string_view s, std::string_view e) { return tracefs::read_format(tracefs::root(), s, e); },
                              filter_functions};
     PlannedProbe plan = resolve(probe, ctx);
-    if (!opt.where.empty()) {
-        auto own = std::move(plan.filter);
-        resolve_filter(parse_filter(opt.where), opt.where, plan, ctx);
-        if (own) {
-            auto both = std::make_unique<PlannedFilter>();
-            both->op = PlannedFilter::Op::And;
-            both->operands.push_back(std::move(*own));
-            both->operands.push_back(std::move(*plan.filter));
-            plan.filter = std::move(both);
-        }
-    }
+    if (!opt.where.empty()) resolve_filter(parse_filter(opt.where), opt.where, plan, ctx);
     // What the predicate reads is worth seeing next to the arguments.
     for (auto& f : plan.fields) f.hidden = false;
     if (!opt.pcap.empty()) {
@@ -101,14 +92,6 @@ std::string fallback_losses(const GraphOptions& opt, const Probe& root) {
     return lost;
 }
 
-FunctionAttach attach_request(const std::string& a) {
-    if (a == "auto") return FunctionAttach::Auto;
-    if (a == "fentry") return FunctionAttach::Fentry;
-    if (a == "kprobe") return FunctionAttach::Kprobe;
-    if (a == "kprobe.multi") return FunctionAttach::KprobeMulti;
-    fail("--attach must be auto, fentry, kprobe or kprobe.multi, not '{}'", a);
-}
-
 }  // namespace
 
 unsigned parse_sample(std::string_view text) {
@@ -120,31 +103,52 @@ unsigned parse_sample(std::string_view text) {
     fail("--sample takes 1/N (N > 0), not '{}'", text);
 }
 
-std::uint64_t parse_duration_ns(std::string_view text) {
-    double v = 0;
-    auto r = std::from_chars(text.data(), text.data() + text.size(), v);
-    const std::string_view unit = r.ec == std::errc() ? text.substr(r.ptr - text.data()) : "?";
-    const double scale = unit == "" || unit == "ns" ? 1 : unit == "us" ? 1e3 : unit == "ms" ? 1e6 : unit == "s" ? 1e9 : -1;
-    if (scale < 0 || v < 0) fail("--min-duration takes a number with ns, us, ms or s, not '{}'", text);
-    return static_cast<std::uint64_t>(v * scale);
+CLI::App* add_graph_command(CLI::App& app, GraphOptions& opt) {
+    auto* graph = app.add_subcommand("graph", "Call graphs under ROOT, recorded only for calls whose predicate holds");
+    graph->fallthrough();  // the common options, as for tracing
+    graph->footer(R"(ROOT is a function (its parameters are printed) or a probe 'p FUNC fields f:filter';
+--where and --pcap are ANDed with its filter in the kernel.
+
+Examples:
+  ksurf graph tcp_v4_rcv --where 'tcp.dport==9000'
+  ksurf graph 'p tcp_v4_rcv b16_dport=@(struct tcphdr *)l4%0->dest f:b16_dport==9000' --json
+  ksurf graph vfs_read --where 'comm=="cat"' --depth 2 --funcs 'ext4_*' --max 10 --sample 1/4 --min-duration 50us
+  ksurf graph do_sys_openat2 --backend tracefs -p 1234     # ftrace's function_graph, one process)");
+    graph->add_option("root", opt.root, "FUNC, or a probe 'p FUNC [NAME=EXPR...] [f:FILTER]'")->required();
+    graph->add_option("--where", opt.where, "Predicate on ROOT's arguments and packet, checked in the kernel");
+    graph->add_option("--pcap", opt.pcap, "tcpdump expression over ROOT's sk_buff");
+    graph->add_option("--funcs", opt.funcs, "Also trace the functions these globs match")->expected(1, -1);
+    graph->add_option("--depth", opt.depth, "Levels of ROOT's callees found in its machine code (0: only --funcs)")
+        ->capture_default_str();
+    graph->add_option("--max", opt.max, "Record at most N graphs, then end");
+    graph->add_option_function<std::string>(
+        "--sample", [&opt](const std::string& s) { opt.sample = parse_sample(s); }, "Record 1/N of the calls that match");
+    graph->add_option_function<std::string>(
+        "--min-duration", [&opt](const std::string& s) { opt.min_duration_ns = parse_duration_ns(s, "--min-duration"); },
+        "Print only graphs lasting at least this long (10us, 2ms; bare: ns)");
+    graph->add_option_function<std::string>(
+        "--attach", [&opt](const std::string& s) { opt.attach = parse_attach(s); },
+        "Callees on auto, fentry, kprobe or kprobe.multi (default auto)");
+    return graph;
 }
 
-int run_graph(const GraphOptions& opt) {
+int run_graph(const CommonOptions& common, const GraphOptions& opt) {
     ksurf_graph_config gcfg{};
-    gcfg.sample = opt.sample.empty() ? 1 : parse_sample(opt.sample);
+    gcfg.sample = opt.sample;
     gcfg.max = opt.max;
     gcfg.max_depth = 64;  // deeper nesting than this is a runaway recursion, not a graph
-    const std::uint64_t min_ns = opt.min_duration.empty() ? 0 : parse_duration_ns(opt.min_duration);
-    if (opt.backend != "auto" && opt.backend != "bpf" && opt.backend != "tracefs")
-        fail("--backend must be auto, bpf or tracefs, not '{}'", opt.backend);
-    const FunctionAttach attach = attach_request(opt.attach);
+    const std::uint64_t min_ns = opt.min_duration_ns;
+    if (common.backend != BackendRequest::Auto && common.backend != BackendRequest::Bpf &&
+        common.backend != BackendRequest::Tracefs)
+        fail("ksurf graph takes --backend auto, bpf or tracefs (--attach chooses fentry or kprobes for the callees)");
+    if (common.buffer_kb) fail("ksurf graph does not take --buffer-size: it sizes the buffer of tracing's events");
 
     Features features;
     if (geteuid() != 0 && !features.has(Feature::Bpf)) fail("cannot trace: {}", features.get(Feature::Bpf).reason);
     std::optional<std::string> no_bpf;
-    if (opt.backend == "tracefs") no_bpf = "--backend tracefs";
-    else if (opt.backend == "auto") no_bpf = bpf_unusable(features);
-    if (!no_bpf && !opt.pids.empty())
+    if (common.backend == BackendRequest::Tracefs) no_bpf = "--backend tracefs";
+    else if (common.backend == BackendRequest::Auto) no_bpf = bpf_unusable(features);
+    if (!no_bpf && !common.pids.empty())
         fail("-p: ksurf graph applies it on the tracefs backend only; with BPF put it in the predicate: --where 'common_pid==PID'");
 
     std::optional<Btf> btf;
@@ -157,7 +161,7 @@ int run_graph(const GraphOptions& opt) {
         root_function = p.target.name;
         fmt::print(stderr, "ksurf: tracefs function_graph fallback ({}): {}\n", *no_bpf, fallback_losses(opt, p));
     } else {
-        btf.emplace(opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file));
+        btf.emplace(common.btf_file.empty() ? Btf::kernel() : Btf::from_file(common.btf_file));
         features.use_btf(*btf);
         root.emplace(plan_root(opt, *btf));
         root_function = root->function;
@@ -170,7 +174,7 @@ int run_graph(const GraphOptions& opt) {
     fmt::print(stderr, "ksurf: {} functions under {} (callees to depth {}{}), {} skipped\n", callees.functions.size(),
                root_function, opt.depth, opt.funcs.empty() ? "" : fmt::format(" and {}", fmt::join(opt.funcs, " ")),
                callees.skipped.size());
-    if (opt.verbose)
+    if (common.verbose)
         for (const auto& [name, why] : callees.skipped) fmt::print(stderr, "ksurf:   skipped {}: {}\n", name, why);
 
     std::uint64_t printed = 0, short_ = 0, complete = 0, over_max = 0;
@@ -186,7 +190,7 @@ int run_graph(const GraphOptions& opt) {
             return;
         }
         printed++;
-        if (opt.json)
+        if (common.json)
             fmt::print("{}\n", graph_json(g, names));
         else
             fmt::print("{}\n", format_graph(g, names));
@@ -201,14 +205,14 @@ int run_graph(const GraphOptions& opt) {
     std::unique_ptr<GraphRecorder> rec;
     if (no_bpf) {
         FunctionGraphOptions fo;
-        fo.pids = opt.pids;
+        fo.pids = common.pids;
         fo.config = gcfg;
         fo.syms = &syms;
         fo.note = note;
         rec = make_function_graph_recorder(root_function, callees.functions, fo, sink);
     } else {
         RecorderOptions ro;
-        ro.attach = attach;
+        ro.attach = opt.attach;
         ro.features = &features;
         ro.btf = &*btf;
         ro.config = gcfg;
@@ -219,14 +223,14 @@ int run_graph(const GraphOptions& opt) {
     rec->attach();
     const auto failed = rec->failed();
     if (!failed.empty()) {
-        fmt::print(stderr, "ksurf: {} callees could not be attached{}\n", failed.size(), opt.verbose ? ":" : " (-v lists them)");
-        if (opt.verbose)
+        fmt::print(stderr, "ksurf: {} callees could not be attached{}\n", failed.size(), common.verbose ? ":" : " (-v lists them)");
+        if (common.verbose)
             for (const auto& [name, why] : failed) fmt::print(stderr, "ksurf:   {}: {}\n", name, why);
     }
 
     const std::size_t nprobes = rec->attached() + 1;
     fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", nprobes, nprobes == 1 ? "" : "s");
-    poll_until_stopped(opt.duration, [&](int ms) { return rec->poll(ms); }, [&] { return opt.max && complete >= opt.max; });
+    poll_until_stopped(common.duration, [&](int ms) { return rec->poll(ms); }, [&] { return opt.max && complete >= opt.max; });
     const RecorderStats s = rec->stats();
     fmt::print(stderr,
                "ksurf: {} graphs recorded, {} printed; ROOT called {} times: {} skipped by the predicate, {} sampled "

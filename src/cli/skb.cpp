@@ -1,5 +1,6 @@
 // ksurf skb: find the functions taking an sk_buff, attach them all, print each matching
 // packet's path.
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -14,26 +15,42 @@
 #include "ksurf/tracefs.h"
 
 namespace ksurf {
-namespace {
+CLI::App* add_skb_command(CLI::App& app, SkbOptions& opt) {
+    auto* skb = app.add_subcommand("skb", "Packet paths: every function taking a struct sk_buff, for the packets --pcap matches");
+    skb->fallthrough();  // the common options, as for tracing
+    skb->footer(R"(Each packet --pcap matches once is followed by its skb's address through clones until freed.
 
-SkbAttach attach_request(const std::string& a) {
-    if (a == "auto") return SkbAttach::Auto;
-    if (a == "kprobe") return SkbAttach::Kprobe;
-    if (a == "kprobe.multi") return SkbAttach::KprobeMulti;
-    fail("--attach must be auto, kprobe or kprobe.multi, not '{}'", a);
+Examples:
+  ksurf skb --pcap 'tcp and port 9000'                     # every function each packet goes through
+  ksurf skb --pcap 'icmp6' --funcs 'ip6_*' 'icmpv6_*' --json
+  ksurf skb --pcap 'udp port 53' --no-return -d 10s        # half the probe cost, no return values)");
+    skb->add_option("--pcap", opt.pcap, "tcpdump expression, tested in the kernel until a packet matches once");
+    skb->add_option("--funcs", opt.funcs, "Only the functions these globs match")->expected(1, -1);
+    skb->add_flag("--no-return{false}", opt.returns, "No return probes: no return values, and half the probe cost");
+    skb->add_option_function<std::string>(
+        "--attach",
+        [&opt](const std::string& s) {
+            switch (parse_attach(s)) {
+            case FunctionAttach::Auto: opt.attach = SkbAttach::Auto; break;
+            case FunctionAttach::Kprobe: opt.attach = SkbAttach::Kprobe; break;
+            case FunctionAttach::KprobeMulti: opt.attach = SkbAttach::KprobeMulti; break;
+            case FunctionAttach::Fentry: fail("ksurf skb takes --attach auto, kprobe or kprobe.multi: it needs kprobes");
+            }
+        },
+        "auto, kprobe or kprobe.multi (default auto)");
+    return skb;
 }
 
-}  // namespace
-
-int run_skb(const SkbOptions& opt) {
-    if (opt.backend != "auto" && opt.backend != "bpf")
+int run_skb(const CommonOptions& common, const SkbOptions& opt) {
+    if (common.backend != BackendRequest::Auto && common.backend != BackendRequest::Bpf)
         fail("skb needs the BPF backend: it follows packets by their skb address in BPF maps, which --backend {} cannot",
-             opt.backend);
-    const SkbAttach attach = attach_request(opt.attach);
-    const Btf btf = opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file);
+             backend_name(common.backend));
+    if (!common.pids.empty()) fail("ksurf skb does not take -p: it follows packets, whichever process sends them");
+    if (common.buffer_kb) fail("ksurf skb does not take --buffer-size: it sizes the buffer of tracing's events");
+    const Btf btf = common.btf_file.empty() ? Btf::kernel() : Btf::from_file(common.btf_file);
     Features features(&btf);
     auto note = [](const std::string& line) { fmt::print(stderr, "ksurf: {}\n", line); };
-    SkbTracerOptions to{attach, opt.returns, opt.pcap, &features, &btf, note};
+    SkbTracerOptions to{opt.attach, opt.returns, opt.pcap, &features, &btf, note};
     const Kallsyms syms = Kallsyms::load();
     PacketNumbers packets;
     std::unordered_map<std::string, SkbReturn> returns;  // filled before the first record
@@ -45,7 +62,7 @@ int run_skb(const SkbOptions& opt) {
         const std::string function = r.kind == KSURF_SKB_CLONE ? kSkbCloneFunction : s ? s->name : fmt::format("{:#x}", r.ip);
         const auto it = returns.find(function);
         const SkbReturn ret = it == returns.end() ? SkbReturn::Signed : it->second;
-        fmt::print("{}\n", opt.json ? skb_record_json(r, packet, function, ret) : format_skb_record(r, packet, function, ret));
+        fmt::print("{}\n", common.json ? skb_record_json(r, packet, function, ret) : format_skb_record(r, packet, function, ret));
     });
     // Every mode needs kprobes: skb_clone and the free functions are probed with them.
     if (!features.has(Feature::Kprobe)) fail("skb needs kprobes: {}", features.get(Feature::Kprobe).reason);
@@ -56,21 +73,21 @@ int run_skb(const SkbOptions& opt) {
     for (const auto& f : fns.functions) returns.emplace(f.name, f.ret);
     note(fmt::format("{} functions take a struct sk_buff *{}; {} skipped{}", fns.functions.size(),
                      opt.funcs.empty() ? "" : fmt::format(" among {}", fmt::join(opt.funcs, " ")), fns.skipped.size(),
-                     opt.verbose || fns.skipped.empty() ? "" : " (-v lists them)"));
-    if (opt.verbose)
+                     common.verbose || fns.skipped.empty() ? "" : " (-v lists them)"));
+    if (common.verbose)
         for (const auto& [name, why] : fns.skipped) note(fmt::format("  skipped {}: {}", name, why));
 
     install_stop_handlers();
     tracer->attach(fns);
     const auto failed = tracer->failed();
     if (!failed.empty()) {
-        note(fmt::format("{} functions could not be attached{}", failed.size(), opt.verbose ? ":" : " (-v lists them)"));
-        if (opt.verbose)
+        note(fmt::format("{} functions could not be attached{}", failed.size(), common.verbose ? ":" : " (-v lists them)"));
+        if (common.verbose)
             for (const auto& [name, why] : failed) note(fmt::format("  {}: {}", name, why));
     }
     fmt::print(stderr, "Tracing {} functions{}. Hit Ctrl-C to end.\n", tracer->attached(),
                opt.pcap.empty() ? " for every packet" : fmt::format(" for packets matching '{}'", opt.pcap));
-    poll_until_stopped(opt.duration, [&](int ms) { return tracer->poll(ms); });
+    poll_until_stopped(common.duration, [&](int ms) { return tracer->poll(ms); });
     const SkbStats st = tracer->stats();
     fmt::print(stderr, "ksurf: {} packets followed, {} records; {} probe hits, {} records dropped\n", packets.count(), records,
                st.hits, st.dropped);

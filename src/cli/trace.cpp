@@ -1,15 +1,12 @@
 #include "ksurf/trace.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <bit>
-#include <cstring>
 #include <functional>
 #include <fstream>
 #include <optional>
@@ -18,6 +15,7 @@
 #include "ksurf/backend_choice.h"
 #include "ksurf/bpf_backend.h"
 #include "ksurf/btf.h"
+#include "ksurf/command.h"
 #include "ksurf/error.h"
 #include "ksurf/features.h"
 #include "ksurf/format.h"
@@ -85,56 +83,6 @@ void say_stale(const std::vector<tracefs::StaleRun>& stale) {
                    s.kprobes, s.kprobes == 1 ? "" : "s", s.instance ? " and its tracefs instance" : "");
 }
 
-// -c: CMD forked at once but held before its exec until every probe is attached, so its
-// pid can be traced from its first instruction.
-class Command {
-public:
-    explicit Command(const std::vector<std::string>& argv) {
-        int go[2];
-        if (pipe2(go, O_CLOEXEC)) fail("cannot start '{}': {}", argv[0], errno_text(errno));
-        pid_ = fork();
-        if (pid_ < 0) fail("cannot start '{}': {}", argv[0], errno_text(errno));
-        if (pid_ == 0) {
-            close(go[1]);
-            char c;
-            if (read(go[0], &c, 1) != 1) _exit(127);  // ksurf gave up before attaching
-            std::vector<char*> args;
-            for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-            args.push_back(nullptr);
-            execvp(args[0], args.data());
-            fmt::print(stderr, "ksurf: cannot run '{}': {}\n", argv[0], std::strerror(errno));
-            _exit(127);
-        }
-        close(go[0]);
-        go_ = go[1];
-    }
-    ~Command() {
-        // Never released: it must not run untraced. Once released it is the user's.
-        if (go_ >= 0 && !exited_) kill(pid_, SIGKILL);
-        if (go_ >= 0) {
-            close(go_);
-            if (!exited_) waitpid(pid_, nullptr, 0);
-        }
-    }
-    Command(const Command&) = delete;
-    Command& operator=(const Command&) = delete;
-    std::uint32_t pid() const { return static_cast<std::uint32_t>(pid_); }
-    void release() {
-        if (write(go_, "x", 1) != 1) fail("cannot start the command: {}", errno_text(errno));
-        close(go_);
-        go_ = -1;
-    }
-    bool exited() {
-        if (!exited_ && waitpid(pid_, nullptr, WNOHANG) == pid_) exited_ = true;
-        return exited_;
-    }
-
-private:
-    pid_t pid_ = -1;
-    int go_ = -1;
-    bool exited_ = false;
-};
-
 // --cgroup PATH: a cgroup v2 directory, absolute or relative to /sys/fs/cgroup; its id is what
 // bpf_get_current_cgroup_id() returns: the directory's inode number.
 std::uint64_t cgroup_id(const std::string& path) {
@@ -154,7 +102,8 @@ int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t 
                        [&] { return command && command->exited(); });
     out.summary(backend.stats());
     std::fflush(stdout);
-    return 0;
+    // -c: the command's status, as timeout(1) and perf stat give it.
+    return command && command->exited() ? *command->status() : 0;
 }
 
 // The BPF backend's options for --backend REQ; -v prints each probe's attach type and why.
@@ -183,7 +132,7 @@ void capture_packets(std::vector<PlannedProbe>& plans, const TraceOptions& opt, 
 int run_trace(const TraceOptions& opt) {
     // Before anything is attached: a signal during set-up must unwind it, not kill it.
     install_stop_handlers();
-    const auto request = parse_backend_request(opt.backend);
+    const BackendRequest request = opt.backend;
     const bool packets = !opt.pcap.empty() || !opt.pcap_file.empty();
     constexpr std::string_view kPacketsNeedBpf =
         "--pcap and -w need the BPF backend: tracefs cannot run a packet filter or copy packets in the kernel";

@@ -1007,7 +1007,8 @@ std::size_t resolve_packet_skb(PlannedProbe& plan, const ResolveContext& ctx) {
 
 void resolve_filter(const Filter& filter, std::string_view source, PlannedProbe& plan, const ResolveContext& ctx) {
     Resolver r(ctx, source, plan, filter.span);
-    plan.filter = r.filter(filter.root);
+    auto added = r.filter(filter.root);
+    plan.filter = plan.filter ? all_of(std::move(*plan.filter), std::move(added)) : std::move(added);
 }
 
 }  // namespace ksurf

@@ -115,5 +115,11 @@ TEST(BackendChoice, UnknownBackendName) {
     EXPECT_EQ(parse_backend_request("kprobe"), BackendRequest::Kprobe);
 }
 
+TEST(BackendChoice, NamesRoundTrip) {
+    for (auto req : {BackendRequest::Auto, BackendRequest::Bpf, BackendRequest::Fentry, BackendRequest::Kprobe,
+                     BackendRequest::Tracefs})
+        EXPECT_EQ(parse_backend_request(backend_name(req)), req);
+}
+
 }  // namespace
 }  // namespace ksurf

@@ -123,14 +123,10 @@ TEST(GraphBuilder, RecordsOfAGraphOpenedBeforeTheReaderAreIgnored) {
     EXPECT_FALSE(b.add(rec(KSURF_GRAPH_CLOSE, 3, 0, 0, 30)));
 }
 
-TEST(GraphOptions, SampleAndDuration) {
+TEST(GraphOptions, Sample) {
     EXPECT_EQ(parse_sample("1/10"), 10u);
     EXPECT_THROW(parse_sample("10"), Error);
     EXPECT_THROW(parse_sample("1/0"), Error);
-    EXPECT_EQ(parse_duration_ns("10us"), 10000u);
-    EXPECT_EQ(parse_duration_ns("1.5ms"), 1500000u);
-    EXPECT_EQ(parse_duration_ns("250"), 250u);
-    EXPECT_THROW(parse_duration_ns("5 minutes"), Error);
 }
 
 }  // namespace

@@ -587,6 +587,19 @@ TEST_F(ResolveFixture, FilterOfItsOwnForGraphWhere) {
     EXPECT_EQ(caret, "         ^^^");
 }
 
+TEST_F(ResolveFixture, GraphWhereIsAndedWithTheProbesOwnFilter) {
+    PlannedProbe p = plan("r rs_read f:$retval<0");
+    resolve_filter(parse_filter("$retval>=-4095"), "$retval>=-4095", p, ctx);
+    ASSERT_TRUE(p.filter);
+    const auto* both = std::get_if<std::unique_ptr<PlannedFilter>>(&*p.filter);
+    ASSERT_TRUE(both && *both);
+    EXPECT_EQ((*both)->op, PlannedFilter::Op::And);
+    ASSERT_EQ((*both)->operands.size(), 2u);
+    EXPECT_EQ(std::get<PlannedComparison>((*both)->operands[0]).op, CmpOp::Lt);
+    EXPECT_EQ(std::get<PlannedComparison>((*both)->operands[1]).op, CmpOp::Ge);
+    EXPECT_EQ(p.fields.size(), 1u) << "both read the one $retval field";
+}
+
 // ---- globs ----
 
 TEST_F(ResolveFixture, GlobsExpandOverTraceableFunctions) {

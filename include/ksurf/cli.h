@@ -1,0 +1,66 @@
+// The command line every command shares: its options, their parsers (each value parsed
+// once, when the options are, with one `ksurf:` line when it is wrong), exit statuses and
+// the hints for probe texts that are not ksurf's.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ksurf/backend_choice.h"
+#include "ksurf/bpf_backend.h"
+
+namespace CLI {
+class App;
+class ParseError;
+}  // namespace CLI
+
+namespace ksurf {
+
+// 0: the run ended as asked. 1: ksurf could not do what was asked, the line before says
+// why: bad usage or input, or the kernel refused (load, attach, permission). With -c, the
+// command's own status. Documented in --help and README.
+inline constexpr int kExitFailure = 1;
+inline constexpr const char* kExitStatusHelp = R"(Exit status:
+  0   the run ended (-d, Ctrl-C, SIGTERM, SIGHUP, or -c's command exited with 0)
+  1   ksurf could not do what was asked: bad usage or input, or the kernel refused
+      (load, attach, permission); one line starting with 'ksurf:' says why
+  N   with -c, the command's own status: 127 not found, 126 not runnable,
+      128+SIG killed by signal SIG)";
+
+// The options of every command: tracing, graph and skb.
+struct CommonOptions {
+    double duration = 0;             // -d: seconds; 0 runs until a signal
+    bool json = false;
+    int verbose = 0;                 // -v: ksurf's choices and their reasons; -vv: libbpf's log too
+    BackendRequest backend = BackendRequest::Auto;
+    std::string btf_file;            // --btf: instead of /sys/kernel/btf
+    std::vector<std::uint32_t> pids; // -p: only these processes (their threads included)
+    std::uint32_t buffer_kb = 0;     // --buffer-size: KB of kernel buffer; 0: the backend's default
+};
+
+void add_common_options(CLI::App& app, CommonOptions& opt);
+
+// An option's value in OPTION's words ("-d takes ..."); each throws a one-line Error.
+// -d: 5, 1.5 (seconds), 500ms, 2m; more than 0 and at most a year.
+double parse_seconds(std::string_view text, std::string_view option);
+// --min-duration: 10us, 1.5ms, 2s, or bare nanoseconds; 0 or more.
+std::uint64_t parse_duration_ns(std::string_view text, std::string_view option);
+// --attach: auto, fentry, kprobe, kprobe.multi.
+FunctionAttach parse_attach(std::string_view text);
+// -p: a process that exists now.
+std::uint32_t parse_pid(std::string_view text);
+
+// The one `ksurf:` line for an error CLI11 found in the options.
+std::string option_error(const CLI::ParseError& e);
+
+// Probe arguments that are not ksurf probes but one the user meant: a probe split over
+// several arguments by the shell, or bpftrace's syntax. Throws a line with the fix.
+void check_probe_arguments(const std::vector<std::string>& probes);
+
+// -c CMD ARGS...: everything after -c is the command's, so probes written after it are its
+// arguments. Throws a line saying so when there is no probe but ARGS has one.
+void check_probes_before_command(const std::vector<std::string>& command);
+
+}  // namespace ksurf

@@ -1,0 +1,137 @@
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cmath>
+#include <optional>
+
+#include "ksurf/cli.h"
+#include "ksurf/error.h"
+#include "ksurf/parse.h"
+
+namespace ksurf {
+namespace {
+
+// TEXT, a number with an optional unit, in nanoseconds; a bare number is in BARE_NS units.
+std::optional<double> duration_ns(std::string_view text, double bare_ns) {
+    double v = 0;
+    const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (r.ec != std::errc() || !std::isfinite(v)) return std::nullopt;
+    const std::string_view unit = text.substr(r.ptr - text.data());
+    const double scale = unit.empty() ? bare_ns
+                         : unit == "ns" ? 1
+                         : unit == "us" ? 1e3
+                         : unit == "ms" ? 1e6
+                         : unit == "s"  ? 1e9
+                         : unit == "m"  ? 60e9
+                         : unit == "h"  ? 3600e9
+                                        : -1;
+    if (scale < 0) return std::nullopt;
+    return v * scale;
+}
+
+// The kinds a probe text starts with; one alone is a probe the shell split.
+bool is_kind(std::string_view arg) { return arg == "p" || arg == "r" || arg == "e"; }
+
+// An argument that reads as a probe: a kind, a space, a target.
+bool looks_like_probe(std::string_view arg) { return arg.size() > 2 && is_kind(arg.substr(0, 1)) && arg[1] == ' '; }
+
+}  // namespace
+
+double parse_seconds(std::string_view text, std::string_view option) {
+    constexpr double kYear = 365 * 24 * 3600.0;
+    const auto ns = duration_ns(text, 1e9);
+    if (!ns) fail("{} takes a duration: 5 or 1.5 (seconds), 500ms, 2m, 1h; not '{}'", option, printable(text));
+    if (*ns <= 0) fail("{} must be more than 0, not '{}' (leave {} out to trace until Ctrl-C)", option, printable(text), option);
+    if (*ns > kYear * 1e9) fail("{} takes at most a year, not '{}' (leave {} out to trace until Ctrl-C)", option, printable(text), option);
+    return *ns / 1e9;
+}
+
+std::uint64_t parse_duration_ns(std::string_view text, std::string_view option) {
+    const auto ns = duration_ns(text, 1);
+    // 2^63 ns is 292 years: the limit keeps the conversion defined.
+    if (!ns || *ns < 0 || *ns >= 0x1p63)
+        fail("{} takes a duration with ns, us, ms, s, m or h (bare: nanoseconds), not '{}'", option, printable(text));
+    return static_cast<std::uint64_t>(*ns);
+}
+
+FunctionAttach parse_attach(std::string_view text) {
+    if (text == "auto") return FunctionAttach::Auto;
+    if (text == "fentry") return FunctionAttach::Fentry;
+    if (text == "kprobe") return FunctionAttach::Kprobe;
+    if (text == "kprobe.multi") return FunctionAttach::KprobeMulti;
+    fail("--attach takes auto, fentry, kprobe or kprobe.multi, not '{}'", printable(text));
+}
+
+std::uint32_t parse_pid(std::string_view text) {
+    std::uint32_t pid = 0;
+    const auto r = std::from_chars(text.data(), text.data() + text.size(), pid);
+    if (r.ec != std::errc() || r.ptr != text.data() + text.size() || pid == 0 || pid > INT_MAX)
+        fail("-p takes process ids, not '{}'", printable(text));
+    // Signal 0 checks only that the process exists; EPERM means it does, owned by another user.
+    if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) fail("-p {}: no such process", pid);
+    return pid;
+}
+
+void add_common_options(CLI::App& app, CommonOptions& opt) {
+    app.add_option_function<std::string>(
+           "-d,--duration", [&opt](const std::string& s) { opt.duration = parse_seconds(s, "-d"); },
+           "Stop after this long: 5 or 1.5 (seconds), 500ms, 2m")
+        ->type_name("DURATION");
+    app.add_flag("--json", opt.json, "Print events as JSON lines");
+    app.add_option_function<std::string>(
+           "--backend", [&opt](const std::string& s) { opt.backend = parse_backend_request(s); },
+           "auto, bpf, fentry, kprobe or tracefs (default auto)")
+        ->type_name("BACKEND");
+    app.add_option("--btf", opt.btf_file, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux");
+    app.add_flag("-v,--verbose", opt.verbose, "Explain ksurf's choices and their reasons; -vv adds libbpf's log");
+    app.add_option_function<std::vector<std::string>>(
+           "-p,--pid",
+           [&opt](const std::vector<std::string>& pids) {
+               for (const auto& p : pids) opt.pids.push_back(parse_pid(p));
+           },
+           "Trace only these processes (threads included); repeatable or PID,PID")
+        ->type_name("PID")
+        ->delimiter(',')
+        ->allow_extra_args(false);  // `-p 1 'e ...'`: the probe is not a pid
+    app.add_option("--buffer-size", opt.buffer_kb,
+                   "KB of kernel buffer events wait in: the BPF ring buffer (rounded up to a power of two; default "
+                   "1024) or each CPU's tracefs buffer. Events that find it full are dropped and counted")
+        ->check(CLI::Range(4, 1 << 20));
+}
+
+std::string option_error(const CLI::ParseError& e) {
+    std::string what = e.what();
+    // CLI11 ends some messages with a newline or spreads them over lines: one line here.
+    while (!what.empty() && what.back() == '\n') what.pop_back();
+    for (auto& c : what)
+        if (c == '\n') c = ' ';
+    return "ksurf: " + printable(what);
+}
+
+void check_probe_arguments(const std::vector<std::string>& probes) {
+    for (std::size_t i = 0; i < probes.size(); i++) {
+        if (auto ksurf = from_bpftrace(probes[i]))
+            fail("'{}' is bpftrace's syntax; in ksurf: '{}'", printable(probes[i]), printable(*ksurf));
+        if (!is_kind(probes[i]) || i + 1 == probes.size()) continue;
+        // The words the shell split off, up to the next argument that starts a probe.
+        std::string whole = probes[i];
+        for (std::size_t j = i + 1; j < probes.size() && !is_kind(probes[j]) && !looks_like_probe(probes[j]); j++)
+            whole += " " + probes[j];
+        fail("'{}' is the start of a probe the shell split into words: quote each probe whole, as in ksurf '{}'",
+             probes[i], printable(whole));
+    }
+}
+
+void check_probes_before_command(const std::vector<std::string>& command) {
+    for (std::size_t i = 1; i < command.size(); i++)
+        if (looks_like_probe(command[i]) || from_bpftrace(command[i]))
+            fail("no probe given, but '{}' after -c is an argument of {}: -c takes the rest of the line, so put the "
+                 "probes before it (ksurf '{}' -c {} ...)",
+                 printable(command[i]), printable(command[0]), printable(command[i]), printable(command[0]));
+}
+
+}  // namespace ksurf
