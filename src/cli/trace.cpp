@@ -21,6 +21,7 @@
 #include "ksurf/error.h"
 #include "ksurf/features.h"
 #include "ksurf/format.h"
+#include "ksurf/output_file.h"
 #include "ksurf/parse.h"
 #include "ksurf/pcap.h"
 #include "ksurf/resolve.h"
@@ -217,7 +218,7 @@ int run_trace(const TraceOptions& opt) {
         if (opt.script_file.empty())
             fmt::print("{}", text);
         else
-            tracefs::write_private_file(opt.script_file, text);
+            write_output_file(opt.script_file, text);  // mode 0600: it names what is traced
         return 0;
     }
 
