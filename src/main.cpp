@@ -13,8 +13,10 @@
 #include "ksurf/error.h"
 #include "ksurf/features.h"
 #include "ksurf/graph.h"
+#include "ksurf/privileges.h"
 #include "ksurf/skb.h"
 #include "ksurf/trace.h"
+#include "ksurf/tracefs.h"
 
 namespace {
 
@@ -45,6 +47,9 @@ int run_features() {
         const auto& st = features.get(f);
         fmt::print("{:<15} {:<4} {}\n", ksurf::feature_name(f), st.ok ? "yes" : "no", st.reason);
     }
+    // The capabilities column says whether the effective set holds it.
+    for (const auto& c : ksurf::capability_needs(ksurf::tracefs::find_mount()))
+        fmt::print("{:<15} {:<4} {}{}\n", c.name, c.held ? "yes" : "no", c.needed ? "needed for " : "", c.why);
     return 0;
 }
 
@@ -95,6 +100,8 @@ Examples:
     app.add_option("--pcap", opt.pcap, "Only packets this tcpdump expression matches, tested in the kernel on each probe's sk_buff (BPF only)");
     app.add_option("-w,--write", opt.pcap_file, "Write the matched packets to this pcapng file (mode 0600; BPF only)");
     app.add_option("--snaplen", opt.snaplen, "-w: bytes kept per packet from its network header")->capture_default_str()->check(CLI::Range(1, 2048));
+    app.add_option("--user", opt.user,
+                   "Once attached, continue as this user with no capabilities (BPF only); -c's command runs as it");
     app.add_option("--buffer-size", opt.buffer_kb,
                    "KB of kernel buffer events wait in: the BPF ring buffer (rounded up to a power of two; default "
                    "4096) or each CPU's tracefs buffer. Events that find it full are dropped and counted")
@@ -162,7 +169,7 @@ Examples:
     } catch (const ksurf::SourceError& e) {
         fmt::print(stderr, "ksurf: {}\n", e.render());
     } catch (const std::exception& e) {
-        fmt::print(stderr, "ksurf: {}\n", ksurf::printable(e.what()));
+        fmt::print(stderr, "ksurf: {}\n", ksurf::printable(ksurf::explain_denied(e.what())));
     }
     return 1;
 }

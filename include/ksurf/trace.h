@@ -25,6 +25,7 @@ struct TraceOptions {
     std::string pcap_file;    // -w: matched packets to this pcapng file (BPF only)
     std::uint32_t snaplen = 256;  // -w: bytes kept per packet, from the network header
     std::uint32_t buffer_kb = 0;  // --buffer-size: KB of kernel buffer; 0: each backend's default
+    std::string user;         // --user: who the run continues as once attached (BPF), and -c runs as
 };
 
 int run_trace(const TraceOptions& opt);

@@ -24,6 +24,7 @@
 #include "ksurf/output_file.h"
 #include "ksurf/parse.h"
 #include "ksurf/pcap.h"
+#include "ksurf/privileges.h"
 #include "ksurf/resolve.h"
 #include "ksurf/run_loop.h"
 #include "ksurf/tracefs.h"
@@ -87,10 +88,11 @@ void say_stale(const std::vector<tracefs::StaleRun>& stale) {
 }
 
 // -c: CMD forked at once but held before its exec until every probe is attached, so its
-// pid can be traced from its first instruction.
+// pid can be traced from its first instruction. It runs as the caller (or --user), with
+// only fds 0, 1 and 2 of ksurf's.
 class Command {
 public:
-    explicit Command(const std::vector<std::string>& argv) {
+    Command(const std::vector<std::string>& argv, const std::optional<User>& user) {
         int go[2];
         if (pipe2(go, O_CLOEXEC)) fail("cannot start '{}': {}", argv[0], errno_text(errno));
         pid_ = fork();
@@ -99,6 +101,13 @@ public:
             close(go[1]);
             char c;
             if (read(go[0], &c, 1) != 1) _exit(127);  // ksurf gave up before attaching
+            if (const int err = become_caller(user)) {
+                fmt::print(stderr, "ksurf: cannot run '{}' as {}: {}\n", argv[0], user ? user->name : "the caller",
+                           std::strerror(err));
+                _exit(127);
+            }
+            // Also those ksurf inherited without close-on-exec: none are the command's.
+            close_range(3, ~0U, 0);
             std::vector<char*> args;
             for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
             args.push_back(nullptr);
@@ -147,8 +156,10 @@ std::uint64_t cgroup_id(const std::string& path) {
     return st.st_ino;
 }
 
-int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t nprobes, Command* command) {
+int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t nprobes, Command* command,
+         const std::function<void()>& attached) {
     backend.start();
+    attached();
     fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", nprobes, nprobes == 1 ? "" : "s");
     if (command) command->release();
     poll_until_stopped(opt.duration, [&](int ms) { return backend.poll(ms); },
@@ -190,6 +201,7 @@ int run_trace(const TraceOptions& opt) {
         "--pcap and -w need the BPF backend: tracefs cannot run a packet filter or copy packets in the kernel";
     if (packets && (request == BackendRequest::Tracefs || opt.script || !opt.script_file.empty())) fail(kPacketsNeedBpf);
     const auto probes = parse_all(opt);
+    const auto user = opt.user.empty() ? std::nullopt : std::optional(find_user(opt.user));
     Features features;
     // Privileges first: without them every later step fails with a less telling error.
     if (!opt.script && opt.script_file.empty() && geteuid() != 0) {
@@ -230,11 +242,15 @@ int run_trace(const TraceOptions& opt) {
     if (cgroup && choice.kind == BackendKind::Tracefs)
         fail("--cgroup needs the BPF backend: tracefs event filters cannot match a cgroup");
     if (packets && choice.kind == BackendKind::Tracefs) fail(kPacketsNeedBpf);
+    if (user && choice.kind == BackendKind::Tracefs)
+        fail("--user needs the BPF backend: a tracefs run keeps root to remove its probes and instance at exit");
+    if (opt.verbose && choice.kind == BackendKind::Tracefs)
+        fmt::print(stderr, "ksurf: tracefs keeps root for the whole run: removing its probes and instance at exit needs it\n");
     std::optional<PcapngWriter> pcapng;
     if (!opt.pcap_file.empty()) pcapng.emplace(opt.pcap_file, opt.snaplen);
     std::optional<Command> command;
     auto pids = opt.pids;
-    if (!opt.command.empty()) pids.push_back(command.emplace(opt.command).pid());
+    if (!opt.command.empty()) pids.push_back(command.emplace(opt.command, user).pid());
 
     auto out = opt.json ? json_formatter(stdout) : text_formatter(stdout, stderr);
     auto sink = [&](const Event& ev) {
@@ -255,7 +271,13 @@ int run_trace(const TraceOptions& opt) {
         backend = make_bpf_backend(sink, std::move(o));
     }
     for (const auto& p : plans) backend->add(p);
-    const int status = loop(*backend, *out, opt, plans.size(), command ? &*command : nullptr);
+    // Attached BPF objects are fds that need no privilege; -w's file is open by now.
+    auto drop = [&] {
+        if (choice.kind != BackendKind::Bpf) return;
+        const std::string did = drop_privileges(user);
+        if (opt.verbose) fmt::print(stderr, "ksurf: {}\n", did);
+    };
+    const int status = loop(*backend, *out, opt, plans.size(), command ? &*command : nullptr, drop);
     if (pcapng) fmt::print(stderr, "ksurf: wrote {} packets to {}\n", pcapng->written(), opt.pcap_file);
     return status;
 }
