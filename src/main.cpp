@@ -14,8 +14,10 @@
 #include "ksurf/error.h"
 #include "ksurf/features.h"
 #include "ksurf/graph.h"
+#include "ksurf/privileges.h"
 #include "ksurf/skb.h"
 #include "ksurf/trace.h"
+#include "ksurf/tracefs.h"
 
 namespace {
 
@@ -46,6 +48,9 @@ int run_features() {
         const auto& st = features.get(f);
         fmt::print("{:<15} {:<4} {}\n", ksurf::feature_name(f), st.ok ? "yes" : "no", st.reason);
     }
+    // The capabilities column says whether the effective set holds it.
+    for (const auto& c : ksurf::capability_needs(ksurf::tracefs::find_mount()))
+        fmt::print("{:<15} {:<4} {}{}\n", c.name, c.held ? "yes" : "no", c.needed ? "needed for " : "", c.why);
     return 0;
 }
 
@@ -96,6 +101,8 @@ int main(int argc, char** argv) {
         app.add_option("--snaplen", opt.snaplen, "-w: bytes kept per packet from its network header")
             ->capture_default_str()
             ->check(CLI::Range(1, 2048)),
+        app.add_option("--user", opt.user,
+                       "Once attached, continue as this user with no capabilities (BPF only); -c's command runs as it"),
     };
     auto* features = app.add_subcommand("features", "Probe what this kernel lets ksurf do");
     ksurf::GraphOptions gopt;
@@ -140,7 +147,7 @@ int main(int argc, char** argv) {
     } catch (const ksurf::SourceError& e) {
         fmt::print(stderr, "ksurf: {}\n", e.render());
     } catch (const std::exception& e) {
-        fmt::print(stderr, "ksurf: {}\n", ksurf::printable(e.what()));
+        fmt::print(stderr, "ksurf: {}\n", ksurf::printable(ksurf::explain_denied(e.what())));
     }
     return ksurf::kExitFailure;
 }

@@ -9,12 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "ksurf/privileges.h"
+
 namespace ksurf {
 
 class Command {
 public:
-    // Forks; the child waits for release() before it execs ARGV (searched in PATH).
-    explicit Command(const std::vector<std::string>& argv);
+    // Forks; the child waits for release() before it execs ARGV (searched in PATH), as
+    // USER or else the caller (ksurf's real ids), with only fds 0, 1 and 2 of ksurf's.
+    Command(const std::vector<std::string>& argv, const std::optional<User>& user);
     // Kills a command never released (it must not run untraced); a released one is the
     // user's and keeps running.
     ~Command();

@@ -81,9 +81,6 @@ TracefsProbe translate(const PlannedProbe& probe, std::size_t index, const Trans
 // sets the filters, enables the events, cats trace_pipe, and removes everything on exit.
 std::string script(std::span<const PlannedProbe> probes, const TranslateContext& ctx);
 
-// Writes TEXT to PATH, created or truncated, with mode 0600: it may name what is traced.
-void write_private_file(const std::string& path, std::string_view text);
-
 // "ksurf_<pid>": the kprobe group and the instance of the run with PID.
 std::string run_name(pid_t pid);
 // The pid a run name carries; nullopt for any other name.

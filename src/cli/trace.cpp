@@ -19,8 +19,10 @@
 #include "ksurf/error.h"
 #include "ksurf/features.h"
 #include "ksurf/format.h"
+#include "ksurf/output_file.h"
 #include "ksurf/parse.h"
 #include "ksurf/pcap.h"
+#include "ksurf/privileges.h"
 #include "ksurf/resolve.h"
 #include "ksurf/run_loop.h"
 #include "ksurf/tracefs.h"
@@ -94,8 +96,10 @@ std::uint64_t cgroup_id(const std::string& path) {
     return st.st_ino;
 }
 
-int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t nprobes, Command* command) {
+int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t nprobes, Command* command,
+         const std::function<void()>& attached) {
     backend.start();
+    attached();
     fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", nprobes, nprobes == 1 ? "" : "s");
     if (command) command->release();
     poll_until_stopped(opt.duration, [&](int ms) { return backend.poll(ms); },
@@ -138,6 +142,7 @@ int run_trace(const TraceOptions& opt) {
         "--pcap and -w need the BPF backend: tracefs cannot run a packet filter or copy packets in the kernel";
     if (packets && (request == BackendRequest::Tracefs || opt.script || !opt.script_file.empty())) fail(kPacketsNeedBpf);
     const auto probes = parse_all(opt);
+    const auto user = opt.user.empty() ? std::nullopt : std::optional(find_user(opt.user));
     Features features;
     // Privileges first: without them every later step fails with a less telling error.
     if (!opt.script && opt.script_file.empty() && geteuid() != 0) {
@@ -167,7 +172,7 @@ int run_trace(const TraceOptions& opt) {
         if (opt.script_file.empty())
             fmt::print("{}", text);
         else
-            tracefs::write_private_file(opt.script_file, text);
+            write_output_file(opt.script_file, text);  // mode 0600: it names what is traced
         return 0;
     }
 
@@ -179,11 +184,15 @@ int run_trace(const TraceOptions& opt) {
     if (cgroup && choice.kind == BackendKind::Tracefs)
         fail("--cgroup needs the BPF backend: tracefs event filters cannot match a cgroup");
     if (packets && choice.kind == BackendKind::Tracefs) fail(kPacketsNeedBpf);
+    if (user && choice.kind == BackendKind::Tracefs)
+        fail("--user needs the BPF backend: a tracefs run keeps root to remove its probes and instance at exit");
+    if (opt.verbose && choice.kind == BackendKind::Tracefs)
+        fmt::print(stderr, "ksurf: tracefs keeps root for the whole run: removing its probes and instance at exit needs it\n");
     std::optional<PcapngWriter> pcapng;
     if (!opt.pcap_file.empty()) pcapng.emplace(opt.pcap_file, opt.snaplen);
     std::optional<Command> command;
     auto pids = opt.pids;
-    if (!opt.command.empty()) pids.push_back(command.emplace(opt.command).pid());
+    if (!opt.command.empty()) pids.push_back(command.emplace(opt.command, user).pid());
 
     auto out = opt.json ? json_formatter(stdout) : text_formatter(stdout, stderr);
     auto sink = [&](const Event& ev) {
@@ -207,7 +216,13 @@ int run_trace(const TraceOptions& opt) {
         if (stop_requested()) return 1;
         backend->add(p);
     }
-    const int status = loop(*backend, *out, opt, plans.size(), command ? &*command : nullptr);
+    // Attached BPF objects are fds that need no privilege; -w's file is open by now.
+    auto drop = [&] {
+        if (choice.kind != BackendKind::Bpf) return;
+        const std::string did = drop_privileges(user);
+        if (opt.verbose) fmt::print(stderr, "ksurf: {}\n", did);
+    };
+    const int status = loop(*backend, *out, opt, plans.size(), command ? &*command : nullptr, drop);
     if (pcapng) fmt::print(stderr, "ksurf: wrote {} packets to {}\n", pcapng->written(), opt.pcap_file);
     return status;
 }

@@ -17,7 +17,7 @@ int shell_status(int wstatus) { return WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wst
 
 }  // namespace
 
-Command::Command(const std::vector<std::string>& argv) {
+Command::Command(const std::vector<std::string>& argv, const std::optional<User>& user) {
     int go[2];
     if (pipe2(go, O_CLOEXEC)) fail("cannot start '{}': {}", argv[0], errno_text(errno));
     pid_ = fork();
@@ -26,6 +26,13 @@ Command::Command(const std::vector<std::string>& argv) {
         close(go[1]);
         char c;
         if (read(go[0], &c, 1) != 1) _exit(127);  // ksurf gave up before attaching
+        if (const int err = become_caller(user)) {
+            fmt::print(stderr, "ksurf: cannot run '{}' as {}: {}\n", printable(argv[0]), user ? user->name : "the caller",
+                       errno_text(err));
+            _exit(127);
+        }
+        // Also those ksurf inherited without close-on-exec: none are the command's.
+        close_range(3, ~0U, 0);
         std::vector<char*> args;
         for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
         args.push_back(nullptr);

@@ -1,7 +1,5 @@
 // pcapng (draft-ietf-opsawg-pcapng): blocks of [type, total length, body, total length],
 // 32-bit aligned, in host byte order (the section's byte-order magic says which).
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -11,6 +9,7 @@
 #include <ctime>
 
 #include "ksurf/error.h"
+#include "ksurf/output_file.h"
 #include "ksurf/pcap.h"
 
 namespace ksurf {
@@ -45,9 +44,7 @@ std::int64_t ns(clockid_t clock) {
 }  // namespace
 
 PcapngWriter::PcapngWriter(const std::string& path, std::uint32_t snaplen) : path_(path) {
-    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) fail("cannot write '{}': {}", path, std::strerror(errno));
-    fchmod(fd, 0600);  // an existing file keeps its mode through O_TRUNC: packets are private
+    const int fd = open_output_file(path);
     f_ = fdopen(fd, "wb");
     if (!f_) {
         close(fd);

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "process.h"
@@ -92,6 +93,17 @@ inline BpfObjects still_alive(const BpfObjects& o) {
     check(o.progs, bpf_prog_get_fd_by_id, alive.progs);
     check(o.maps, bpf_map_get_fd_by_id, alive.maps);
     check(o.links, bpf_link_get_fd_by_id, alive.links);
+    return alive;
+}
+
+// Objects of O that still exist after their process exited: the kernel frees maps and
+// programs in deferred work, so this waits up to 5 s for them to go.
+inline BpfObjects still_alive_after_exit(const BpfObjects& o) {
+    BpfObjects alive = still_alive(o);
+    for (int i = 0; i < 50 && !alive.empty(); i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        alive = still_alive(o);
+    }
     return alive;
 }
 

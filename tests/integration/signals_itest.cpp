@@ -94,11 +94,7 @@ BpfObjects attached(const Config& c, pid_t pid) {
 void expect_nothing_left(pid_t pid, const BpfObjects& held) {
     EXPECT_FALSE(instance_exists(pid)) << "instance ksurf_" << pid << " is left";
     EXPECT_TRUE(kprobes_of(pid).empty()) << slurp(tracing_dir() / "kprobe_events");
-    BpfObjects alive = still_alive(held);
-    for (int i = 0; i < 50 && !alive.empty(); i++) {
-        std::this_thread::sleep_for(100ms);
-        alive = still_alive(held);
-    }
+    const BpfObjects alive = still_alive_after_exit(held);
     EXPECT_TRUE(alive.progs.empty()) << alive.progs.size() << " programs left, the first " << alive.progs[0];
     EXPECT_TRUE(alive.maps.empty()) << alive.maps.size() << " maps left";
     EXPECT_TRUE(alive.links.empty()) << alive.links.size() << " links left";

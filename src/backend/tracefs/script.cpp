@@ -1,13 +1,8 @@
 // -S: the translation as a shell script, so what ksurf would do is visible, reviewable and
 // runnable on a host without ksurf.
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cerrno>
 
 #include "ksurf/error.h"
 #include "ksurf/tracefs_backend.h"
@@ -76,25 +71,6 @@ std::string script(std::span<const PlannedProbe> probes, const TranslateContext&
     }
     s += "\ncat \"$I/trace_pipe\" &\nCAT=$!\nwait \"$CAT\"\n";
     return s;
-}
-
-void write_private_file(const std::string& path, std::string_view text) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) fail("cannot write {}: {}", path, errno_text(errno));
-    // An existing file keeps its mode through O_CREAT.
-    bool ok = ::fchmod(fd, 0600) == 0;
-    for (std::size_t done = 0; ok && done < text.size();) {
-        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        ok = n > 0;
-        done += ok ? n : 0;
-    }
-    int err = errno;
-    if (::close(fd) != 0 && ok) {
-        ok = false;
-        err = errno;
-    }
-    if (!ok) fail("cannot write {}: {}", path, errno_text(err));
 }
 
 }  // namespace ksurf::tracefs
