@@ -1,14 +1,18 @@
 // The text and JSON line formats, byte for byte, from their definitions: ftrace's line
 // with printable() strings; JSON as nlohmann's dump(-1, ' ', false, replace) printed it
-// (numbers for decimal values, Grisu2 timestamps, U+FFFD for ill-formed UTF-8).
+// (numbers for decimal values, Grisu2 timestamps, U+FFFD for ill-formed UTF-8). Then how
+// output leaves the buffer: on flush(), past the high-water mark, and when it cannot.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "error_of.h"
 #include "ksurf/format.h"
 
 namespace {
@@ -155,6 +159,79 @@ TEST(FormatLines, FormatValueIsTheTextFormsValue) {
     EXPECT_EQ(ksurf::format_value(i64(-1, Display::Hex)), "0xffffffffffffffff");
     EXPECT_EQ(ksurf::format_value(str("a\x01")), "a\\x01");
     EXPECT_EQ(ksurf::format_value(i64(-3)), "-3");
+}
+
+// ---- where the output goes ----
+
+// The text of FILE from its start.
+std::string contents(std::FILE* file) {
+    std::fflush(file);
+    std::rewind(file);
+    std::string s;
+    char chunk[65536];
+    for (std::size_t n; (n = std::fread(chunk, 1, sizeof chunk, file)) > 0;) s.append(chunk, n);
+    return s;
+}
+
+TEST(FormatOutput, NothingIsWrittenBeforeFlush) {
+    std::FILE* file = std::tmpfile();
+    auto f = ksurf::text_formatter(file, file);
+    f->write(event(1000));
+    EXPECT_EQ(contents(file), "");
+    EXPECT_TRUE(f->flush());
+    EXPECT_EQ(contents(file), "bash-42 [001] 0.000001: ev:\n");
+    std::fclose(file);
+}
+
+// Past the high-water mark the buffer is written out on its own; an event larger than the
+// whole buffer still arrives whole.
+TEST(FormatOutput, LargeOutputArrivesWhole) {
+    std::FILE* file = std::tmpfile();
+    auto f = ksurf::text_formatter(file, file);
+    const std::string big(1 << 20, 'x');
+    std::string expected;
+    for (int i = 0; i < 20000; i++) {
+        const Event ev = event(1000, {{"n", i64(i)}, {"s", str(i == 10000 ? big : "y")}});
+        f->write(ev);
+        expected += "bash-42 [001] 0.000001: ev: n=" + std::to_string(i) + " s=" + (i == 10000 ? big : "y") + "\n";
+    }
+    const std::size_t before_flush = contents(file).size();
+    EXPECT_GT(before_flush, 0u);
+    EXPECT_LT(before_flush, expected.size());
+    EXPECT_TRUE(f->flush());
+    EXPECT_EQ(contents(file), expected);
+    std::fclose(file);
+}
+
+// `ksurf ... | head`: flush() says the reader is gone, and nothing throws.
+TEST(FormatOutput, AClosedPipeEndsOutputQuietly) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    close(fds[0]);
+    auto* old = std::signal(SIGPIPE, SIG_IGN);
+    std::FILE* out = fdopen(fds[1], "w");
+    std::FILE* summary = std::tmpfile();
+    for (bool json : {false, true}) {
+        auto f = json ? ksurf::json_formatter(out) : ksurf::text_formatter(out, summary);
+        f->write(event(1000));
+        EXPECT_FALSE(f->flush());
+        f->write(event(2000));
+        EXPECT_FALSE(f->flush());
+        EXPECT_NO_THROW(f->summary({1, 0, 0}));
+    }
+    EXPECT_EQ(contents(summary), "1 events, 0 filtered, 0 dropped\n");
+    std::fclose(summary);
+    std::fclose(out);
+    std::signal(SIGPIPE, old);
+}
+
+TEST(FormatOutput, OtherWriteErrorsAreReported) {
+    std::FILE* full = std::fopen("/dev/full", "w");
+    ASSERT_NE(full, nullptr);
+    auto f = ksurf::json_formatter(full);
+    f->write(event(1000));
+    EXPECT_EQ(ksurf::test::error_of([&] { f->flush(); }), "writing the output: No space left on device (ENOSPC)");
+    std::fclose(full);
 }
 
 }  // namespace
