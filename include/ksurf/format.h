@@ -15,10 +15,17 @@ struct RunStats {
     std::uint64_t dropped = 0;   // lost: ring buffer full
 };
 
+// Events are buffered and written out in large blocks; the run loop calls flush() after
+// each batch it polls, so that output still comes promptly when events are few.
 class Formatter {
 public:
     virtual ~Formatter() = default;
     virtual void write(const Event& ev) = 0;
+    // Writes out what is buffered. False once the reader of the output is gone (EPIPE,
+    // `ksurf ... | head`): the run should end, and later output is dropped. Other write
+    // errors throw Error.
+    virtual bool flush() = 0;
+    // Flushes, then writes the summary.
     virtual void summary(const RunStats& stats) = 0;
 };
 

@@ -102,7 +102,7 @@ int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t 
     attached();
     fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", nprobes, nprobes == 1 ? "" : "s");
     if (command) command->release();
-    poll_until_stopped(opt.duration, [&](int ms) { return backend.poll(ms); },
+    poll_until_stopped(opt.duration, [&](int ms) { return backend.poll(ms) && out.flush(); },
                        [&] { return command && command->exited(); });
     out.summary(backend.stats());
     std::fflush(stdout);
