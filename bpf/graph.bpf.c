@@ -271,65 +271,36 @@ static __always_inline int root_exit(void *ctx)
 	return 0;
 }
 
-SEC("fentry")
-int graph_root_fentry(void *ctx)
+/* One program per role, for every attach type: the host loads them once and clones them
+ * per target with the target's rodata and program type (src/attach), so fentry/fexit,
+ * kprobes and kprobe.multi run the same code. */
+static __always_inline __u32 func_id(void *ctx)
+{
+	return gcfg.func_from_cookie ? bpf_get_attach_cookie(ctx) : gcfg.func;
+}
+
+SEC("raw_tp")
+int graph_root_entry(void *ctx)
 {
 	return root_entry(ctx);
 }
 
-SEC("fexit")
-int graph_root_fexit(void *ctx)
+SEC("raw_tp")
+int graph_root_exit(void *ctx)
 {
 	return root_exit(ctx);
 }
 
-SEC("kprobe")
-int graph_root_kprobe(void *ctx)
+SEC("raw_tp")
+int graph_entry(void *ctx)
 {
-	return root_entry(ctx);
+	return callee(KSURF_GRAPH_ENTRY, func_id(ctx));
 }
 
-SEC("kretprobe")
-int graph_root_kretprobe(void *ctx)
+SEC("raw_tp")
+int graph_exit(void *ctx)
 {
-	return root_exit(ctx);
-}
-
-SEC("fentry")
-int graph_fentry(void *ctx)
-{
-	return callee(KSURF_GRAPH_ENTRY, gcfg.func);
-}
-
-SEC("fexit")
-int graph_fexit(void *ctx)
-{
-	return callee(KSURF_GRAPH_EXIT, gcfg.func);
-}
-
-SEC("kprobe")
-int graph_kprobe(void *ctx)
-{
-	return callee(KSURF_GRAPH_ENTRY, gcfg.func);
-}
-
-SEC("kretprobe")
-int graph_kretprobe(void *ctx)
-{
-	return callee(KSURF_GRAPH_EXIT, gcfg.func);
-}
-
-/* One link for every callee; each function's index is its attach cookie. */
-SEC("kprobe.multi")
-int graph_multi_entry(void *ctx)
-{
-	return callee(KSURF_GRAPH_ENTRY, bpf_get_attach_cookie(ctx));
-}
-
-SEC("kretprobe.multi")
-int graph_multi_exit(void *ctx)
-{
-	return callee(KSURF_GRAPH_EXIT, bpf_get_attach_cookie(ctx));
+	return callee(KSURF_GRAPH_EXIT, func_id(ctx));
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -57,6 +57,9 @@ public:
 
     // The fd of the template's map NAME (one SETUP did not replace), for the host's reads.
     int map(std::string_view name) const;
+    // PROGRAM as the template loaded it (its ELF section's type, the .rodata SETUP gave
+    // it): for programs that attach to many targets with one configuration.
+    int loaded(std::string_view program) const { return program_of(program).fd.get(); }
     // The .rodata the template was compiled with: the starting point of a clone's.
     const std::vector<std::uint8_t>& rodata() const { return rodata_; }
     // A frozen read-only data map holding DATA (rodata()'s size), for one or more clones.
@@ -72,10 +75,11 @@ public:
 private:
     struct Program {
         std::string name;
+        Fd fd;
         std::vector<std::uint64_t> insns;        // struct bpf_insn, as loaded
         std::vector<std::size_t> rodata_refs;   // indexes of the ld_imm64 that address .rodata
     };
-    const Program& program(std::string_view name) const;
+    const Program& program_of(std::string_view name) const;
 
     std::vector<Program> programs_;
     std::vector<std::uint8_t> rodata_;
@@ -85,29 +89,40 @@ private:
 
 // ---- attaching ----
 
-// Attaches the loaded program PROG as A to TARGET: a BPF link, or for tracepoints and
-// kprobes on kernels without perf links (5.10) the perf event that holds it. Closing the
-// fd detaches. Throws "cannot attach kprobe vfs_read: ...".
-Fd attach(int prog, BpfAttach a, const AttachTarget& target);
+// One attachment. Tracepoints and kprobes are perf events: their BPF link (from 5.15) is
+// kept apart from the event, because closing the link detaches the program at once while
+// closing the event waits for an RCU grace period under a kernel-wide mutex (tens of ms
+// each, one after another). On 5.10 the event holds the program and the link is empty;
+// the program's fd is kept then, so that the run's programs show among its fds.
+struct Link {
+    Fd link;
+    Fd event;
+    Fd prog;
+};
+
+// Attaches the loaded program PROG as A to TARGET. Throws "cannot attach kprobe vfs_read: ...".
+Link attach(int prog, BpfAttach a, const AttachTarget& target);
 // One kprobe.multi (RET: kretprobe.multi) link on SYMS, each function's cookie its
 // COOKIES entry (none: 0). Throws with the count and the kernel's reason.
-Fd attach_multi(int prog, bool ret, const std::vector<const char*>& syms, const std::vector<std::uint64_t>& cookies);
+Link attach_multi(int prog, bool ret, const std::vector<const char*>& syms, const std::vector<std::uint64_t>& cookies);
 
-// What stays attached for a run: closed all at once on destruction. A tracepoint, kprobe or
-// trampoline detach waits for an RCU grace period, so closing a hundred one after another
-// takes seconds; closed from many threads, the waits overlap.
+// What stays attached for a run, detached all at once on destruction: every program first,
+// from many threads (each trampoline or raw tracepoint detach waits for RCU, and those
+// waits overlap). Perf events left without a program are inert; many of them go to a
+// detached child process that closes them after ksurf has exited, since the kernel
+// unregisters them one after another.
 class Links {
 public:
     Links() = default;
     Links(Links&&) = default;
     Links& operator=(Links&&) = default;
     ~Links() { clear(); }
-    void add(Fd fd) { fds_.push_back(std::move(fd)); }
-    std::size_t size() const { return fds_.size(); }
+    void add(Link l) { links_.push_back(std::move(l)); }
+    std::size_t size() const { return links_.size(); }
     void clear();
 
 private:
-    std::vector<Fd> fds_;
+    std::vector<Link> links_;
 };
 
 // The sums over CPUs of the first N u64 counters of KEY's value in the per-CPU map FD.

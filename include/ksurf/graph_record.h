@@ -48,13 +48,14 @@ enum ksurf_graph_count {
 
 /* Rodata of every graph program instance, next to the interpreter's ksurf_config. */
 struct ksurf_graph_config {
-	__u32 func;       /* this instance's function (not kprobe.multi: the cookie says) */
+	__u32 func;       /* this instance's function, unless func_from_cookie */
 	__u32 sample;     /* record 1 of every `sample` matching ROOT calls; 0, 1: all */
 	__u64 max;        /* recordings to start at most; 0: unlimited */
 	__u32 max_depth;  /* record callees at most this deep; 0: unlimited */
 	__s32 ret_off;    /* ROOT's exit program: its return value is the u64 at ctx + ret_off */
 	__u32 slots;      /* the build without fetching atomics: possible CPUs * contexts */
-	__u32 pad;
+	__u8 func_from_cookie; /* kprobe.multi: each function's index is its attach cookie */
+	__u8 pad[3];
 	/* For kernels whose BTF lacks per-CPU variables: the kallsyms addresses of the per-CPU
 	 * __preempt_count (an offset in the per-CPU area) and of the __per_cpu_offset array. */
 	__u64 preempt_count;

@@ -6,6 +6,7 @@
 #include <linux/perf_event.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <atomic>
@@ -83,15 +84,38 @@ const KprobePmu& kprobe_pmu() {
 
 // The program on a perf event (tracepoint, kprobe): through a BPF link where the kernel has
 // them (5.15), else by ioctl, where the perf event itself holds the program.
-Fd attach_perf(int prog, Fd event, std::string_view what) {
+Link attach_perf(int prog, Fd event, std::string_view what) {
     if (!event) fail("cannot attach {}: {}", what, errno_text(errno));
     Fd link(bpf_link_create(prog, event.get(), BPF_PERF_EVENT, nullptr));
+    Fd held;
     if (!link) {
         if (errno != EINVAL) fail("cannot attach {}: {}", what, errno_text(errno));
         if (ioctl(event.get(), PERF_EVENT_IOC_SET_BPF, prog)) fail("cannot attach {}: {}", what, errno_text(errno));
+        held.reset(fcntl(prog, F_DUPFD_CLOEXEC, 3));
     }
     if (ioctl(event.get(), PERF_EVENT_IOC_ENABLE, 0)) fail("cannot enable {}: {}", what, errno_text(errno));
-    return link ? std::move(link) : std::move(event);
+    return {std::move(link), std::move(event), std::move(held)};
+}
+
+// Closes FDS from up to 256 threads: the closes sleep in the kernel, they do not spin.
+void close_parallel(std::vector<Fd>& fds) {
+    if (fds.size() < 2) {
+        fds.clear();
+        return;
+    }
+    std::atomic<std::size_t> next{0};
+    std::vector<std::thread> threads;
+    auto work = [&] {
+        for (std::size_t i; (i = next++) < fds.size();) fds[i].reset();
+    };
+    try {
+        for (std::size_t i = 1; i < std::min<std::size_t>(fds.size(), 256); i++) threads.emplace_back(work);
+    } catch (const std::system_error&) {
+        // No more threads: those started and this one close the rest.
+    }
+    work();
+    for (auto& t : threads) t.join();
+    fds.clear();
 }
 
 }  // namespace
@@ -148,7 +172,8 @@ BpfTemplate::BpfTemplate(std::span<const std::uint8_t> elf, const std::vector<st
     }
     bpf_object__for_each_program(p, obj.get()) {
         if (!bpf_program__autoload(p)) continue;
-        Program prog{bpf_program__name(p), {}, {}};
+        Program prog{bpf_program__name(p), Fd(fcntl(bpf_program__fd(p), F_DUPFD_CLOEXEC, 3)), {}, {}};
+        if (!prog.fd) fail("cannot keep the BPF program '{}': {}", prog.name, errno_text(errno));
         const std::size_t n = bpf_program__insn_cnt(p);
         prog.insns.resize(n);
         std::memcpy(prog.insns.data(), bpf_program__insns(p), n * sizeof(bpf_insn));
@@ -176,7 +201,7 @@ int BpfTemplate::map(std::string_view name) const {
     return it->second.get();
 }
 
-const BpfTemplate::Program& BpfTemplate::program(std::string_view name) const {
+const BpfTemplate::Program& BpfTemplate::program_of(std::string_view name) const {
     for (const auto& p : programs_)
         if (p.name == name) return p;
     fail("the BPF template has no program '{}'", name);
@@ -196,7 +221,7 @@ Fd BpfTemplate::make_rodata(std::span<const std::uint8_t> data) const {
 }
 
 Fd BpfTemplate::load(std::string_view name, BpfAttach a, int rodata, const AttachTarget& target) const {
-    const Program& prog = program(name);
+    const Program& prog = program_of(name);
     std::vector<std::uint64_t> insns = prog.insns;
     for (std::size_t i : prog.rodata_refs) reinterpret_cast<bpf_insn*>(insns.data())[i].imm = rodata;
     const ProgType t = prog_type(a);
@@ -225,7 +250,7 @@ Fd BpfTemplate::load(std::string_view name, BpfAttach a, int rodata, const Attac
 
 // ---- attaching ----
 
-Fd attach(int prog, BpfAttach a, const AttachTarget& t) {
+Link attach(int prog, BpfAttach a, const AttachTarget& t) {
     const std::string what = fmt::format("{} {}", bpf_attach_name(a), t.subsystem.empty() ? t.name : t.subsystem + "/" + t.name);
     switch (a) {
     case BpfAttach::Fentry:
@@ -234,7 +259,7 @@ Fd attach(int prog, BpfAttach a, const AttachTarget& t) {
     case BpfAttach::RawTp: {
         Fd fd(bpf_raw_tracepoint_open(a == BpfAttach::RawTp ? t.name.c_str() : nullptr, prog));
         if (!fd) fail("cannot attach {}: {}", what, errno_text(errno));
-        return fd;
+        return {std::move(fd), Fd(), Fd()};
     }
     case BpfAttach::Tracepoint: {
         perf_event_attr attr{};
@@ -258,7 +283,7 @@ Fd attach(int prog, BpfAttach a, const AttachTarget& t) {
     fail("cannot attach {}: unknown attach type", what);
 }
 
-Fd attach_multi(int prog, bool ret, const std::vector<const char*>& syms, const std::vector<std::uint64_t>& cookies) {
+Link attach_multi(int prog, bool ret, const std::vector<const char*>& syms, const std::vector<std::uint64_t>& cookies) {
     LIBBPF_OPTS(bpf_link_create_opts, o);
     o.kprobe_multi.flags = ret ? BPF_F_KPROBE_MULTI_RETURN : 0;
     o.kprobe_multi.cnt = static_cast<__u32>(syms.size());
@@ -268,29 +293,53 @@ Fd attach_multi(int prog, bool ret, const std::vector<const char*>& syms, const 
     if (!fd)
         fail("cannot attach {} function{} with {}: {}", syms.size(), syms.size() == 1 ? "" : "s",
              ret ? "kretprobe.multi" : "kprobe.multi", errno_text(errno));
-    return fd;
+    return {std::move(fd), Fd(), Fd()};
+}
+
+// In a grandchild of ksurf, which init reaps: waits until ksurf has dropped its copies of
+// EVENTS (the pipe's write end closes), then closes them, every other fd closed first.
+[[noreturn]] void close_after_exit(const std::vector<Fd>& events, int wait_fd) {
+    std::vector<int> keep{wait_fd};
+    for (const Fd& e : events) keep.push_back(e.get());
+    std::sort(keep.begin(), keep.end());
+    unsigned from = 0;
+    for (int fd : keep) {
+        if (static_cast<unsigned>(fd) > from) close_range(from, fd - 1, 0);
+        from = fd + 1;
+    }
+    close_range(from, ~0U, 0);
+    char c;
+    while (read(wait_fd, &c, 1) < 0 && errno == EINTR) {
+    }
+    for (int fd : keep) close(fd);
+    _exit(0);
 }
 
 void Links::clear() {
-    if (fds_.size() < 2) {
-        fds_.clear();
+    std::vector<Fd> links, events;
+    for (Link& l : links_) {
+        // On 5.10 the event holds the program: closing it is what detaches.
+        if (l.event) (l.link ? events : links).push_back(std::move(l.event));
+        if (l.link) links.push_back(std::move(l.link));
+        if (l.prog) links.push_back(std::move(l.prog));
+    }
+    links_.clear();
+    close_parallel(links);
+    int done[2];
+    if (events.size() < 2 || pipe2(done, O_CLOEXEC)) {
+        close_parallel(events);
         return;
     }
-    // One thread per link up to a bound: the closes sleep in the kernel, they do not spin.
-    const std::size_t nthreads = std::min<std::size_t>(fds_.size(), 256);
-    std::atomic<std::size_t> next{0};
-    std::vector<std::thread> threads;
-    auto work = [&] {
-        for (std::size_t i; (i = next++) < fds_.size();) fds_[i].reset();
-    };
-    try {
-        for (std::size_t i = 1; i < nthreads; i++) threads.emplace_back(work);
-    } catch (const std::system_error&) {
-        // No more threads: those started and this one close the rest.
+    const pid_t child = fork();
+    if (child == 0) {
+        if (fork() == 0) close_after_exit(events, done[0]);
+        _exit(0);
     }
-    work();
-    for (auto& t : threads) t.join();
-    fds_.clear();
+    close(done[0]);
+    if (child > 0) waitpid(child, nullptr, 0);
+    // With the grandchild holding them, these closes only drop references: no waiting.
+    close_parallel(events);
+    close(done[1]);
 }
 
 std::vector<std::uint64_t> sum_per_cpu(int fd, std::uint32_t key, std::size_t n) {

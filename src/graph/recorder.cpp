@@ -25,40 +25,17 @@
 #include "ksurf/features.h"
 #include "ksurf/graph.h"
 #include "ksurf/plan.h"
+#include "ksurf/run_loop.h"
 
 namespace ksurf {
 namespace {
 
-// Two builds of bpf/graph.bpf.c, one skeleton each, with the same maps and programs: S is
-// graph_bpf (fetching atomics, 5.12+) or graph_legacy_bpf (without them).
-template <class S>
-struct SkelDeleter {
-    void operator()(S* s) const { S::destroy(s); }
-};
-struct LinkDeleter {
-    void operator()(bpf_link* l) const { bpf_link__destroy(l); }
-};
-using Link = std::unique_ptr<bpf_link, LinkDeleter>;
-
-struct FdCloser {
-    void operator()(int* fd) const {
-        close(*fd);
-        delete fd;
-    }
-};
-using Fd = std::unique_ptr<int, FdCloser>;
-
+// Two builds of bpf/graph.bpf.c with the same maps and programs: S is the skeleton of
+// graph_bpf (fetching atomics, 5.12+) or graph_legacy_bpf (without them), used for its ELF
+// and the layout of its rodata; the attach engine loads it once and clones its programs.
 template <class S>
 class Recorder final : public GraphRecorder {
-    using Skel = std::unique_ptr<S, SkelDeleter<S>>;
-    // Links before the skeleton: detached before their programs go.
-    struct Instance {
-        Skel skel;
-        std::vector<Link> links;
-    };
-    // A program of the skeleton, for choosing which ones an instance loads.
-    using Progs = decltype(S::progs);
-    using Prog = bpf_program* Progs::*;
+    using Rodata = std::remove_pointer_t<decltype(S::rodata)>;
 
 public:
     Recorder(const PlannedProbe& root, const std::vector<std::string>& callees, RecorderOptions opt,
@@ -67,26 +44,22 @@ public:
         names_.push_back(root.function);
         names_.insert(names_.end(), callees.begin(), callees.end());
         if (names_.size() > 1'000'000) fail("too many functions to trace: {}", names_.size());
-        Skel skel(S::open());
-        if (!skel) fail("cannot open the graph BPF object: {}", errno_text(errno));
-        for (bpf_map* m : shared(skel.get())) {
-            int fd = bpf_map_create(bpf_map__type(m), bpf_map__name(m), bpf_map__key_size(m), bpf_map__value_size(m),
-                                    bpf_map__max_entries(m), nullptr);
-            if (fd < 0) fail("cannot create the BPF map '{}': {}", bpf_map__name(m), errno_text(errno));
-            maps_.emplace_back(new int(fd));
-        }
-        rb_ = ring_buffer__new(*maps_[0], on_record, this, nullptr);
+        std::size_t size = 0;
+        const auto* elf = static_cast<const std::uint8_t*>(S::elf_bytes(&size));
+        tmpl_.emplace(std::span(elf, size), std::vector<std::string>{kRootEntry, kRootExit, kEntry, kExit});
+        rb_ = ring_buffer__new(tmpl_->map("events"), on_record, this, nullptr);
         if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
     }
 
     ~Recorder() override {
-        instances_.clear();
+        links_.clear();
         ring_buffer__free(rb_);
     }
 
     void attach() override {
         const auto t0 = std::chrono::steady_clock::now();
         attach_callees();
+        if (stop_requested()) return;
         attach_root();
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         note(fmt::format("attached ROOT {} ({}) and {} of {} callees in {:.2f} s", root_.function, root_how_, attached_,
@@ -105,75 +78,55 @@ public:
 
     RecorderStats stats() const override {
         RecorderStats s;
-        const auto counts = sum_per_cpu(*maps_[1], 0, KSURF_STAT_MAX);
+        const auto counts = sum_per_cpu(tmpl_->map("scratch"), 0, KSURF_STAT_MAX);
         s.root_hits = counts[KSURF_STAT_HITS];
         s.filtered = counts[KSURF_STAT_FILTERED];
         s.dropped = counts[KSURF_STAT_DROPPED];
-        for (std::uint32_t k = 0; k < KSURF_GCOUNT_MAX; k++) bpf_map_lookup_elem(*maps_[3], &k, &s.counts[k]);
+        for (std::uint32_t k = 0; k < KSURF_GCOUNT_MAX; k++) bpf_map_lookup_elem(tmpl_->map("gcounts"), &k, &s.counts[k]);
         return s;
     }
 
     const std::vector<std::string>& names() const override { return names_; }
 
 private:
-    // In the order maps_ holds their fds.
-    static std::vector<bpf_map*> shared(S* s) {
-        return {s->maps.events, s->maps.scratch, s->maps.recordings, s->maps.gcounts, s->maps.pids, s->maps.ksurf_cbpf_states};
-    }
+    static constexpr const char* kRootEntry = "graph_root_entry";
+    static constexpr const char* kRootExit = "graph_root_exit";
+    static constexpr const char* kEntry = "graph_entry";
+    static constexpr const char* kExit = "graph_exit";
 
     void note(const std::string& line) const {
         if (opt_.note) opt_.note(line);
     }
 
-    // An instance with rodata CFG and GCFG and only PROGS loaded; maps shared.
-    Skel open(const ksurf_config& cfg, const ksurf_graph_config& gcfg, std::initializer_list<Prog> progs) {
-        Skel skel(S::open());
-        if (!skel) fail("cannot open the graph BPF object: {}", errno_text(errno));
-        bpf_program* p = nullptr;
-        bpf_object__for_each_program(p, skel->obj) bpf_program__set_autoload(p, false);
-        for (Prog prog : progs) bpf_program__set_autoload(skel->progs.*prog, true);
-        const auto maps = shared(skel.get());
-        for (std::size_t i = 0; i < maps.size(); i++)
-            if (int err = bpf_map__reuse_fd(maps[i], *maps_[i])) fail("cannot share BPF maps: {}", errno_text(err));
-        skel->rodata->cfg = cfg;
-        skel->rodata->cfg.layout = layout_;
-        skel->rodata->gcfg = gcfg;
-        return skel;
+    // Read-only data with CFG and GCFG, for the clones of one target.
+    Fd rodata(const ksurf_config& cfg, const ksurf_graph_config& gcfg) const {
+        std::vector<std::uint8_t> data = tmpl_->rodata();
+        Rodata ro;
+        std::memcpy(&ro, data.data(), sizeof ro);
+        ro.cfg = cfg;
+        ro.cfg.layout = layout_;
+        ro.gcfg = gcfg;
+        std::memcpy(data.data(), &ro, sizeof ro);
+        return tmpl_->make_rodata(data);
     }
 
-    static void load(S* s, std::string_view what) {
-        if (int err = S::load(s))
-            fail("cannot load the {} programs: {}{}", what, errno_text(err),
-                 err == -EACCES || err == -EINVAL ? " (-v shows the verifier's log)" : "");
-    }
-
-    static Link must(bpf_link* l, std::string_view what) {
-        if (!l) fail("cannot attach {}: {}", what, errno_text(errno));
-        return Link(l);
-    }
-
-    // A pair of trampoline programs (ENTRY, EXIT) on FUNCTION.
-    Instance trampolines(const std::string& function, const ksurf_config& cfg, const ksurf_graph_config& gcfg,
-                         Prog entry, Prog exit) {
-        Instance in{open(cfg, gcfg, {entry, exit}), {}};
-        for (Prog p : {entry, exit})
-            if (int err = bpf_program__set_attach_target(in.skel->progs.*p, 0, function.c_str()))
-                fail("no BTF for '{}': {}", function, errno_text(err));
-        load(in.skel.get(), "fentry/fexit");
-        for (Prog p : {entry, exit}) in.links.push_back(must(bpf_program__attach_trace(in.skel->progs.*p), "fentry/fexit"));
-        return in;
-    }
-
-    Instance kprobes(const std::string& function, const ksurf_config& cfg, const ksurf_graph_config& gcfg, Prog entry,
-                     Prog exit) {
-        Instance in{open(cfg, gcfg, {entry, exit}), {}};
-        load(in.skel.get(), "kprobe");
-        for (bool ret : {false, true}) {
-            LIBBPF_OPTS(bpf_kprobe_opts, o, .retprobe = ret);
-            bpf_program* p = in.skel->progs.*(ret ? exit : entry);
-            in.links.push_back(must(bpf_program__attach_kprobe_opts(p, function.c_str(), &o), ret ? "kretprobe" : "kprobe"));
+    // ENTRY and EXIT cloned as a fentry/fexit or kprobe/kretprobe pair on FUNCTION.
+    void pair(const std::string& function, const ksurf_config& cfg, const ksurf_graph_config& gcfg, const char* entry,
+              const char* exit, bool fentry) {
+        const Fd ro = rodata(cfg, gcfg);
+        AttachTarget t;
+        t.name = function;
+        if (fentry) {
+            const Function fn = opt_.btf->find_function(function);
+            t.btf_id = fn.btf_id;
+            t.btf_module = fn.module;
         }
-        return in;
+        const BpfAttach in = fentry ? BpfAttach::Fentry : BpfAttach::Kprobe;
+        const BpfAttach out = fentry ? BpfAttach::Fexit : BpfAttach::Kretprobe;
+        Link a = ksurf::attach(tmpl_->load(entry, in, ro.get(), t).get(), in, t);
+        Link b = ksurf::attach(tmpl_->load(exit, out, ro.get(), t).get(), out, t);
+        links_.add(std::move(a));
+        links_.add(std::move(b));
     }
 
     // ---- ROOT ----
@@ -195,7 +148,7 @@ private:
                 ksurf_graph_config g = opt_.config;
                 g.func = 0;
                 g.ret_off = static_cast<std::int32_t>(8 * frame.ret_slot);
-                instances_.push_back(trampolines(root_.function, root_spec_.config, g, &Progs::graph_root_fentry, &Progs::graph_root_fexit));
+                pair(root_.function, root_spec_.config, g, kRootEntry, kRootExit, true);
                 root_how_ = "fentry/fexit";
                 return;
             } catch (const Error& e) {
@@ -215,7 +168,7 @@ private:
         ksurf_graph_config g = opt_.config;
         g.func = 0;
         g.ret_off = frame.regs.at("ax");
-        instances_.push_back(kprobes(root_.function, root_spec_.config, g, &Progs::graph_root_kprobe, &Progs::graph_root_kretprobe));
+        pair(root_.function, root_spec_.config, g, kRootEntry, kRootExit, false);
         root_how_ = "kprobe/kretprobe";
         if (!notes.empty()) note(fmt::format("ROOT {} on kprobes ({})", root_.function, fmt::join(notes, "; ")));
     }
@@ -244,7 +197,7 @@ private:
                  opt_.features->get(Feature::Fentry).reason, opt_.features->get(Feature::Kprobe).reason);
         if ((a == FunctionAttach::Auto && multi_ok) || a == FunctionAttach::KprobeMulti) {
             try {
-                attach_multi();
+                attach_multi_callees();
                 return;
             } catch (const Error& e) {
                 if (a == FunctionAttach::KprobeMulti) throw;
@@ -253,51 +206,43 @@ private:
         }
         const bool use_fentry = fentry_ok && a != FunctionAttach::Kprobe;
         const bool use_kprobe = kprobe_ok && a != FunctionAttach::Fentry;
-        for (std::size_t i = 1; i <= n; i++) {
+        for (std::size_t i = 1; i <= n && !stop_requested(); i++) {
             progress(i - 1, n, use_fentry ? "fentry/fexit" : "kprobe/kretprobe");
             ksurf_graph_config g = opt_.config;
             g.func = static_cast<std::uint32_t>(i);
             std::vector<std::string> why;
-            if (use_fentry) {
+            for (bool fentry : {true, false}) {
+                if (!(fentry ? use_fentry : use_kprobe)) continue;
                 try {
-                    instances_.push_back(trampolines(names_[i], {}, g, &Progs::graph_fentry, &Progs::graph_fexit));
+                    pair(names_[i], {}, g, kEntry, kExit, fentry);
                     attached_++;
-                    continue;
+                    why.clear();
+                    break;
                 } catch (const Error& e) {
-                    why.push_back(fmt::format("fentry: {}", e.what()));
+                    why.push_back(fmt::format("{}: {}", fentry ? "fentry" : "kprobe", e.what()));
                 }
             }
-            if (use_kprobe) {
-                try {
-                    instances_.push_back(kprobes(names_[i], {}, g, &Progs::graph_kprobe, &Progs::graph_kretprobe));
-                    attached_++;
-                    continue;
-                } catch (const Error& e) {
-                    why.push_back(fmt::format("kprobe: {}", e.what()));
-                }
-            }
-            failed_.emplace_back(names_[i], fmt::format("{}", fmt::join(why, "; ")));
+            if (!why.empty()) failed_.emplace_back(names_[i], fmt::format("{}", fmt::join(why, "; ")));
         }
     }
 
-    void attach_multi() {
+    void attach_multi_callees() {
         const std::size_t n = names_.size() - 1;
-        Instance in{open({}, opt_.config, {&Progs::graph_multi_entry, &Progs::graph_multi_exit}), {}};
-        load(in.skel.get(), "kprobe.multi");
+        ksurf_graph_config g = opt_.config;
+        g.func_from_cookie = 1;
+        const Fd ro = rodata({}, g);
         std::vector<const char*> syms;
-        std::vector<__u64> cookies;
+        std::vector<std::uint64_t> cookies;
         for (std::size_t i = 1; i <= n; i++) {
             syms.push_back(names_[i].c_str());
             cookies.push_back(i);
         }
         for (bool ret : {false, true}) {
-            LIBBPF_OPTS(bpf_kprobe_multi_opts, o, .syms = syms.data(), .cookies = cookies.data(), .cnt = syms.size(), .retprobe = ret);
-            bpf_program* p = ret ? in.skel->progs.graph_multi_exit : in.skel->progs.graph_multi_entry;
-            in.links.push_back(must(bpf_program__attach_kprobe_multi_opts(p, nullptr, &o), ret ? "kretprobe.multi" : "kprobe.multi"));
+            const BpfAttach a = ret ? BpfAttach::KretprobeMulti : BpfAttach::KprobeMulti;
+            const Fd prog = tmpl_->load(ret ? kExit : kEntry, a, ro.get());
+            links_.add(ksurf::attach_multi(prog.get(), ret, syms, cookies));
         }
-        instances_.push_back(std::move(in));
         attached_ = n;
-        callee_how_ = "kprobe.multi";
     }
 
     // ---- records ----
@@ -325,14 +270,14 @@ private:
     RecorderOptions opt_;
     std::function<void(const Graph&)> on_graph_;
     std::vector<std::string> names_;
-    std::vector<Fd> maps_;  // events, scratch, recordings, gcounts, pids, cbpf states
+    std::optional<BpfTemplate> tmpl_;
     ring_buffer* rb_ = nullptr;
     BpfProgramSpec root_spec_;
     ksurf_layout layout_ = kernel_layout(*opt_.btf);
-    std::vector<Instance> instances_;
+    Links links_;
     std::size_t attached_ = 0;
     std::vector<std::pair<std::string, std::string>> failed_;
-    std::string root_how_, callee_how_;
+    std::string root_how_;
     GraphBuilder builder_;
 };
 

@@ -391,14 +391,14 @@ private:
         return tmpl_->make_rodata(data);
     }
 
-    // The probe program configured with CFG, loaded as A and attached to T: its link.
-    Fd instance(const ksurf_config& cfg, std::size_t id, BpfAttach a, const AttachTarget& t) {
+    // The probe program configured with CFG, loaded as A and attached to T.
+    Link instance(const ksurf_config& cfg, std::size_t id, BpfAttach a, const AttachTarget& t) {
         const Fd ro = rodata(cfg, id);
         const Fd prog = tmpl_->load(kProgram, a, ro.get(), t);
         return attach(prog.get(), a, t);
     }
 
-    Fd instance_multi(const Group& g, BpfAttach a) {
+    Link instance_multi(const Group& g, BpfAttach a) {
         ksurf_config cfg = g.spec.config;
         cfg.id_from_cookie = 1;
         const Fd ro = rodata(cfg, 0);
