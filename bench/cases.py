@@ -112,6 +112,29 @@ def host_tracepoint(env):
     ]
 
 
+def host_pid_filter(env):
+    """common_pid against a constant: pid 1 (init) never runs the loop; `!=` passes it all."""
+    op = lambda c: "==" if c == NO_COMM else "!="  # noqa: E731
+    return [
+        Tracer("ksurf (BPF tracepoint)", lambda c: ksurf(env, "ksurf", ["--backend", "bpf", f"e syscalls/sys_enter_getppid f:common_pid{op(c)}1"])),
+        Tracer("bpftrace", lambda c: bpftrace(
+            env, "bpftrace", f'tracepoint:syscalls:sys_enter_getppid /pid {op(c)} 1/ {{ printf("%s %d\\n", comm, pid); }}'),
+            tool="bpftrace"),
+    ]
+
+
+def host_record_field(env):
+    """A record field against a constant: raw_syscalls/sys_enter's id (getppid is 110 on
+    x86-64; 999 is no syscall). Every syscall of the machine hits the program."""
+    nr = lambda c: 999 if c == NO_COMM else 110  # noqa: E731
+    return [
+        Tracer("ksurf (BPF tracepoint)", lambda c: ksurf(env, "ksurf", ["--backend", "bpf", f"e raw_syscalls/sys_enter nr=id f:id=={nr(c)}"])),
+        Tracer("bpftrace", lambda c: bpftrace(
+            env, "bpftrace", f'tracepoint:raw_syscalls:sys_enter /args->id == {nr(c)}/ {{ printf("%s %d %d\\n", comm, pid, args->id); }}'),
+            tool="bpftrace"),
+    ]
+
+
 # The function every getppid() calls, with BTF on all three guest kernels.
 GETPPID_FN = "__do_sys_getppid"
 
@@ -151,6 +174,8 @@ def guest_graph(env):
 
 HIT_GROUPS = [
     HitGroup("tracepoint syscalls/sys_enter_getppid", "host", ["getppid"], host_tracepoint),
+    HitGroup("tracepoint syscalls/sys_enter_getppid, common_pid filter", "host", ["getppid"], host_pid_filter),
+    HitGroup("tracepoint raw_syscalls/sys_enter, record field filter", "host", ["getppid"], host_record_field),
     HitGroup(f"function {GETPPID_FN}", "guest", ["getppid"], guest_function),
     HitGroup("packet filter on ip_rcv (loopback UDP)", "guest", ["udp"], guest_pcap, needs="pcap"),
     HitGroup(f"graph rooted at {GETPPID_FN}", "guest", ["getppid"], guest_graph, needs="graph"),
@@ -223,6 +248,37 @@ def graph_funcs(attach, count):
     return make
 
 
+def tracepoint_list(scratch, count):
+    """COUNT syscall tracepoints, as ksurf probe lines and bpftrace probe names."""
+    names = sorted(n for n in os.listdir("/sys/kernel/tracing/events/syscalls") if n.startswith("sys_enter_"))[:count]
+    if len(names) < count:
+        raise RuntimeError(f"only {len(names)} syscall tracepoints, {count} wanted")
+    path = os.path.join(scratch, f"tracepoints-{count}.probes")
+    with open(path, "w") as f:
+        f.writelines(f"e syscalls/{n} f:common_pid==0\n" for n in names)
+    return path, names
+
+
+def many_tracepoints(count):
+    def make(env, scratch):
+        return ksurf(env, "ksurf", ["-f", tracepoint_list(scratch, count)[0]])
+    return make
+
+
+def bpftrace_tracepoints(count):
+    def make(env, scratch):
+        names = tracepoint_list(scratch, count)[1]
+        return bpftrace(env, "bpftrace", ",".join(f"tracepoint:syscalls:{n}" for n in names) + " /pid == 0/ { }")
+    return make
+
+
+def bpftrace_kfuncs(count):
+    def make(env, scratch):
+        names = open(function_list(env, count, scratch)).read().replace("p ", "").split()
+        return bpftrace(env, "bpftrace kfunc", ",".join(f"kfunc:{n}" for n in names) + " { }")
+    return make
+
+
 def many(backend, count):
     def make(env, scratch):
         return ksurf(env, f"ksurf {backend}", ["--backend", backend, "-f", function_list(env, count, scratch)])
@@ -232,6 +288,9 @@ def many(backend, count):
 # One BPF program per function (fentry, and kprobe: `--backend kprobe` never groups into
 # kprobe.multi) makes 1000 probes take minutes under TCG: those run only with --slow.
 ATTACH_CASES = [
+    AttachCase("100 syscall tracepoints, ksurf (BPF)", "host", many_tracepoints(100), size=100),
+    AttachCase("100 syscall tracepoints, bpftrace", "host", bpftrace_tracepoints(100), size=100),
+    *(AttachCase(f"{n} functions, bpftrace kfunc", "guest", bpftrace_kfuncs(n), size=n, slow=n >= 1000) for n in (100, 1000)),
     *(AttachCase(f"{n} functions, --backend {b}", "guest", many(b, n), size=n,
                  slow=n >= 1000 and b != "tracefs")
       for n in (100, 1000) for b in ("fentry", "kprobe", "tracefs")),

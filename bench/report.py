@@ -62,29 +62,33 @@ def hit_section(groups):
            "file on tmpfs; formatting happens in user space, on the other core). *added* is",
            "ns/op minus the untraced loop's (negative: within the noise); *× ksurf* divides a",
            "tracer's added cost by the first ksurf row's, same filter mode; *min–max* is the",
-           "spread over the repetitions.", ""]
+           "spread over the repetitions. *prog ns/hit* is the kernel's own BPF statistics",
+           "(`kernel.bpf_stats_enabled`: run_time_ns / run_cnt of the tracer's programs), steady",
+           "where the wall clock is not, and *× bpftrace* divides it by bpftrace's, same filter.", ""]
     for g in groups:
         title = f"### {g['title']}: {where(g['kernel'])}"
         if g.get("unavailable"):
             out += [title, "", "Not available in this build.", ""]
             continue
         out += [title, "", f"{g['n']:,} calls × {g['reps']} repetitions, medians.", "",
-                "| tracer | filter | ns/op | min–max | added ns/hit | × untraced | × ksurf | events (accepting) |",
-                "|---|---|---:|---:|---:|---:|---:|---:|"]
+                "| tracer | filter | ns/op | min–max | added ns/hit | × untraced | × ksurf | prog ns/hit | × bpftrace | events (accepting) |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         rows = g["rows"]
         base = med(rows[0]["ns"])
         ref = {}
         for r in rows[1:]:
             if r["ns"] and r["mode"] not in ref:
                 ref[r["mode"]] = med(r["ns"]) - base
+        prog = {(r["label"], r["mode"]): med([x.get("prog_ns", 0) for x in r["runs"] if x.get("prog_ns")])
+                for r in rows if r["mode"] and r["runs"]}
         for r in rows:
             if r["error"]:
-                out.append(f"| {r['label']} | {r['mode'] or '—'} | failed: {r['error']} | | | | | |")
+                out.append(f"| {r['label']} | {r['mode'] or '—'} | failed: {r['error']} | | | | | | | |")
                 continue
             ns = med(r["ns"])
             spread = f"{min(r['ns']):,.0f}–{max(r['ns']):,.0f}"
             if r["mode"] is None:
-                out.append(f"| {r['label']} | — | {ns:,.0f} | {spread} | 0 | 1.00 | | |")
+                out.append(f"| {r['label']} | — | {ns:,.0f} | {spread} | 0 | 1.00 | | | | |")
                 continue
             added = ns - base
             rel = f"{added / ref[r['mode']]:.2f}" if ref.get(r["mode"], 0) > 0 else "—"
@@ -93,9 +97,13 @@ def hit_section(groups):
                 events = median_int([x["events"] for x in r["runs"]])
                 dropped = median_int([x["dropped"] for x in r["runs"]])
                 ev = "not counted" if events < 0 else f"{events:,}" + (f" ({dropped:,} dropped)" if dropped else "")
-            out.append(f"| {r['label']} | {r['mode']} | {ns:,.0f} | {spread} | {added:,.0f} | {ns / base:.2f} | {rel} | {ev} |")
+            p_ns = prog.get((r["label"], r["mode"]), float("nan"))
+            bt = prog.get(("bpftrace", r["mode"]), float("nan"))
+            p_txt = f"{p_ns:,.1f}" if p_ns == p_ns else "—"
+            bt_txt = f"{p_ns / bt:.2f}" if p_ns == p_ns and bt == bt and bt > 0 else "—"
+            out.append(f"| {r['label']} | {r['mode']} | {ns:,.0f} | {spread} | {added:,.0f} | {ns / base:.2f} | {rel} | {p_txt} | {bt_txt} | {ev} |")
         for label, why in g.get("skipped", {}).items():
-            out.append(f"| {label} | | {why} | | | | | |")
+            out.append(f"| {label} | | {why} | | | | | | | |")
         out.append("")
     return out
 

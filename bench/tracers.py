@@ -4,6 +4,7 @@ A tracer is either a command that prints a line once it is attached (ksurf, bpft
 or raw tracefs driven by hand. Both give the same Run record, so the harness measures
 them the same way.
 """
+import json
 import os
 import re
 import signal
@@ -25,6 +26,10 @@ class Run:
     events: int = 0  # events that reached the output
     dropped: int = 0
     probes: int = 0  # probes the tracer said it attached
+    # The kernel's own BPF statistics (kernel.bpf_stats_enabled): run time of the tracer's
+    # programs per hit, steady where wall-clock loops are not. 0 when not measured.
+    prog_ns: float = 0.0
+    prog_hits: int = 0
     error: str = ""
 
 
@@ -70,6 +75,7 @@ class Command:
 
     def stop(self):
         _settle(self.out)
+        self.run.prog_ns, self.run.prog_hits = bpf_cost(self.proc.pid)
         t0 = time.monotonic()
         self.proc.send_signal(signal.SIGINT)
         try:
@@ -159,6 +165,32 @@ class RawTracefs:
             self.kprobe = None
 
     kill = teardown
+
+
+def bpf_cost(pid):
+    """Run time per hit of the BPF programs process PID holds (directly or through links):
+    their summed run_time_ns over the busiest one's run_cnt, so that a kprobe/kretprobe
+    pair counts as one hit's cost. (0, 0) without programs or statistics."""
+    ids = set()
+    fdinfo = f"/proc/{pid}/fdinfo"
+    try:
+        for fd in os.listdir(fdinfo):
+            try:
+                with open(f"{fdinfo}/{fd}") as f:
+                    ids.update(int(m) for m in re.findall(r"^prog_id:\s+(\d+)", f.read(), re.M))
+            except OSError:
+                pass
+    except OSError:
+        return 0.0, 0
+    time_ns, hits = 0, 0
+    for i in ids:
+        out = subprocess.run(["bpftool", "prog", "show", "id", str(i), "--json"], capture_output=True, text=True)
+        if out.returncode:
+            continue
+        info = json.loads(out.stdout)
+        time_ns += info.get("run_time_ns", 0)
+        hits = max(hits, info.get("run_cnt", 0))
+    return (time_ns / hits if hits else 0.0), hits
 
 
 def _wait4(proc, timeout_s):

@@ -71,8 +71,10 @@ static __always_inline int ksurf_cbpf_load(struct ksurf_cbpf_state *st, __u32 of
 	return 1;
 }
 
-/* Runs slot I: the next pc, or KSURF_CBPF_DONE with the verdict. */
-static __always_inline void ksurf_cbpf_step(struct ksurf_cbpf_state *st, __u32 i)
+/* Runs slot I: the next pc, or KSURF_CBPF_DONE with the verdict. A subprogram: the verifier
+ * still checks each call with its constant I, but the program holds its code once rather
+ * than once per slot, which is most of what every load of the program copies and scans. */
+static __noinline int ksurf_cbpf_step(struct ksurf_cbpf_state *st, __u32 i)
 {
 	const volatile struct ksurf_cbpf *in = &cfg.cbpf[i];
 	__u16 code = in->code;
@@ -105,13 +107,13 @@ static __always_inline void ksurf_cbpf_step(struct ksurf_cbpf_state *st, __u32 i
 			st->a = v;
 		else
 			st->x = v;
-		return;
+		return 0;
 	case 0x02: /* BPF_ST */
 		st->m[k & 15] = st->a;
-		return;
+		return 0;
 	case 0x03: /* BPF_STX */
 		st->m[k & 15] = st->x;
-		return;
+		return 0;
 	case 0x04: /* BPF_ALU */
 		src = KSURF_CBPF_SRC(code) ? st->x : k;
 		switch (KSURF_CBPF_OP(code)) {
@@ -136,11 +138,11 @@ static __always_inline void ksurf_cbpf_step(struct ksurf_cbpf_state *st, __u32 i
 		case 0xa0: st->a ^= src; break;
 		default: goto reject;
 		}
-		return;
+		return 0;
 	case 0x05: /* BPF_JMP: forward only, by construction of the format */
 		src = KSURF_CBPF_SRC(code) ? st->x : k;
 		switch (KSURF_CBPF_OP(code)) {
-		case 0x00: st->pc = i + 1 + k; return;  /* JA */
+		case 0x00: st->pc = i + 1 + k; return 0;  /* JA */
 		case 0x10: v = st->a == src; break;
 		case 0x20: v = st->a > src; break;
 		case 0x30: v = st->a >= src; break;
@@ -148,21 +150,22 @@ static __always_inline void ksurf_cbpf_step(struct ksurf_cbpf_state *st, __u32 i
 		default: goto reject;
 		}
 		st->pc = i + 1 + (v ? in->jt : in->jf);
-		return;
+		return 0;
 	case 0x06: /* BPF_RET */
 		st->verdict = KSURF_CBPF_RVAL(code) == 0x10 ? st->a : KSURF_CBPF_RVAL(code) == 0x08 ? st->x : k;
 		st->pc = KSURF_CBPF_DONE;
-		return;
+		return 0;
 	case 0x07: /* BPF_MISC */
 		if ((code & 0xf8) == 0x80)
 			st->a = st->x;  /* TXA */
 		else
 			st->x = st->a;  /* TAX */
-		return;
+		return 0;
 	}
 reject:
 	st->verdict = 0;
 	st->pc = KSURF_CBPF_DONE;
+	return 0;
 }
 
 /* The sk_buff the program reads: the filter field the host named, fetched before. */

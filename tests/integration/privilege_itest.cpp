@@ -151,15 +151,24 @@ TEST_F(OutputAttack, OwnNewFileIsWrittenPrivate) {
     EXPECT_NE(slurp(name).find("sched/sched_process_exec"), std::string::npos);
 }
 
+// The kernel's version as major * 100 + minor (5.10 → 510).
+int kernel_version() {
+    utsname u{};
+    int major = 0, minor = 0;
+    if (uname(&u) || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return 0;
+    return major * 100 + minor;
+}
+
+// CAP_BPF and CAP_PERFMON, and before 5.11, which charged BPF memory to RLIMIT_MEMLOCK
+// rather than to the cgroup, CAP_SYS_RESOURCE to raise that limit.
+std::string tracing_caps() { return kernel_version() < 511 ? "+bpf,+perfmon,+sys_resource" : "+bpf,+perfmon"; }
+
 // Before 5.19 kernel.unprivileged_bpf_disabled refused every bpf() command without CAP_BPF,
 // reading a map through an fd included: there a run keeps CAP_BPF (bit 39) alone.
 bool keeps_cap_bpf() {
     std::ifstream in("/proc/sys/kernel/unprivileged_bpf_disabled");
     int disabled = 0;
-    utsname u{};
-    int major = 0, minor = 0;
-    if (!(in >> disabled) || !disabled || uname(&u) || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
-    return major < 5 || (major == 5 && minor < 19);
+    return in >> disabled && disabled && kernel_version() < 519;
 }
 
 // After attach the BPF run holds fds only: no capability in any thread, and it still
@@ -247,12 +256,12 @@ void expect_traces_exec(const std::vector<std::string>& argv) {
 TEST(Privileges, TracesWithOnlyCapBpfAndCapPerfmon) {
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
     // uid 0 owns tracefs, so its mode bits let it read formats without CAP_DAC_*.
-    expect_traces_exec(with_caps("+bpf,+perfmon", "root"));
+    expect_traces_exec(with_caps(tracing_caps(), "root"));
 }
 
 TEST(Privileges, AnotherUserAlsoNeedsToReadTracefs) {
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
-    expect_traces_exec(with_caps("+bpf,+perfmon,+dac_read_search", "65534"));
+    expect_traces_exec(with_caps(tracing_caps() + ",+dac_read_search", "65534"));
 }
 
 TEST(Privileges, FeaturesListTheCapabilitiesHeldAndNeeded) {
