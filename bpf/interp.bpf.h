@@ -235,6 +235,8 @@ static __always_inline int ksurf_accept(void *ctx, struct ksurf_scratch *s)
 	}
 	if (cfg.cgroup_id && bpf_get_current_cgroup_id() != cfg.cgroup_id)
 		return 0;
+	if (cfg.self_tgid && bpf_get_current_pid_tgid() >> 32 == cfg.self_tgid)
+		return 0;
 #pragma unroll
 	for (int i = 0; i < KSURF_MAX_FIELDS; i++) {
 		if (i >= cfg.nfilter)

@@ -14,6 +14,7 @@
 #include "ksurf/error.h"
 #include "ksurf/features.h"
 #include "ksurf/graph.h"
+#include "ksurf/list.h"
 #include "ksurf/privileges.h"
 #include "ksurf/skb.h"
 #include "ksurf/trace.h"
@@ -73,7 +74,8 @@ Examples:
   ksurf -p 1234,1235 'e sched/sched_switch prev=%1->comm next=%2->comm'   # tp_btf arguments
   ksurf -S 'p vfs_open name=%0->dentry->d_name.name'    # the tracefs translation, as a script
   ksurf skb --pcap 'tcp and port 9000'                   # each matching packet's path
-  ksurf features                                          # what this kernel allows, and why not)";
+  ksurf features                                          # what this kernel allows, and why not
+  ksurf list 'tcp_*'                                      # what probes can name, with their types)";
 
 }  // namespace
 
@@ -82,6 +84,7 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", std::string("ksurf ") + KSURF_VERSION);
     // The tracing options extend the common ones, which graph and skb take on their own.
     ksurf::TraceOptions opt;
+    bool list_mode = false;
     ksurf::add_common_options(app, opt);
     // The options below are tracing's alone; a subcommand given one is told so.
     const std::vector<CLI::Option*> trace_only{
@@ -103,12 +106,17 @@ int main(int argc, char** argv) {
             ->check(CLI::Range(1, 2048)),
         app.add_option("--user", opt.user,
                        "Once attached, continue as this user with no capabilities (BPF only); -c's command runs as it"),
+        app.add_flag("--include-self", opt.include_self,
+                     "Trace ksurf's own process too (left out by default: its reads and writes would feed its probes)"),
+        app.add_flag("-l,--list", list_mode, "List what the probe globs match, as 'ksurf list GLOB...' does"),
     };
     auto* features = app.add_subcommand("features", "Probe what this kernel lets ksurf do");
     ksurf::GraphOptions gopt;
     auto* graph = ksurf::add_graph_command(app, gopt);
     ksurf::SkbOptions sopt;
     auto* skb = ksurf::add_skb_command(app, sopt);
+    ksurf::ListOptions lopt;
+    auto* list = ksurf::add_list_command(app, lopt);
     app.require_subcommand(0, 1);
     // After the subcommands, which would copy it: theirs show their own examples.
     app.footer(std::string(kHelpFooter) + "\n\n" + ksurf::kExitStatusHelp);
@@ -141,6 +149,8 @@ int main(int argc, char** argv) {
         if (features->parsed()) return run_features();
         if (graph->parsed()) return ksurf::run_graph(opt, gopt);
         if (skb->parsed()) return ksurf::run_skb(opt, sopt);
+        if (list->parsed()) return ksurf::run_list(opt, lopt);
+        if (list_mode) return ksurf::run_list(opt, {opt.probes});
         if (opt.probes.empty() && opt.probe_file.empty()) ksurf::check_probes_before_command(opt.command);
         ksurf::check_probe_arguments(opt.probes);
         return ksurf::run_trace(opt);

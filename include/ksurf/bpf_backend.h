@@ -104,6 +104,7 @@ struct BpfOptions {
     std::vector<std::uint32_t> pids;
     bool follow_forks = false;
     std::uint64_t cgroup_id = 0;
+    bool include_self = false;        // --include-self: ksurf's own process is traced too
     // Called once per probe when its attach type is decided (for -v): "p vfs_open: kprobe
     // (fentry: program load refused: ...)".
     std::function<void(const std::string&)> explain;

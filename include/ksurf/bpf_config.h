@@ -135,7 +135,8 @@ struct ksurf_config {
 	__u8 stack;          /* -s: the kernel stack ends each event */
 	__u8 id_from_cookie; /* kprobe.multi: each function's probe id is its attach cookie */
 	__u8 pad3;
-	__u32 pad4;
+	__u32 self_tgid;     /* ksurf's own process, never traced (its reads and writes would
+			      * feed its own probes); 0: traced like any other */
 	__u64 cgroup_id;     /* only tasks in the cgroup (v2) with this id; 0: any */
 	/* --pcap and -w (bpf/pcap.bpf.h): a classic BPF program run on the packet from its
 	 * network header, after the filter passed; the sk_buff is filter field `pcap_field`. */

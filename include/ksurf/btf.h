@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -48,6 +49,8 @@ public:
     // C text as a declaration would spell it, keeping typedef names: "struct sk_buff *",
     // "char[16]", "const char *", "__be32", "int (*)(int, char *)".
     std::string name() const;
+    // A declaration of VAR of this type: "char comm[16]", "void (*fn)(int)", "struct sk_buff *skb".
+    std::string declaration(std::string_view var) const;
 
     const struct btf* btf() const { return btf_; }
     std::uint32_t id() const { return id_; }
@@ -68,6 +71,16 @@ struct MemberLayout {
     std::uint32_t bit_offset = 0;     // bits from the start of the outer struct
     std::uint32_t bitfield_size = 0;  // 0 unless a bitfield
 };
+
+// A member as declared: anonymous struct/union members keep their place (empty name).
+struct DeclaredMember {
+    std::string name;
+    MemberLayout layout;
+};
+
+// The members of struct/union AGG in declaration order, offsets from AGG's start: what a
+// layout listing shows, where member() looks through anonymous members.
+std::vector<DeclaredMember> declared_members(Type agg);
 
 // `agg` is a struct or union, possibly behind typedefs/qualifiers. Throws "struct sk_buff
 // has no member 'lenn'; did you mean 'len'?".
@@ -117,8 +130,9 @@ public:
     // The tp_btf prototype of a tracepoint from its btf_trace_<event> typedef, without the
     // leading `void *__data`; BTF does not name these parameters.
     Function find_tracepoint_proto(std::string_view event) const;
-    // Every function of vmlinux's BTF and, with MODULES, of each loaded module's.
-    std::vector<Function> functions(bool modules) const;
+    // Every function of vmlinux's BTF and, with MODULES, of each loaded module's; with
+    // KEEP, only those whose name it accepts (the others are never built).
+    std::vector<Function> functions(bool modules, const std::function<bool(std::string_view)>& keep = {}) const;
     // Every function vmlinux's BTF describes: what globs expand over when the kernel's own
     // list of traceable functions cannot be read.
     std::vector<std::string> function_names() const;

@@ -64,6 +64,9 @@ struct ResolveContext {
     // globs expand over and what an unknown function is compared with for a suggestion.
     // Unset: globs are an error and there are no suggestions.
     std::function<std::vector<std::string>()> functions;
+    // The tracepoints as "system/event" (tracefs::events()): what e globs expand over.
+    // Unset: e globs are an error.
+    std::function<std::vector<std::string>()> tracepoints = {};
 };
 
 // PROBE, whose target is one function or tracepoint (no glob), with its filter.
@@ -71,7 +74,8 @@ PlannedProbe resolve(const Probe& probe, const ResolveContext& ctx);
 
 // PROBE with its glob expanded: one PlannedProbe per matching function that has BTF, in
 // name order (compiler clones such as `f.isra.0` have none); exactly resolve() without a
-// glob. Throws at the glob when nothing matches. Tracepoint globs are not supported yet.
+// glob; e globs give one per matching tracepoint, in name order. Throws at the glob when
+// nothing matches.
 std::vector<PlannedProbe> resolve_all(const Probe& probe, const ResolveContext& ctx);
 
 // The functions among `available_filter_functions` lines that GLOB (`*`, `?`, optionally

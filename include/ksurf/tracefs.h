@@ -19,8 +19,12 @@ std::string root(bool* mounted_now = nullptr);
 
 // The lines of available_filter_functions ("tcp_v4_rcv", "nf_hook [nf_tables]"): what
 // ftrace, kprobes and kprobe.multi can attach to. Empty when the kernel will not list them
-// (not root, lockdown, no tracefs).
-std::vector<std::string> available_filter_functions();
+// (not root, lockdown, no tracefs); then WHY_NOT, when given, says why.
+std::vector<std::string> available_filter_functions(std::string* why_not = nullptr);
+
+// The tracepoints under ROOT's events/ as "system/event", sorted. Empty when the directory
+// cannot be read; then WHY_NOT, when given, says why.
+std::vector<std::string> events(const std::string& root, std::string* why_not = nullptr);
 
 // The thread ids of process PID now: tracefs pid filters (set_event_pid, set_ftrace_pid)
 // match threads. Throws when there is no such process.

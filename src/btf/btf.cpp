@@ -327,6 +327,12 @@ std::string Type::name() const {
     return render(btf_, id_, depth_ && binds_tighter(btf_, id_) ? "(" + stars + ")" : stars);
 }
 
+std::string Type::declaration(std::string_view var) const {
+    std::string inner(depth_, '*');
+    inner += var;
+    return render(btf_, id_, depth_ && binds_tighter(btf_, id_) ? "(" + inner + ")" : inner);
+}
+
 MemberLayout member(Type agg, std::string_view name) {
     Type s = agg.strip();
     const btf_type* t = own_type(s);
@@ -342,6 +348,20 @@ MemberLayout member(Type agg, std::string_view name) {
         names.push_back(m.name);
     }
     fail("{} has no member '{}'{}", agg.name(), name, did_you_mean(name, names));
+}
+
+std::vector<DeclaredMember> declared_members(Type agg) {
+    Type s = agg.strip();
+    const btf_type* t = own_type(s);
+    if (!t || !btf_is_composite(t)) fail("'{}' is not a struct or union with a layout in BTF", agg.name());
+    std::vector<DeclaredMember> out;
+    const btf_member* m = btf_members(t);
+    for (std::uint32_t i = 0; i < btf_vlen(t); ++i, ++m) {
+        const std::uint32_t bits = btf_member_bit_offset(t, i);
+        out.push_back({std::string(name_of(s.btf(), m->name_off)),
+                       {Type(s.btf(), m->type), bits / 8, bits, btf_member_bitfield_size(t, i)}});
+    }
+    return out;
 }
 
 std::size_t Function::param_index(std::string_view param) const {
@@ -461,11 +481,11 @@ Function Btf::find_tracepoint_proto(std::string_view event) const {
     return f;
 }
 
-std::vector<Function> Btf::functions(bool modules) const {
+std::vector<Function> Btf::functions(bool modules, const std::function<bool(std::string_view)>& keep) const {
     std::vector<Function> out;
     auto add = [&](const struct btf* b, std::uint32_t first, std::string module) {
         for (std::uint32_t id = first, n = btf__type_cnt(b); id < n; ++id)
-            if (const btf_type* t = type_of(b, id); btf_is_func(t)) {
+            if (const btf_type* t = type_of(b, id); btf_is_func(t) && (!keep || keep(name_of(b, t->name_off)))) {
                 out.push_back(make_function(b, t->type, name_of(b, t->name_off), module, 0));
                 out.back().btf_id = id;
             }

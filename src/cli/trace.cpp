@@ -1,12 +1,14 @@
 #include "ksurf/trace.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
 #include <bit>
+#include <chrono>
 #include <functional>
 #include <fstream>
 #include <optional>
@@ -73,6 +75,34 @@ std::vector<tracefs::EventFormat> tracepoint_formats(const std::vector<PlannedPr
     return formats;
 }
 
+// "ksurf: p tcp_* matches 312 functions": a glob's reach, before anything is attached.
+void announce_glob(const Probe& probe, std::size_t planned,
+                   const std::function<const std::vector<std::string>&()>& functions) {
+    const Target& t = probe.target;
+    if (probe.kind == ProbeKind::Tracepoint) {
+        fmt::print(stderr, "ksurf: e {}/{} matches {} tracepoint{}\n", t.subsystem, t.name, planned, planned == 1 ? "" : "s");
+        return;
+    }
+    const std::string glob = t.module.empty() ? t.name : t.module + ":" + t.name;
+    const std::size_t listed = expand_glob(glob, functions()).size();
+    fmt::print(stderr, "ksurf: {} {} matches {} function{}{}\n", probe.kind == ProbeKind::Return ? 'r' : 'p', glob, planned,
+               planned == 1 ? "" : "s",
+               listed > planned ? fmt::format(" ({} more without BTF left out: compiler clones such as .isra.0)", listed - planned)
+                                : "");
+}
+
+// Attaches PLANS, with a progress line at each tenth when there are many.
+bool add_all(Backend& backend, const std::vector<PlannedProbe>& plans) {
+    constexpr std::size_t kMany = 20;
+    for (std::size_t i = 0; i < plans.size(); i++) {
+        if (stop_requested()) return false;
+        backend.add(plans[i]);
+        if (plans.size() >= kMany && ((i + 1) % ((plans.size() + 9) / 10) == 0 || i + 1 == plans.size()))
+            fmt::print(stderr, "ksurf: attached {} of {} probes\n", i + 1, plans.size());
+    }
+    return true;
+}
+
 void print_plan(const PlannedProbe& p) {
     fmt::print(stderr, "ksurf: {}\n", p.text);
     for (const auto& f : p.fields)
@@ -85,16 +115,50 @@ void say_stale(const std::vector<tracefs::StaleRun>& stale) {
                    s.kprobes, s.kprobes == 1 ? "" : "s", s.instance ? " and its tracefs instance" : "");
 }
 
-// --cgroup PATH: a cgroup v2 directory, absolute or relative to /sys/fs/cgroup; its id is what
-// bpf_get_current_cgroup_id() returns: the directory's inode number.
+// Where cgroup v2 is mounted: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on
+// hybrid ones (systemd's), anywhere an administrator chose.
+std::vector<std::string> cgroup2_mounts() {
+    std::vector<std::string> dirs;
+    std::ifstream in("/proc/self/mounts");
+    std::string dev, dir, type, rest;
+    while (in >> dev >> dir >> type && std::getline(in, rest))
+        if (type == "cgroup2") dirs.push_back(dir);
+    return dirs;
+}
+
+// --cgroup PATH: a cgroup v2 directory, absolute or relative to the (first) cgroup v2 mount;
+// its id is what bpf_get_current_cgroup_id() returns: the directory's inode number.
 std::uint64_t cgroup_id(const std::string& path) {
-    const std::string dir = path.starts_with('/') ? path : "/sys/fs/cgroup/" + path;
+    const auto mounts = cgroup2_mounts();
+    if (mounts.empty()) fail("--cgroup {}: no cgroup v2 file system is mounted (mount -t cgroup2 none DIR)", path);
+    const std::string dir = path.starts_with('/') ? path : mounts.front() + "/" + path;
     struct statfs fs {};
     struct stat st {};
-    if (statfs(dir.c_str(), &fs) || stat(dir.c_str(), &st)) fail("--cgroup {}: {}", path, errno_text(errno));
-    if (fs.f_type != CGROUP2_SUPER_MAGIC) fail("--cgroup {}: {} is not in a cgroup v2 file system", path, dir);
+    if (statfs(dir.c_str(), &fs) || stat(dir.c_str(), &st)) fail("--cgroup {}: {}: {}", path, dir, errno_text(errno));
+    if (fs.f_type != CGROUP2_SUPER_MAGIC)
+        fail("--cgroup {}: {} is not in a cgroup v2 file system; cgroup v2 is mounted at {}", path, dir,
+             fmt::join(mounts, ", "));
     return st.st_ino;
 }
+
+// Drops said while they happen, at most once a second: the summary at exit comes too late
+// to act on them.
+class DropWarning {
+public:
+    void check(const Backend& backend) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now < next_) return;
+        next_ = now + std::chrono::seconds(1);
+        const std::uint64_t dropped = backend.stats().dropped;
+        if (dropped > said_)
+            fmt::print(stderr, "ksurf: {} events dropped in the last second; --buffer-size raises the buffer\n", dropped - said_);
+        said_ = dropped;
+    }
+
+private:
+    std::chrono::steady_clock::time_point next_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    std::uint64_t said_ = 0;
+};
 
 int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t nprobes, Command* command,
          const std::function<void()>& attached) {
@@ -102,7 +166,13 @@ int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t 
     attached();
     fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", nprobes, nprobes == 1 ? "" : "s");
     if (command) command->release();
-    poll_until_stopped(opt.duration, [&](int ms) { return backend.poll(ms) && out.flush(); },
+    DropWarning drops;
+    poll_until_stopped(opt.duration,
+                       [&](int ms) {
+                           const bool going = backend.poll(ms) && out.flush();
+                           drops.check(backend);
+                           return going;
+                       },
                        [&] { return command && command->exited(); });
     out.summary(backend.stats());
     std::fflush(stdout);
@@ -156,12 +226,21 @@ int run_trace(const TraceOptions& opt) {
     }
     const Btf btf = opt.btf_file.empty() ? Btf::kernel() : Btf::from_file(opt.btf_file);
     features.use_btf(btf);
+    // Read once: every glob and suggestion looks at the same 70k lines.
+    std::optional<std::vector<std::string>> functions;
+    auto traceable = [&]() -> const std::vector<std::string>& {
+        if (!functions) functions = filter_functions(btf);
+        return *functions;
+    };
     const ResolveContext ctx{
         btf, [](std::string_view s, std::string_view e) { return tracefs::read_format(tracefs::root(), s, e); },
-        [&btf] { return filter_functions(btf); }};
+        traceable, [] { return tracefs::events(tracefs::root()); }};
     std::vector<PlannedProbe> plans;
-    for (const auto& p : probes)
-        for (auto& plan : resolve_all(p, ctx)) plans.push_back(std::move(plan));
+    for (const auto& p : probes) {
+        auto resolved = resolve_all(p, ctx);
+        if (p.target.is_glob) announce_glob(p, resolved.size(), traceable);
+        for (auto& plan : resolved) plans.push_back(std::move(plan));
+    }
     if (packets) capture_packets(plans, opt, ctx);
     if (opt.verbose)
         for (const auto& p : plans) print_plan(p);
@@ -201,21 +280,19 @@ int run_trace(const TraceOptions& opt) {
     };
     std::unique_ptr<Backend> backend;
     if (choice.kind == BackendKind::Tracefs) {
-        backend = make_tracefs_backend(sink, skb_layout(btf, plans), {opt.stacks, pids, command.has_value(), opt.buffer_kb});
+        backend = make_tracefs_backend(sink, skb_layout(btf, plans), {opt.stacks, pids, command.has_value(), opt.buffer_kb, opt.include_self});
     } else {
         BpfOptions o = bpf_options(request, features, btf, opt.verbose);
         o.stacks = opt.stacks;
         o.pids = pids;
         o.follow_forks = command.has_value();
         o.cgroup_id = cgroup;
+        o.include_self = opt.include_self;
         // One ring buffer for all CPUs, whose size the kernel wants a power of two.
         if (opt.buffer_kb) o.ringbuf_bytes = std::bit_ceil(opt.buffer_kb * 1024u);
         backend = make_bpf_backend(sink, std::move(o));
     }
-    for (const auto& p : plans) {
-        if (stop_requested()) return 1;
-        backend->add(p);
-    }
+    if (!add_all(*backend, plans)) return 1;
     // Attached BPF objects are fds that need no privilege; -w's file is open by now.
     auto drop = [&] {
         if (choice.kind != BackendKind::Bpf) return;

@@ -163,26 +163,6 @@ char* put_json_string(char* p, std::string_view s) {
     return p;
 }
 
-// The JSON string of printable(S) in one pass: its text is printable ASCII, so only the
-// backslash (also that of each \xHH) and the quote need escaping.
-char* put_json_printable(char* p, std::string_view s) {
-    *p++ = '"';
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\') {
-            *p++ = '\\';
-            *p++ = ch;
-        } else if (c >= 0x20 && c < 0x7f) {
-            *p++ = ch;
-        } else {
-            *p++ = '\\';
-            p = put_escape_x(p, c);
-        }
-    }
-    *p++ = '"';
-    return p;
-}
-
 // Writes P[0..N) to OUT: 0 or the errno of the failed write. A signal that ends the run
 // (no SA_RESTART) may interrupt a write to a slow reader: it goes on, since those events
 // were counted. A FILE without a descriptor (open_memstream) takes fwrite.
@@ -355,15 +335,14 @@ public:
     }
 
 private:
-    // Decimal values are JSON numbers, or strings as they are; others are their text.
+    // Decimal values are JSON numbers; strings are JSON's own escapes of their bytes (JSON
+    // is read by programs: printable()'s \xHH would be a second escaping); others are their text.
     static char* put_json_value(char* p, const Value& v) {
-        const auto* s = std::get_if<std::string>(&v.v);
+        if (const auto* s = std::get_if<std::string>(&v.v)) return put_json_string(p, *s);
         if (v.display == Display::Decimal) {
-            if (s) return put_json_string(p, *s);
             if (const auto* i = std::get_if<std::int64_t>(&v.v)) return put_decimal(p, *i);
             return put_decimal(p, std::get<std::uint64_t>(v.v));
         }
-        if (s) return put_json_printable(p, *s);
         // Hex, IPv4 and decimal digits: nothing to escape.
         *p++ = '"';
         p = put_value(p, v);

@@ -457,7 +457,8 @@ private:
         if (a.index < fn_->params.size()) return arg(a.index, fn_->params[a.index].type);
         if (fn_->variadic) return arg(a.index, type("unsigned long", s));  // the `...`: untyped
         std::vector<std::string> names;
-        for (const Param& p : fn_->params) names.push_back(p.name);
+        // Tracepoint prototypes have no parameter names in BTF: their types tell %N apart.
+        for (const Param& p : fn_->params) names.push_back(p.name.empty() ? p.type.name() : p.name);
         fail_at(s, fmt::format("{} has {}; %{} is out of range", fn_->name,
                                names.empty() ? "no parameters"
                                              : fmt::format("{} parameter{} ({})", names.size(),
@@ -909,22 +910,30 @@ Span target_span(const Probe& probe) {
     return {t.subsystem_span.pos, t.name_span.end() - t.subsystem_span.pos};
 }
 
-PlannedProbe plan(const Probe& probe, const ResolveContext& ctx, const std::string& function,
+// What plan() attaches to: FUNC, or SUBSYS/EVENT.
+std::string target_name(const Probe& probe) {
+    const Target& t = probe.target;
+    return probe.kind == ProbeKind::Tracepoint ? t.subsystem + "/" + t.name : t.name;
+}
+
+// PROBE at TARGET: its own (target_name()) or one its glob matched.
+PlannedProbe plan(const Probe& probe, const ResolveContext& ctx, const std::string& target,
                   std::optional<Function> found) {
     const Target& t = probe.target;
     PlannedProbe out;
     out.kind = probe.kind;
     out.text = probe.text;
     if (probe.kind == ProbeKind::Tracepoint) {
-        out.subsystem = t.subsystem;
-        out.event = t.name;
+        const auto slash = target.find('/');
+        out.subsystem = target.substr(0, slash);
+        out.event = target.substr(slash + 1);
     } else {
         out.module = t.module;
-        out.function = function;
+        out.function = target;
         out.offset = t.offset.value_or(0);
-        out.event = probe.kind == ProbeKind::Return ? function + ".return"
-                    : t.offset                      ? fmt::format("{}+{:#x}", function, *t.offset)
-                                                    : function;
+        out.event = probe.kind == ProbeKind::Return ? target + ".return"
+                    : t.offset                      ? fmt::format("{}+{:#x}", target, *t.offset)
+                                                    : target;
     }
     Resolver r(ctx, probe.text, out, target_span(probe), std::move(found));
     r.fields(probe.fields);
@@ -950,7 +959,7 @@ PlannedProbe resolve(const Probe& probe, const ResolveContext& ctx) {
         if (probe.target.is_glob)
             throw SourceError(fmt::format("'{}' is a glob: resolve_all() expands it", probe.target.name), probe.text,
                               probe.target.name_span.pos, probe.target.name_span.len);
-        return plan(probe, ctx, probe.target.name, std::nullopt);
+        return plan(probe, ctx, target_name(probe), std::nullopt);
     });
 }
 
@@ -959,14 +968,22 @@ std::vector<PlannedProbe> resolve_all(const Probe& probe, const ResolveContext& 
         const Target& t = probe.target;
         std::vector<PlannedProbe> plans;
         if (!t.is_glob) {
-            plans.push_back(plan(probe, ctx, t.name, std::nullopt));
+            plans.push_back(plan(probe, ctx, target_name(probe), std::nullopt));
             return plans;
         }
         auto error = [&](std::string message) {
             Span s = target_span(probe);
             return SourceError(std::move(message), probe.text, s.pos, s.len);
         };
-        if (probe.kind == ProbeKind::Tracepoint) throw error("tracepoint globs are not supported yet");
+        if (probe.kind == ProbeKind::Tracepoint) {
+            if (!ctx.tracepoints) throw error("tracepoint globs need the list of tracepoints (tracefs events/)");
+            const std::string glob = target_name(probe);
+            // FNM_PATHNAME: a '*' stays within the system or the event.
+            for (const std::string& name : ctx.tracepoints())
+                if (fnmatch(glob.c_str(), name.c_str(), FNM_PATHNAME) == 0) plans.push_back(plan(probe, ctx, name, std::nullopt));
+            if (plans.empty()) throw error(fmt::format("no tracepoint matches '{}'", glob));
+            return plans;
+        }
         if (!ctx.functions) throw error("function globs need the list of traceable functions (tracefs)");
         for (const std::string& name : expand_glob(qualified(t.module, t.name), ctx.functions())) {
             std::optional<Function> found;

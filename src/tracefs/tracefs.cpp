@@ -3,11 +3,14 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include <fmt/format.h>
 
 #include "ksurf/error.h"
 
@@ -34,6 +37,28 @@ std::uint32_t number_after(std::string_view line, std::string_view key) {
     return v;
 }
 
+struct PlainInt {
+    std::uint32_t size;
+    bool is_signed;
+};
+
+// The width and signedness of TYPE when it is a C integer type named without typedefs
+// ("int", "unsigned long", "s32"); nullopt otherwise (pid_t, umode_t: only BTF knows).
+std::optional<PlainInt> plain_int(std::string_view type) {
+    static constexpr std::pair<std::string_view, PlainInt> kTypes[] = {
+        {"char", {1, true}},        {"signed char", {1, true}},     {"unsigned char", {1, false}},
+        {"short", {2, true}},       {"unsigned short", {2, false}}, {"int", {4, true}},
+        {"unsigned int", {4, false}}, {"unsigned", {4, false}},     {"long", {8, true}},
+        {"unsigned long", {8, false}}, {"long long", {8, true}},    {"unsigned long long", {8, false}},
+        {"s8", {1, true}},  {"u8", {1, false}},  {"s16", {2, true}}, {"u16", {2, false}},
+        {"s32", {4, true}}, {"u32", {4, false}}, {"s64", {8, true}}, {"u64", {8, false}},
+    };
+    if (type.starts_with("__")) type.remove_prefix(2);  // __s32, __u64
+    for (const auto& [name, i] : kTypes)
+        if (name == type) return i;
+    return std::nullopt;
+}
+
 // "field:__data_loc char[] filename;" / "field:char comm[16];" / "field:const char * name;"
 Field parse_field_line(std::string_view line) {
     Field f;
@@ -56,6 +81,13 @@ Field parse_field_line(std::string_view line) {
     if (auto bracket = f.name.find('['); bracket != std::string::npos) {
         f.type += f.name.substr(bracket);
         f.name.erase(bracket);
+    }
+    // Syscall events store each argument in a long, whatever its type, and say signed:0
+    // (`int dfd; size:8; signed:0`): the argument is the low bytes (x86 is little-endian),
+    // of its own type's signedness, so AT_FDCWD reads -100 as the syscall saw it.
+    if (const auto i = plain_int(f.type); i && !f.data_loc && !f.rel_loc && i->size < f.size) {
+        f.size = i->size;
+        f.is_signed = i->is_signed;
     }
     return f;
 }
@@ -117,16 +149,38 @@ std::string root(bool* mounted_now) {
     return kDefaultMount;
 }
 
-std::vector<std::string> available_filter_functions() {
+std::vector<std::string> available_filter_functions(std::string* why_not) {
     std::vector<std::string> lines;
+    std::string path;
     try {
-        std::ifstream in(root() + "/available_filter_functions");
-        for (std::string l; std::getline(in, l);) lines.push_back(std::move(l));
-        if (in.bad()) lines.clear();
-    } catch (const Error&) {
+        path = root() + "/available_filter_functions";
+    } catch (const Error& e) {
         // No tracefs to mount: nothing is listed.
+        if (why_not) *why_not = e.what();
+        return lines;
     }
+    std::ifstream in(path);
+    const int open_error = errno;
+    for (std::string l; std::getline(in, l);) lines.push_back(std::move(l));
+    if (in.bad()) lines.clear();
+    if (lines.empty() && why_not) *why_not = fmt::format("cannot read {}: {}", path, errno_text(in.is_open() ? EIO : open_error));
     return lines;
+}
+
+std::vector<std::string> events(const std::string& root, std::string* why_not) {
+    namespace fs = std::filesystem;
+    std::vector<std::string> out;
+    std::error_code ec;
+    const fs::path dir = fs::path(root) / "events";
+    for (fs::directory_iterator sys(dir, ec), end; !ec && sys != end; sys.increment(ec)) {
+        if (!sys->is_directory(ec)) continue;
+        std::error_code inner;
+        for (const auto& ev : fs::directory_iterator(sys->path(), inner))
+            if (ev.is_directory(inner)) out.push_back(sys->path().filename().string() + "/" + ev.path().filename().string());
+    }
+    if (ec && why_not) *why_not = fmt::format("cannot read {}: {}", dir.string(), errno_text(ec.value()));
+    std::sort(out.begin(), out.end());
+    return out;
 }
 
 std::vector<std::string> threads_of(std::uint32_t pid) {

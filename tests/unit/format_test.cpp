@@ -108,11 +108,11 @@ std::vector<Case> cases() {
         {"ts as nlohmann's Grisu2 prints it", event(52613035000), "bash-42 [001] 52.613035: ev:\n",
          R"({"ts":52.613035000000004,"comm":"bash","pid":42,"tgid":40,"cpu":1,"probe":"ev","fields":{}})"
          "\n"},
-        // printable() in text; in JSON, \xHH as text whose backslash is escaped.
-        {"display strings", event(7, {{"s", str("a\"b\\c\x01\x7f\xc3\xa9 ")}}),
-         "bash-42 [001] 0.000000: ev: s=a\"b\\c\\x01\\x7f\\xc3\\xa9 \n",
-         R"({"ts":7e-09,"comm":"bash","pid":42,"tgid":40,"cpu":1,"probe":"ev","fields":{"s":"a\"b\\c\\x01\\x7f\\xc3\\xa9 "}})"
-         "\n"},
+        // printable() in text; in JSON, one escaping: JSON's own, decoding to the bytes.
+        {"display strings", event(7, {{"s", str("a\"b\\c\x01\n\x7f\xc3\xa9 ")}}),
+         "bash-42 [001] 0.000000: ev: s=a\"b\\c\\x01\\x0a\\x7f\\xc3\\xa9 \n",
+         "{\"ts\":7e-09,\"comm\":\"bash\",\"pid\":42,\"tgid\":40,\"cpu\":1,\"probe\":\"ev\",\"fields\":{\"s\":"
+         "\"a\\\"b\\\\c\\u0001\\n\x7f\xc3\xa9 \"}}\n"},
         // Decimal-display strings go to JSON as they are: control bytes escaped, DEL and
         // UTF-8 (é, €, U+1F600) raw.
         {"json escapes", event(1, {{"d", str("\b\t\n\f\r\x01\x1f\"\\\x7f\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", Display::Decimal)}}),

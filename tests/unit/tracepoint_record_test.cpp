@@ -27,6 +27,36 @@ std::string text_of(const std::vector<ksurf::FieldValue>& fields) {
     return s;
 }
 
+// sys_enter_openat as 6.18 writes it: every argument in a long, signed:0.
+constexpr const char* kOpenatFormat = R"(name: sys_enter_openat
+ID: 700
+format:
+	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
+	field:unsigned char common_flags;	offset:2;	size:1;	signed:0;
+	field:unsigned char common_preempt_count;	offset:3;	size:1;	signed:0;
+	field:int common_pid;	offset:4;	size:4;	signed:1;
+
+	field:int __syscall_nr;	offset:8;	size:4;	signed:1;
+	field:int dfd;	offset:16;	size:8;	signed:0;
+	field:const char * filename;	offset:24;	size:8;	signed:0;
+	field:unsigned int flags;	offset:32;	size:8;	signed:0;
+	field:umode_t mode;	offset:40;	size:8;	signed:0;
+)";
+
+TEST(TracefsFormat, SyscallArgumentsReadAsTheirOwnType) {
+    auto fmt = ksurf::tracefs::parse_format("syscalls", "sys_enter_openat", kOpenatFormat);
+    std::vector<std::uint8_t> rec(48);
+    put<std::uint64_t>(rec, 16, 0xffffff9cu);  // AT_FDCWD as the kernel stores it: (unsigned long)(int)-100 truncated
+    put<std::uint64_t>(rec, 32, 0x80000u);
+    put<std::uint64_t>(rec, 40, 0x1a4u);
+    const std::string text = text_of(ksurf::decode_tracepoint(fmt, rec));
+    EXPECT_NE(text.find("dfd=-100 "), std::string::npos) << text;
+    EXPECT_NE(text.find("flags=524288 "), std::string::npos) << text;
+    // A typedef's width only BTF knows: the long as it is.
+    EXPECT_EQ(fmt.field("mode")->size, 8u);
+    EXPECT_NE(text.find("mode=420 "), std::string::npos) << text;
+}
+
 TEST(TracefsFormat, ParsesFieldsAndDynamicStrings) {
     auto fmt = ksurf::tracefs::parse_format("sched", "sched_process_exec", kExecFormat);
     EXPECT_EQ(fmt.id, 365u);

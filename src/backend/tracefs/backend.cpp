@@ -292,6 +292,17 @@ public:
         if (opt_.buffer_kb) option("buffer_size_kb", std::to_string(opt_.buffer_kb));
     }
 
+    // FILTER and not ksurf's own threads: its reads of the buffers and writes of the output
+    // would feed its own probes. The kernel's filter matches threads, and ksurf starts none
+    // in a tracefs run after this.
+    static std::string without_self(const std::string& filter) {
+        std::vector<std::string> terms;
+        for (const auto& tid : tracefs::threads_of(static_cast<std::uint32_t>(getpid())))
+            terms.push_back("common_pid != " + tid);
+        const std::string self = fmt::format("{}", fmt::join(terms, " && "));
+        return filter.empty() ? self : fmt::format("({}) && {}", filter, self);
+    }
+
     void add(const PlannedProbe& plan) override {
         if (tep_) fail("{}: probes must be added before the trace starts", plan.text);
         const bool is_kprobe = plan.kind != ProbeKind::Tracepoint;
@@ -318,6 +329,7 @@ public:
         } else {
             p.format = ctx_.tracepoints.back();
         }
+        if (!opt_.include_self) p.t.filter = without_self(p.t.filter);
         if (!p.t.filter.empty() && tracefs_event_file_write(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "filter",
                                                              p.t.filter.c_str()) < 0) {
             int err = errno;
