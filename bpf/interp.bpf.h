@@ -67,10 +67,10 @@ static __noinline int ksurf_fetch(void *ctx, struct ksurf_scratch *s, __u32 i)
 		v = (__u64)s->ev.comm;
 		break;
 	case KSURF_BASE_PID:
-		v = bpf_get_current_pid_tgid() >> 32;
+		v = s->ev.tgid;
 		break;
 	case KSURF_BASE_TID:
-		v = (__u32)bpf_get_current_pid_tgid();
+		v = s->ev.pid;
 		break;
 	case KSURF_BASE_CPU:
 		v = bpf_get_smp_processor_id();
@@ -164,7 +164,15 @@ static __always_inline int ksurf_match(struct ksurf_scratch *s, const volatile s
 	return 0;
 }
 
-static __noinline int ksurf_compare(struct ksurf_scratch *s, __u32 i)
+/* String comparisons: a subprogram, their search loop exists once. */
+static __noinline int ksurf_match_op(struct ksurf_scratch *s, __u32 i)
+{
+	return ksurf_match(s, &cfg.ops[i]);
+}
+
+/* Inlined in each filter slot: the verifier keeps only the one comparison a slot's
+ * constant op code selects, a few instructions where a call cost more than the compare. */
+static __always_inline int ksurf_compare(struct ksurf_scratch *s, __u32 i)
 {
 	const volatile struct ksurf_op *op = &cfg.ops[i];
 	__u64 v = *(__u64 *)(s->data + op->at), imm = op->imm;
@@ -180,7 +188,7 @@ static __noinline int ksurf_compare(struct ksurf_scratch *s, __u32 i)
 	case KSURF_OP_SLE: return (__s64)v <= (__s64)imm;
 	case KSURF_OP_SGT: return (__s64)v > (__s64)imm;
 	case KSURF_OP_SGE: return (__s64)v >= (__s64)imm;
-	default: return ksurf_match(s, op);
+	default: return ksurf_match_op(s, i);
 	}
 }
 
@@ -226,16 +234,18 @@ static __always_inline int ksurf_filter(struct ksurf_scratch *s)
  * graphs in bpf/graph.bpf.c) goes through this, before ksurf_capture(). */
 static __always_inline int ksurf_accept(void *ctx, struct ksurf_scratch *s)
 {
-	/* Tasks outside -p/-c/--cgroup are not the user's to see: not counted as filtered. */
-	if (cfg.by_pid) {
-		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
 
-		if (!bpf_map_lookup_elem(&pids, &tgid))
-			return 0;
-	}
-	if (cfg.cgroup_id && bpf_get_current_cgroup_id() != cfg.cgroup_id)
+	/* Read once for the gates, the filter's pid and tid, and the event. */
+	s->ev.pid = (__u32)id;
+	s->ev.tgid = tgid;
+	if (cfg.self_tgid && tgid == cfg.self_tgid)
 		return 0;
-	if (cfg.self_tgid && bpf_get_current_pid_tgid() >> 32 == cfg.self_tgid)
+	/* Tasks outside -p/-c/--cgroup are not the user's to see: not counted as filtered. */
+	if (cfg.by_pid && !bpf_map_lookup_elem(&pids, &tgid))
+		return 0;
+	if (cfg.cgroup_id && bpf_get_current_cgroup_id() != cfg.cgroup_id)
 		return 0;
 #pragma unroll
 	for (int i = 0; i < KSURF_MAX_FIELDS; i++) {

@@ -50,16 +50,12 @@ static __always_inline struct ksurf_scratch *ksurf_scratch(void)
 	return bpf_map_lookup_elem(&scratch, &zero);
 }
 
-/* The event's header, once the hit has passed the gates and the filter: a rejected hit
- * never reads the clock or copies comm. */
+/* The rest of the event's header (ksurf_accept() has its pid and tgid), once the hit has
+ * passed the gates and the filter: a rejected hit never reads the clock or copies comm. */
 static __always_inline void ksurf_capture(struct ksurf_scratch *s, __u32 probe_id)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-
 	s->ev.ts_ns = bpf_ktime_get_ns();
 	s->ev.probe_id = probe_id;
-	s->ev.pid = (__u32)id;
-	s->ev.tgid = id >> 32;
 	s->ev.cpu = bpf_get_smp_processor_id();
 	s->ev.data_len = 0;
 	s->ev.stack_len = 0;
