@@ -84,8 +84,20 @@ const KprobePmu& kprobe_pmu() {
 
 // The program on a perf event (tracepoint, kprobe): through a BPF link where the kernel has
 // them (5.15), else by ioctl, where the perf event itself holds the program.
+// Why perf_event_open() said EACCES to a process that may have CAP_PERFMON: Debian's
+// kernels add a paranoid level 3 that only CAP_SYS_ADMIN passes.
+std::string paranoid_hint(int err) {
+    std::ifstream in("/proc/sys/kernel/perf_event_paranoid");
+    int level = 0;
+    if (err != EACCES || !(in >> level) || level <= 2) return "";
+    return fmt::format("; kernel.perf_event_paranoid is {}: perf events need CAP_SYS_ADMIN", level);
+}
+
 Link attach_perf(int prog, Fd event, std::string_view what) {
-    if (!event) fail("cannot attach {}: {}", what, errno_text(errno));
+    if (!event) {
+        const int err = errno;
+        fail("cannot attach {}: {}{}", what, errno_text(err), paranoid_hint(err));
+    }
     Fd link(bpf_link_create(prog, event.get(), BPF_PERF_EVENT, nullptr));
     Fd held;
     if (!link) {

@@ -159,9 +159,15 @@ int kernel_version() {
     return major * 100 + minor;
 }
 
-// CAP_BPF and CAP_PERFMON, and before 5.11, which charged BPF memory to RLIMIT_MEMLOCK
-// rather than to the cgroup, CAP_SYS_RESOURCE to raise that limit.
-std::string tracing_caps() { return kernel_version() < 511 ? "+bpf,+perfmon,+sys_resource" : "+bpf,+perfmon"; }
+// CAP_BPF and CAP_PERFMON; before 5.11, which charged BPF memory to RLIMIT_MEMLOCK rather
+// than to the cgroup, CAP_SYS_RESOURCE to raise that limit; and where perf_event_paranoid
+// is above 2 (Debian's kernels: 3), CAP_SYS_ADMIN for any perf event, a tracepoint's too.
+std::string tracing_caps() {
+    std::ifstream in("/proc/sys/kernel/perf_event_paranoid");
+    int paranoid = 2;
+    in >> paranoid;
+    return std::string("+bpf,+perfmon") + (kernel_version() < 511 ? ",+sys_resource" : "") + (paranoid > 2 ? ",+sys_admin" : "");
+}
 
 // Before 5.19 kernel.unprivileged_bpf_disabled refused every bpf() command without CAP_BPF,
 // reading a map through an fd included: there a run keeps CAP_BPF (bit 39) alone.
