@@ -17,6 +17,7 @@
 #include "ksurf/backend_choice.h"
 #include "ksurf/bpf_backend.h"
 #include "ksurf/btf.h"
+#include "ksurf/cgroup.h"
 #include "ksurf/command.h"
 #include "ksurf/error.h"
 #include "ksurf/features.h"
@@ -113,32 +114,6 @@ void say_stale(const std::vector<tracefs::StaleRun>& stale) {
     for (const auto& s : stale)
         fmt::print(stderr, "ksurf: removed stale probes from a killed run (pid {}): {} kprobe event{}{}\n", s.pid,
                    s.kprobes, s.kprobes == 1 ? "" : "s", s.instance ? " and its tracefs instance" : "");
-}
-
-// Where cgroup v2 is mounted: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on
-// hybrid ones (systemd's), anywhere an administrator chose.
-std::vector<std::string> cgroup2_mounts() {
-    std::vector<std::string> dirs;
-    std::ifstream in("/proc/self/mounts");
-    std::string dev, dir, type, rest;
-    while (in >> dev >> dir >> type && std::getline(in, rest))
-        if (type == "cgroup2") dirs.push_back(dir);
-    return dirs;
-}
-
-// --cgroup PATH: a cgroup v2 directory, absolute or relative to the (first) cgroup v2 mount;
-// its id is what bpf_get_current_cgroup_id() returns: the directory's inode number.
-std::uint64_t cgroup_id(const std::string& path) {
-    const auto mounts = cgroup2_mounts();
-    if (mounts.empty()) fail("--cgroup {}: no cgroup v2 file system is mounted (mount -t cgroup2 none DIR)", path);
-    const std::string dir = path.starts_with('/') ? path : mounts.front() + "/" + path;
-    struct statfs fs {};
-    struct stat st {};
-    if (statfs(dir.c_str(), &fs) || stat(dir.c_str(), &st)) fail("--cgroup {}: {}: {}", path, dir, errno_text(errno));
-    if (fs.f_type != CGROUP2_SUPER_MAGIC)
-        fail("--cgroup {}: {} is not in a cgroup v2 file system; cgroup v2 is mounted at {}", path, dir,
-             fmt::join(mounts, ", "));
-    return st.st_ino;
 }
 
 // Drops said while they happen, at most once a second: the summary at exit comes too late

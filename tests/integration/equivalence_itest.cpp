@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "kernel_state.h"
 #include "process.h"
 
 namespace ksurf::test {
@@ -360,11 +361,8 @@ INSTANTIATE_TEST_SUITE_P(Backends, TracepointCase, testing::Values("bpf", "trace
 
 // The cgroup2 mount: /sys/fs/cgroup in the guests, /sys/fs/cgroup/unified on hybrid hosts.
 std::optional<fs::path> cgroup2_root() {
-    std::ifstream mounts("/proc/mounts");
-    std::string dev, dir, type, rest;
-    while (mounts >> dev >> dir >> type && std::getline(mounts, rest))
-        if (type == "cgroup2") return dir;
-    return std::nullopt;
+    const auto dirs = cgroup2_dirs();
+    return dirs.empty() ? std::nullopt : std::optional<fs::path>(dirs.front());
 }
 
 TEST(Cgroup, OnlyTasksInTheCgroupAreTraced) {

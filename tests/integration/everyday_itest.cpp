@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "ksurf/btf.h"
+#include "kernel_state.h"
 #include "process.h"
 
 namespace ksurf::test {
@@ -232,17 +233,8 @@ TEST(Signed, AtFdcwdReadsMinus100OnBothBackends) {
 
 // ---- --cgroup on a host whose cgroup v2 is not at /sys/fs/cgroup ----
 
-std::vector<std::string> cgroup2_mounts() {
-    std::vector<std::string> dirs;
-    std::ifstream in("/proc/self/mounts");
-    std::string dev, dir, type, rest;
-    while (in >> dev >> dir >> type && std::getline(in, rest))
-        if (type == "cgroup2") dirs.push_back(dir);
-    return dirs;
-}
-
 TEST(Cgroup, NamesWhereCgroupV2IsAndResolvesAgainstIt) {
-    const auto mounts = cgroup2_mounts();
+    const auto mounts = cgroup2_dirs();
     if (mounts.empty()) GTEST_SKIP() << "no cgroup2 mount";
     auto bad = run({ksurf_bin(), "-d", "1", "--cgroup", "/tmp", "e sched/sched_process_exec"});
     EXPECT_EQ(bad.status, 1);

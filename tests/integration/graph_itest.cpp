@@ -20,6 +20,7 @@
 #include <regex>
 #include <set>
 
+#include "kernel_state.h"
 #include "process.h"
 
 namespace ksurf::test {
@@ -225,10 +226,8 @@ TEST(GraphBounds, SampleRecordsOneInN) {
 
 // Where cgroup v2 is mounted, or "".
 std::string cgroup2_root() {
-    std::ifstream m("/proc/mounts");
-    for (std::string dev, dir, type, rest; m >> dev >> dir >> type && std::getline(m, rest);)
-        if (type == "cgroup2") return dir;
-    return "";
+    const auto dirs = cgroup2_dirs();
+    return dirs.empty() ? "" : dirs.front();
 }
 
 bool in_kallsyms(const std::string& name) {

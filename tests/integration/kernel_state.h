@@ -35,6 +35,16 @@ inline std::filesystem::path tracing_dir() {
     return "/sys/kernel/tracing";  // where ksurf mounts it
 }
 
+// Where cgroup v2 is mounted, from the kernel's mount table (the first of them first).
+inline std::vector<std::string> cgroup2_dirs() {
+    std::vector<std::string> dirs;
+    std::ifstream in("/proc/self/mounts");
+    std::string dev, dir, type, rest;
+    while (in >> dev >> dir >> type && std::getline(in, rest))
+        if (type == "cgroup2") dirs.push_back(dir);
+    return dirs;
+}
+
 inline bool kprobes_available() { return std::filesystem::exists(tracing_dir() / "kprobe_events"); }
 
 inline bool instance_exists(pid_t pid) {

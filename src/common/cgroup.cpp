@@ -1,0 +1,38 @@
+#include "ksurf/cgroup.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+
+#include <cerrno>
+#include <fstream>
+
+#include "ksurf/error.h"
+
+namespace ksurf {
+
+std::vector<std::string> cgroup2_mounts() {
+    std::vector<std::string> dirs;
+    std::ifstream in("/proc/self/mounts");
+    std::string dev, dir, type, rest;
+    while (in >> dev >> dir >> type && std::getline(in, rest))
+        if (type == "cgroup2") dirs.push_back(dir);
+    return dirs;
+}
+
+std::uint64_t cgroup_id(const std::string& path) {
+    const auto mounts = cgroup2_mounts();
+    if (mounts.empty()) fail("--cgroup {}: no cgroup v2 file system is mounted (mount -t cgroup2 none DIR)", path);
+    const std::string dir = path.starts_with('/') ? path : mounts.front() + "/" + path;
+    struct statfs fs {};
+    struct stat st {};
+    if (statfs(dir.c_str(), &fs) || stat(dir.c_str(), &st)) fail("--cgroup {}: {}: {}", path, dir, errno_text(errno));
+    if (fs.f_type != CGROUP2_SUPER_MAGIC)
+        fail("--cgroup {}: {} is not in a cgroup v2 file system; cgroup v2 is mounted at {}", path, dir,
+             fmt::join(mounts, ", "));
+    return st.st_ino;
+}
+
+}  // namespace ksurf
