@@ -35,7 +35,8 @@ inline std::filesystem::path tracing_dir() {
     return "/sys/kernel/tracing";  // where ksurf mounts it
 }
 
-// Where cgroup v2 is mounted, from the kernel's mount table (the first of them first).
+// Where cgroup v2 is mounted, from the kernel's mount table (the first of them first): read
+// here rather than through ksurf's own cgroup2_mounts(), which the tests are checking.
 inline std::vector<std::string> cgroup2_dirs() {
     std::vector<std::string> dirs;
     std::ifstream in("/proc/self/mounts");
