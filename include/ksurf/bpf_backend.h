@@ -104,7 +104,10 @@ struct BpfOptions {
     std::vector<std::uint32_t> pids;
     bool follow_forks = false;
     std::uint64_t cgroup_id = 0;
-    bool include_self = false;        // --include-self: ksurf's own process is traced too
+    // ksurf's own process is not traced (its reads and writes would feed the trace): the
+    // trace command's default, which --include-self turns off; a library user tracing its
+    // own calls leaves it off.
+    bool exclude_self = false;
     // Called once per probe when its attach type is decided (for -v): "p vfs_open: kprobe
     // (fentry: program load refused: ...)".
     std::function<void(const std::string&)> explain;

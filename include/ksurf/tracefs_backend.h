@@ -106,7 +106,7 @@ struct TracefsOptions {
     std::vector<std::uint32_t> pids;  // set_event_pid: the threads of these processes only
     bool follow_forks = false;        // options/event-fork: and the tasks they fork
     std::uint32_t buffer_kb = 0;      // --buffer-size: buffer_size_kb, per CPU; 0 keeps the kernel's
-    bool include_self = false;        // --include-self: events of ksurf's own threads are kept
+    bool exclude_self = false;        // drop events of this process's threads (as BpfOptions)
 };
 
 // Throws when tracefs cannot be mounted or the instance cannot be created.

@@ -255,14 +255,14 @@ int run_trace(const TraceOptions& opt) {
     };
     std::unique_ptr<Backend> backend;
     if (choice.kind == BackendKind::Tracefs) {
-        backend = make_tracefs_backend(sink, skb_layout(btf, plans), {opt.stacks, pids, command.has_value(), opt.buffer_kb, opt.include_self});
+        backend = make_tracefs_backend(sink, skb_layout(btf, plans), {opt.stacks, pids, command.has_value(), opt.buffer_kb, !opt.include_self});
     } else {
         BpfOptions o = bpf_options(request, features, btf, opt.verbose);
         o.stacks = opt.stacks;
         o.pids = pids;
         o.follow_forks = command.has_value();
         o.cgroup_id = cgroup;
-        o.include_self = opt.include_self;
+        o.exclude_self = !opt.include_self;
         // One ring buffer for all CPUs, whose size the kernel wants a power of two.
         if (opt.buffer_kb) o.ringbuf_bytes = std::bit_ceil(opt.buffer_kb * 1024u);
         backend = make_bpf_backend(sink, std::move(o));

@@ -104,13 +104,15 @@ TEST(List, StructLayoutAsBtfHasIt) {
     EXPECT_NE(r.out.find(fmt::format("/* size: {},", skb.size())), std::string::npos) << r.out;
 }
 
-TEST(List, AGlobOverEveryFunctionAnswersWellUnderASecond) {
-    const auto start = std::chrono::steady_clock::now();
+// How fast is for bench/, not for a test: this checks that a glob lists its functions.
+TEST(List, AGlobListsEveryMatchingFunction) {
     auto r = run({ksurf_bin(), "list", "tcp_*"});
-    const auto took = std::chrono::steady_clock::now() - start;
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_GT(count_lines_starting(r.out, "p tcp_"), 100u);
-    EXPECT_LT(took, 500ms);
+    for (const auto& l : lines(r.out))
+        if (l.starts_with("p ")) {
+            EXPECT_TRUE(l.starts_with("p tcp_")) << l;
+        }
 }
 
 TEST(List, WithoutRootListsBtfAndSaysWhatIsMissing) {

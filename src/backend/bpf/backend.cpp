@@ -379,7 +379,7 @@ private:
         c.by_pid = !opt_.pids.empty();
         c.stack = opt_.stacks;
         c.cgroup_id = opt_.cgroup_id;
-        c.self_tgid = opt_.include_self ? 0 : static_cast<std::uint32_t>(getpid());
+        c.self_tgid = opt_.exclude_self ? static_cast<std::uint32_t>(getpid()) : 0;
         // Looking structures up by name indexes all of BTF: only probes that read packets
         // (and -c's fork follower) pay for it.
         const bool packets = c.ncbpf || c.snaplen ||

@@ -329,7 +329,7 @@ public:
         } else {
             p.format = ctx_.tracepoints.back();
         }
-        if (!opt_.include_self) p.t.filter = without_self(p.t.filter);
+        if (opt_.exclude_self) p.t.filter = without_self(p.t.filter);
         if (!p.t.filter.empty() && tracefs_event_file_write(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "filter",
                                                              p.t.filter.c_str()) < 0) {
             int err = errno;
