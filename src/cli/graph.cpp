@@ -7,6 +7,7 @@
 
 #include "ksurf/btf.h"
 #include "ksurf/error.h"
+#include "ksurf/privileges.h"
 #include "ksurf/features.h"
 #include "ksurf/graph.h"
 #include "ksurf/kallsyms.h"
@@ -221,6 +222,12 @@ int run_graph(const CommonOptions& common, const GraphOptions& opt) {
     }
     names = &rec->names();
     rec->attach();
+    // Attached BPF objects are fds that need no privilege; the function_graph fallback
+    // keeps root to give the top-level tracefs instance back.
+    if (!no_bpf) {
+        const std::string did = drop_privileges(std::nullopt);
+        if (common.verbose) fmt::print(stderr, "ksurf: {}\n", did);
+    }
     const auto failed = rec->failed();
     if (!failed.empty()) {
         fmt::print(stderr, "ksurf: {} callees could not be attached{}\n", failed.size(), common.verbose ? ":" : " (-v lists them)");

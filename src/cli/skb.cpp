@@ -8,6 +8,7 @@
 
 #include "ksurf/btf.h"
 #include "ksurf/error.h"
+#include "ksurf/privileges.h"
 #include "ksurf/features.h"
 #include "ksurf/kallsyms.h"
 #include "ksurf/run_loop.h"
@@ -79,6 +80,9 @@ int run_skb(const CommonOptions& common, const SkbOptions& opt) {
 
     install_stop_handlers();
     tracer->attach(fns);
+    // Attached BPF objects are fds that need no privilege.
+    const std::string dropped = drop_privileges(std::nullopt);
+    if (common.verbose) note(dropped);
     const auto failed = tracer->failed();
     if (!failed.empty()) {
         note(fmt::format("{} functions could not be attached{}", failed.size(), common.verbose ? ":" : " (-v lists them)"));

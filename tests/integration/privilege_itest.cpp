@@ -207,6 +207,31 @@ void expect_runs_without_privilege(const std::vector<std::string>& extra, uid_t 
                                << alive.links.size() << " links left";
 }
 
+// graph and skb drop them too once attached, and still end cleanly: their probes need
+// kprobes, which the guests have.
+TEST(Privileges, GraphAndSkbDropEveryCapabilityOnceAttached) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    if (!kprobes_available()) GTEST_SKIP() << "graph and skb need kprobes";
+    const std::vector<std::vector<std::string>> runs{
+        {ksurf_bin(), "graph", "do_sys_openat2", "--depth", "0", "--funcs", "do_filp_open", "-d", "4"},
+        {ksurf_bin(), "skb", "--funcs", "ip_rcv", "--no-return", "-d", "4"},
+    };
+    for (const auto& argv : runs) {
+        Process p(argv);
+        if (!p.wait_for_err("Tracing", 120s)) {
+            ADD_FAILURE() << argv[1] << " did not attach: " << p.finish().err;
+            continue;
+        }
+        const char* kept = keeps_cap_bpf() ? "0000008000000000" : "0000000000000000";
+        for (const auto& t : thread_status(p.pid())) {
+            EXPECT_EQ(t.at("CapEff"), kept) << argv[1];
+            EXPECT_EQ(t.at("NoNewPrivs"), "1") << argv[1];
+        }
+        const auto r = p.finish(120s);
+        EXPECT_EQ(r.status, 0) << argv[1] << ": " << r.err;
+    }
+}
+
 TEST(Privileges, BpfRunDropsEveryCapabilityOnceAttached) {
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
     expect_runs_without_privilege({}, 0);
