@@ -407,6 +407,7 @@ private:
     PlannedField lower(Place p, Span s) const {
         PlannedField out;
         out.c_type = p.type.name();
+        unwrap_scalar(p);
         Type t = p.type.strip();
         Kind k = t.kind();
         bool char_array = k == Kind::Array && t.elem().strip().kind() == Kind::Char;
@@ -430,6 +431,13 @@ private:
             out.display = k == Kind::Pointer ? Display::Hex : Display::Decimal;
         }
         return out;
+    }
+
+    // atomic_t, refcount_t, kuid_t...: a struct that only wraps a number is that number, as
+    // surftrace prints `users=S%0->mm->mm_users`. Its one member is at offset 0, so the
+    // place keeps its address and takes the member's type.
+    static void unwrap_scalar(Place& p) {
+        if (std::optional<Type> inner = wrapped_scalar(p.type)) p.type = *inner;
     }
 
     // ---- expressions ----

@@ -702,6 +702,49 @@ TEST_F(ResolveKernel, TaskComm) {
     EXPECT_EQ(comm.fetch.offset, off(member(btf->find_type("struct task_struct"), "comm").offset));
 }
 
+// A struct that only wraps a number reads and prints as that number (surftrace's
+// `users=S%0->mm->mm_users`), also through a nested wrapper, and compares as one.
+TEST_F(ResolveKernel, ScalarWrappersAreTheirScalar) {
+    PlannedProbe p = resolve(parse_probe("p wake_up_new_task comm=%0->comm users=S%0->mm->mm_users f:users<4"),
+                             ResolveContext{*btf, test_format, {}});
+    const PlannedField& users = p.fields.at(1);
+    Type task = btf->find_type("struct task_struct"), mm = btf->find_type("struct mm_struct");
+    EXPECT_EQ(users.fetch.derefs, (std::vector<std::int64_t>{off(member(task, "mm").offset)}));
+    EXPECT_EQ(users.fetch.access, Access::Load);
+    EXPECT_EQ(users.fetch.offset, off(member(mm, "mm_users").offset));
+    EXPECT_EQ(users.fetch.size, 4u);
+    EXPECT_TRUE(users.fetch.is_signed);
+    EXPECT_EQ(users.display, Display::Decimal);
+    EXPECT_EQ(users.c_type, "atomic_t");
+    ASSERT_TRUE(p.filter);
+    const auto& lt = std::get<PlannedComparison>(*p.filter);
+    EXPECT_EQ(lt.field, 1u);
+    EXPECT_EQ(lt.value, Stored{std::int64_t{4}});
+
+    // refcount_t wraps an atomic_t, which wraps an int.
+    PlannedField usage = field("p wake_up_new_task u=%0->usage");
+    EXPECT_EQ(usage.fetch.access, Access::Load);
+    EXPECT_EQ(usage.fetch.offset, off(member(task, "usage").offset));
+    EXPECT_EQ(usage.fetch.size, 4u);
+    EXPECT_EQ(usage.c_type, "refcount_t");
+    // kuid_t wraps an unsigned uid_t.
+    PlannedField uid = field("p wake_up_new_task uid=%0->real_cred->uid");
+    EXPECT_EQ(uid.fetch.size, 4u);
+    EXPECT_FALSE(uid.fetch.is_signed);
+    EXPECT_EQ(uid.c_type, "kuid_t");
+    // atomic_long_t wraps a long.
+    EXPECT_EQ(wrapped_scalar(btf->find_type("atomic_long_t"))->size(), 8u);
+    EXPECT_TRUE(wrapped_scalar(btf->find_type("atomic_long_t"))->is_signed());
+    EXPECT_EQ(wrapped_scalar(btf->find_type("atomic64_t"))->size(), 8u);
+
+    // A struct of more than one member is still not a number.
+    ResolveContext ctx{*btf, test_format, {}};
+    auto [message, caret] = error_of([&] { resolve(parse_probe("p wake_up_new_task x=%0->se"), ctx); });
+    EXPECT_EQ(message, "'%0->se' is a struct sched_entity; name a member");
+    EXPECT_FALSE(wrapped_scalar(btf->find_type("struct sched_entity")));
+    EXPECT_FALSE(wrapped_scalar(btf->find_type("int")));
+}
+
 TEST_F(ResolveKernel, FileName) {
     PlannedField name = field("p vfs_read n=%0->f_path.dentry->d_name.name");
     Type file = btf->find_type("struct file"), dentry = btf->find_type("struct dentry");
