@@ -71,12 +71,17 @@ struct Cast {  // (type)operand, C semantics: the operand includes its whole pos
     ExprPtr operand;
 };
 enum class Layer : std::uint8_t { L2 = 2, L3 = 3, L4 = 4 };
-// @(struct iphdr *)l3%0: a pointer of type `type` to the layer's header inside the skb
-// `skb`. A following ->member chain is an ordinary Member node whose base is this node.
+// The layer of the packet header `struct NAME` (iphdr: L3); nullopt unless NAME is ethhdr,
+// iphdr, ipv6hdr, tcphdr, udphdr, icmphdr or icmp6hdr.
+std::optional<Layer> header_layer(std::string_view name);
+// @(struct tcphdr *)l3%0, as surftrace: a header of type `type` in the packet of the skb
+// `skb`, whose skb->data points at the `mark` layer at this probe; a header above the mark
+// follows those between (l3: tcphdr after an IPv4 header). A following ->member chain is
+// an ordinary Member node whose base is this node.
 struct PacketHeader {
-    TypeName type;  // always `struct <header> *`, header valid for the layer
-    Layer layer = Layer::L3;
-    Span layer_span;  // empty when the layer was left implicit
+    TypeName type;  // always `struct <header> *`, the header's layer not below the mark
+    Layer mark = Layer::L3;
+    Span mark_span;  // empty when the mark was left implicit
     ExprPtr skb;
 };
 

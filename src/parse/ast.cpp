@@ -42,6 +42,15 @@ std::string quote(std::string_view s) {
 
 }  // namespace
 
+std::optional<Layer> header_layer(std::string_view name) {
+    static constexpr std::pair<std::string_view, Layer> layers[] = {
+        {"ethhdr", Layer::L2},  {"iphdr", Layer::L3},   {"ipv6hdr", Layer::L3},  {"tcphdr", Layer::L4},
+        {"udphdr", Layer::L4}, {"icmphdr", Layer::L4}, {"icmp6hdr", Layer::L4}};
+    for (const auto& [header, layer] : layers)
+        if (header == name) return layer;
+    return std::nullopt;
+}
+
 std::string_view builtin_name(Builtin b) {
     static constexpr std::string_view names[] = {"retval", "comm", "pid", "tid", "cpu"};
     return names[static_cast<std::size_t>(b)];
@@ -71,7 +80,7 @@ std::string Expr::to_string() const {
             [](const Cast& c) { return fmt::format("({}){}", c.type.to_string(), c.operand->to_string()); },
             [](const PacketHeader& p) {
                 auto skb = p.skb->to_string();
-                return fmt::format("@({})l{}{}", p.type.to_string(), static_cast<int>(p.layer),
+                return fmt::format("@({})l{}{}", p.type.to_string(), static_cast<int>(p.mark),
                                    is_primary(*p.skb) ? skb : fmt::format("({})", skb));
             },
         },

@@ -60,18 +60,6 @@ std::optional<std::string_view> canonical_register(std::string_view name) {
 
 constexpr std::array kBuiltins = {Builtin::Retval, Builtin::Comm, Builtin::Pid, Builtin::Tid, Builtin::Cpu};
 
-struct HeaderInfo {
-    std::string_view name;
-    Layer layer;
-};
-constexpr std::array<HeaderInfo, 7> kHeaders = {{{"ethhdr", Layer::L2},
-                                                 {"iphdr", Layer::L3},
-                                                 {"ipv6hdr", Layer::L3},
-                                                 {"tcphdr", Layer::L4},
-                                                 {"udphdr", Layer::L4},
-                                                 {"icmphdr", Layer::L4},
-                                                 {"icmp6hdr", Layer::L4}}};
-
 // Longest operators first, so that "<=" is not read as "<".
 constexpr std::array kCmpOps = {CmpOp::Eq, CmpOp::Ne, CmpOp::Le, CmpOp::Ge, CmpOp::Lt, CmpOp::Gt, CmpOp::Glob};
 
@@ -477,26 +465,32 @@ Expr Parser::packet() {
     skip_ws();
     if (peek() != ')') expected(fmt::format("')' after '{}'", type->to_string()));
     ++pos_;
-    auto header = std::ranges::find(kHeaders, type->name, &HeaderInfo::name);
-    if (type->tag != TypeName::Tag::Struct || header == kHeaders.end())
+    std::optional<Layer> layer = type->tag == TypeName::Tag::Struct ? header_layer(type->name) : std::nullopt;
+    if (!layer)
         error(type->span, fmt::format("unknown packet header '{}' (expected struct ethhdr, iphdr, ipv6hdr, tcphdr, "
                                       "udphdr, icmphdr or icmp6hdr)",
                                       type->to_string()));
     if (type->pointers != 1)
         error(type->span, fmt::format("a packet header is a pointer: write 'struct {} *'", type->name));
-    PacketHeader h{std::move(*type), header->layer, {}, nullptr};
+    PacketHeader h{std::move(*type), Layer::L3, {}, nullptr};
     expr_ws();
     if (peek() == 'l' && is_digit(peek(1))) {
-        h.layer_span = {pos_, 2};
+        h.mark_span = {pos_, 2};
         char digit = peek(1);
         if (digit < '2' || digit > '4')
-            error(h.layer_span, fmt::format("unknown layer 'l{}' (expected l2, l3 or l4)", digit));
-        if (static_cast<Layer>(digit - '0') != header->layer)
-            error(h.layer_span, fmt::format("struct {} is a layer-{} header, not l{}", header->name,
-                                            static_cast<int>(header->layer), digit));
+            error(h.mark_span, fmt::format("unknown layer 'l{}' (expected l2, l3 or l4)", digit));
+        h.mark = static_cast<Layer>(digit - '0');
         pos_ += 2;
         expr_ws();
     }
+    // The mark says where skb->data points: a header below it is not in the data.
+    if (*layer < h.mark)
+        error(h.mark_span.len ? h.mark_span : h.type.span,
+              fmt::format("struct {} is a layer-{} header, below the mark l{}{} (skb->data at that layer); write l{} "
+                          "where skb->data is at the {} header",
+                          h.type.name, static_cast<int>(*layer), static_cast<int>(h.mark),
+                          h.mark_span.len ? "" : ", the default", static_cast<int>(*layer),
+                          *layer == Layer::L2 ? "Ethernet" : "IP"));
     if (!starts_operand(peek())) expected("the skb after the packet header type, e.g. %0 or skb");
     h.skb = box(primary());
     return Expr{std::move(h), span_from(start)};

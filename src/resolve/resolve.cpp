@@ -498,6 +498,9 @@ private:
 
     Place eval(const Member& m, Span) {
         Place p = eval(*m.base);
+        if (payload(m.name) && packet_struct(p))
+            fail_at(m.name_span, fmt::format("'{0}' is the payload after the header, in elements; name one: {0}[N]",
+                                             m.name));
         select(p, m.name, m.base->span, m.name_span);
         return p;
     }
@@ -525,6 +528,7 @@ private:
     }
 
     Place eval(const Index& ix, Span) {
+        if (std::optional<Place> element = payload_element(ix)) return std::move(*element);
         Place p = eval(*ix.base);
         Type t = p.type;
         if (t.kind() == Kind::Array && p.object) {
@@ -572,10 +576,65 @@ private:
             fail_at(h.skb->span, fmt::format("@({}) needs a struct sk_buff *, but {} is {}", h.type.to_string(), who,
                                              skb.type.name()));
         }
-        Place p{{}, type(h.type.to_string(), h.type.span), false};
-        p.fetch.base = Base::Packet;
-        p.fetch.layer = h.layer;
-        p.fetch.skb = std::make_unique<Fetch>(lower(std::move(skb), h.skb->span).fetch);
+        // The header is an object at skb->data past the headers below it: a chain of loads
+        // every backend runs alike, so BPF and tracefs agree by construction.
+        Place p = std::move(skb);
+        select(p, "data", h.skb->span, h.skb->span);
+        follow(p);
+        p.type = type(fmt::format("struct {}", h.type.name), h.type.span);
+        p.fetch.offset = past_mark(h);
+        return p;
+    }
+
+    // Bytes from skb->data, at H's mark, to H: the headers of the layers between as
+    // surftrace assumes them, sized by BTF: an Ethernet header, then an IPv4 header without
+    // options (the fixed IPv6 header before an icmp6hdr). tracefs cannot read the real IPv4
+    // header length before it adds it, so the BPF backend does not either.
+    std::int64_t past_mark(const PacketHeader& h) const {
+        const Layer layer = header_layer(h.type.name).value();
+        std::size_t skip = 0;
+        if (h.mark == Layer::L2 && layer != Layer::L2) skip += type("struct ethhdr", h.type.span).size();
+        if (h.mark != Layer::L4 && layer == Layer::L4)
+            skip += type(h.type.name == "icmp6hdr" ? "struct ipv6hdr" : "struct iphdr", h.type.span).size();
+        return static_cast<std::int64_t>(skip);
+    }
+
+    // ---- packet payload: cdata[i] Sdata[i] sdata[i] ldata[i] qdata[i] ----
+
+    struct Payload {
+        std::string_view member;
+        std::string_view element;
+    };
+    static constexpr Payload kPayload[] = {
+        {"cdata", "u8"}, {"Sdata", "s8"}, {"sdata", "u16"}, {"ldata", "u32"}, {"qdata", "u64"}};
+
+    static const Payload* payload(std::string_view member) {
+        for (const Payload& p : kPayload)
+            if (p.member == member) return &p;
+        return nullptr;
+    }
+
+    // Whether P is a packet header struct object, or a pointer to one.
+    static bool packet_struct(const Place& p) {
+        const bool pointer = p.type.kind() == Kind::Pointer;
+        if (!pointer && !p.object) return false;
+        std::string name = (pointer ? p.type.pointee() : p.type).strip().name();
+        return name.starts_with("struct ") && header_layer(std::string_view(name).substr(7));
+    }
+
+    // HEADER->sdata[i] (surftrace): the i-th 2-byte number right after the header, and so
+    // for the other widths; nullopt when IX is not such an element.
+    std::optional<Place> payload_element(const Index& ix) {
+        const auto* m = std::get_if<Member>(&ix.base->node);
+        const Payload* pl = m ? payload(m->name) : nullptr;
+        if (!pl) return std::nullopt;
+        Place p = eval(*m->base);
+        if (!packet_struct(p)) return std::nullopt;
+        if (p.type.kind() == Kind::Pointer) follow(p);
+        Type elem = type(pl->element, m->name_span);
+        if (ix.index > kMaxOffset / elem.size()) fail_at(ix.index_span, fmt::format("index {} is too large", ix.index));
+        p.fetch.offset += static_cast<std::int64_t>(p.type.size() + ix.index * elem.size());
+        p.type = elem;
         return p;
     }
 

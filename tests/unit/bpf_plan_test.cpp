@@ -323,7 +323,7 @@ TEST(BpfPlanKprobe, KretprobeHasTheReturnValueOnly) {
 }
 
 TEST(BpfPlanPacket, HeaderFromTheSkbThenTheFieldsChain) {
-    // @(struct iphdr *)l3 %0->sk... : skb = *(%0 + 0x10) (an object's pointer member),
+    // ip.saddr of the skb at *(%0 + 0x10) (an object's pointer member, as `skb=%0->...`):
     // header at L3, then saddr at 12 of the header.
     auto skb = std::make_unique<Fetch>(fetch(Base::Arg, Access::Load, 8, 0x10));
     skb->derefs = {0x20};

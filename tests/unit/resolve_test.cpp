@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <linux/ip.h>
 #include <linux/tcp.h>
+#include <linux/udp.h>
 
 #include <cstddef>
 #include <cstring>
@@ -755,26 +756,70 @@ TEST_F(ResolveKernel, FileName) {
     EXPECT_EQ(name.fetch.offset, 0);
 }
 
-TEST_F(ResolveKernel, PacketHeadersMatchUapi) {
+// @(struct H *)lN reads H at skb->data as surftrace does: the mark is the layer skb->data
+// is at, and a header above it follows an Ethernet header (14 bytes) and an IPv4 header
+// without options (20), or IPv6's fixed header (40) before an icmp6hdr.
+TEST_F(ResolveKernel, PacketHeadersAreAtSkbDataPastTheMark) {
+    const std::int64_t data = off(member(btf->find_type("struct sk_buff"), "data").offset);
     PlannedField saddr = field("p tcp_v4_rcv ip_saddr=@(struct iphdr *)l3%0->saddr");
-    EXPECT_EQ(saddr.fetch.base, Base::Packet);
-    EXPECT_EQ(saddr.fetch.layer, Layer::L3);
-    ASSERT_TRUE(saddr.fetch.skb);
-    EXPECT_EQ(saddr.fetch.skb->base, Base::Arg);
-    EXPECT_EQ(saddr.fetch.skb->access, Access::Value);
+    EXPECT_EQ(saddr.fetch.base, Base::Arg);
+    EXPECT_EQ(saddr.fetch.derefs, (std::vector<std::int64_t>{data}));
     EXPECT_EQ(saddr.fetch.access, Access::Load);
     EXPECT_EQ(saddr.fetch.offset, off(offsetof(struct iphdr, saddr)));
     EXPECT_EQ(saddr.fetch.size, 4u);
     EXPECT_EQ(saddr.display, Display::IPv4);
     PlannedField dest = field("p tcp_v4_rcv b16_dport=@(struct tcphdr *)l4%0->dest");
-    EXPECT_EQ(dest.fetch.layer, Layer::L4);
+    EXPECT_EQ(dest.fetch.derefs, (std::vector<std::int64_t>{data}));
     EXPECT_EQ(dest.fetch.offset, off(offsetof(struct tcphdr, dest)));
     EXPECT_EQ(dest.swap_bits, 16u);
-    // An skb reached through a member: loaded as the pointer it is.
+    auto offset = [&](std::string_view text) { return field(text).fetch.offset; };
+    EXPECT_EQ(offset("p tcp_v4_rcv d=@(struct tcphdr *)l3%0->dest"), 20 + off(offsetof(struct tcphdr, dest)));
+    EXPECT_EQ(offset("p tcp_v4_rcv d=@(struct tcphdr *)%0->dest"), 20 + off(offsetof(struct tcphdr, dest)));
+    EXPECT_EQ(offset("p tcp_v4_rcv d=@(struct udphdr *)l2%0->dest"), 14 + 20 + off(offsetof(struct udphdr, dest)));
+    EXPECT_EQ(offset("p tcp_v4_rcv d=@(struct iphdr *)l2%0->daddr"), 14 + off(offsetof(struct iphdr, daddr)));
+    EXPECT_EQ(offset("p tcp_v4_rcv t=@(struct icmp6hdr *)l3%0->icmp6_type"), 40);
+    EXPECT_EQ(offset("p tcp_v4_rcv p=@(struct ethhdr *)l2%0->h_proto"), 12);
+    // An skb reached through a member: its pointer loaded, then skb->data.
     PlannedField next = field("p tcp_v4_rcv p=@(struct iphdr *)l3(%0->next)->protocol");
-    EXPECT_EQ(next.fetch.skb->access, Access::Load);
-    EXPECT_EQ(next.fetch.skb->size, 8u);
+    EXPECT_EQ(next.fetch.derefs,
+              (std::vector<std::int64_t>{off(member(btf->find_type("struct sk_buff"), "next").offset), data}));
     EXPECT_EQ(next.fetch.offset, off(offsetof(struct iphdr, protocol)));
+}
+
+// HEADER->sdata[i] and the other widths: the i-th number right after the header.
+TEST_F(ResolveKernel, PacketPayloadMembers) {
+    struct Case {
+        const char* text;
+        std::int64_t offset;
+        std::uint32_t size;
+        bool is_signed;
+    };
+    for (const Case& c : {Case{"p ip_rcv d=X@(struct iphdr *)l3%0->sdata[1]", 20 + 2, 2, false},
+                          Case{"p ip_rcv d=@(struct iphdr *)%0->cdata[5]", 20 + 5, 1, false},
+                          Case{"p ip_rcv d=@(struct iphdr *)%0->Sdata[3]", 20 + 3, 1, true},
+                          Case{"p ip_rcv d=@(struct tcphdr *)l3%0->ldata[1]", 20 + 20 + 4, 4, false},
+                          Case{"p ip_rcv d=@(struct udphdr *)l2%0->qdata[2]", 14 + 20 + 8 + 16, 8, false},
+                          Case{"p ip_rcv d=@(struct icmphdr *)l4%0->sdata[0]", 8, 2, false},
+                          Case{"p ip_rcv d=@(struct ethhdr *)l2%0->ldata[0]", 14, 4, false},
+                          // Through a pointer to a header, too.
+                          Case{"p ip_rcv d=((struct iphdr *)%0->data)->ldata[0]", 20, 4, false}}) {
+        SCOPED_TRACE(c.text);
+        PlannedField f = field(c.text);
+        EXPECT_EQ(f.fetch.derefs.size(), 1u);
+        EXPECT_EQ(f.fetch.access, Access::Load);
+        EXPECT_EQ(f.fetch.offset, c.offset);
+        EXPECT_EQ(f.fetch.size, c.size);
+        EXPECT_EQ(f.fetch.is_signed, c.is_signed);
+    }
+    ResolveContext ctx{*btf, test_format, {}};
+    auto [message, caret] = error_of([&] { resolve(parse_probe("p ip_rcv d=@(struct iphdr *)%0->sdata"), ctx); });
+    EXPECT_EQ(message, "'sdata' is the payload after the header, in elements; name one: sdata[N]");
+    EXPECT_EQ(caret, "                                ^^^^^");
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("p ip_rcv d=@(struct iphdr *)%0"), ctx); });
+    EXPECT_EQ(message, "'@(struct iphdr *)%0' is a struct iphdr; name a member");
+    // Other structs have no payload members.
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("p ip_rcv d=%0->cdata[0]"), ctx); });
+    EXPECT_EQ(message.substr(0, 36), "struct sk_buff has no member 'cdata'");
 }
 
 TEST_F(ResolveKernel, Errors) {

@@ -191,7 +191,7 @@ TEST(TracefsTranslateFetch, RegistersAtAnOffsetAndModules) {
 }
 
 TEST(TracefsTranslateFetch, PacketHeadersAreRelativeToSkbData) {
-    // @(struct iphdr *)l3%0->saddr, @(struct ethhdr *)l2%0->h_proto, @(struct tcphdr *)l4%0->dest
+    // Packet names as surftrace reads them: ip.saddr, an L2 h_proto, tcp.dport
     auto skb = [] { return value(arg(0), 8); };
     EXPECT_EQ(args_of(field("saddr", packet(Layer::L3, skb(), 12, 4), Display::IPv4)), "saddr=+12(+200(%di)):u32 __comm=$comm");
     EXPECT_EQ(args_of(field("proto", packet(Layer::L2, skb(), 12, 2))), "proto=-2(+200(%di)):u16 __comm=$comm");
