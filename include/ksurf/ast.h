@@ -26,13 +26,15 @@ struct Span {
 };
 
 // `struct file *`, `unsigned long`, `u32`: tag + name as written (words joined by one space,
-// const/volatile dropped) + pointer depth.
+// const/volatile dropped) + pointer depth. `char __user *` (the kernel's own spelling, the
+// qualifier anywhere before the '*') is a pointer into user memory.
 struct TypeName {
     enum class Tag : std::uint8_t { None, Struct, Union, Enum };
 
     Tag tag = Tag::None;
     std::string name;
     unsigned pointers = 0;
+    bool user = false;
     Span span;
 
     std::string to_string() const;

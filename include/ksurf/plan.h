@@ -57,6 +57,9 @@ struct Fetch {
     // (kprobe `b<bit_size>@<bit_offset>/<container bits>`).
     std::uint8_t bit_offset = 0;
     std::uint8_t bit_size = 0;       // 0: not a bitfield
+    // The final access (Load, String) reads user memory: the chain reached it through a
+    // `__user` pointer (bpf_probe_read_user, kprobe `+u` and `ustring`).
+    bool user = false;
 };
 
 struct PlannedField {

@@ -63,7 +63,7 @@ std::string_view cmp_op_text(CmpOp op) {
 
 std::string TypeName::to_string() const {
     static constexpr std::string_view tags[] = {"", "struct ", "union ", "enum "};
-    auto s = fmt::format("{}{}", tags[static_cast<std::size_t>(tag)], name);
+    auto s = fmt::format("{}{}{}", tags[static_cast<std::size_t>(tag)], name, user ? " __user" : "");
     if (pointers) (s += ' ') += std::string(pointers, '*');
     return s;
 }

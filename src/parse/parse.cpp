@@ -96,7 +96,7 @@ private:
     Expr expression();
     std::optional<TypeName> cast_type();
     std::optional<TypeName> type_name();
-    std::string_view type_word();
+    std::string_view type_word(TypeName& t);
     Expr primary();
     Expr percent();
     Expr packet();
@@ -344,7 +344,7 @@ std::optional<TypeName> Parser::type_name() {
         {{"struct", TypeName::Tag::Struct}, {"union", TypeName::Tag::Union}, {"enum", TypeName::Tag::Enum}}};
     TypeName t;
     auto start = pos_;
-    auto word = type_word();
+    auto word = type_word(t);
     if (word.empty()) {
         pos_ = start;
         return std::nullopt;
@@ -355,9 +355,11 @@ std::optional<TypeName> Parser::type_name() {
         skip_ws();
         t.name = ident();
         if (t.name.empty()) expected(fmt::format("{0} name after '{0}'", word));
+        auto save = pos_;
+        if (!type_word(t).empty()) pos_ = save;  // only qualifiers follow a tagged name
     } else {
         t.name = word;
-        while (!(word = type_word()).empty()) (t.name += ' ') += word;
+        while (!(word = type_word(t)).empty()) (t.name += ' ') += word;
     }
     for (;;) {
         auto save = pos_;
@@ -374,13 +376,16 @@ std::optional<TypeName> Parser::type_name() {
 }
 
 // The next word of a type name; const and volatile are skipped because they do not change
-// what is read. Returns empty, consuming only qualifiers, when no word follows.
-std::string_view Parser::type_word() {
+// what is read, and __user is kept in T. Returns empty, consuming only qualifiers, when no
+// word follows.
+std::string_view Parser::type_word(TypeName& t) {
     for (;;) {
         auto save = pos_;
         skip_ws();
         auto word = ident();
-        if (word != "const" && word != "volatile") {
+        if (word == "__user") {
+            t.user = true;
+        } else if (word != "const" && word != "volatile") {
             if (word.empty()) pos_ = save;
             return word;
         }

@@ -124,14 +124,19 @@ struct Place {
     Fetch fetch;
     Type type;
     bool object = false;
+    bool user = false;  // a pointer (value or object) into user memory
 };
 
-// The object P points to, at offset 0 of it.
+// The object P points to, at offset 0 of it. User memory is read by the final access only:
+// the loads of a chain read the kernel's.
 void follow(Place& p) {
     if (p.object) {
+        if (p.fetch.user) fail("a pointer in user memory cannot be followed: ksurf reads user memory only at the end of a chain");
         p.fetch.derefs.push_back(p.fetch.offset);
         p.fetch.offset = 0;
     }
+    p.fetch.user = p.user;
+    p.user = false;
     p.type = p.type.pointee();
     p.object = true;
 }
@@ -218,6 +223,7 @@ Fetch clone(const Fetch& f) {
     out.is_signed = f.is_signed;
     out.bit_offset = f.bit_offset;
     out.bit_size = f.bit_size;
+    out.user = f.user;
     return out;
 }
 
@@ -270,7 +276,7 @@ public:
         if (!format_ || !fields.empty()) return;
         // A bare `e SUBSYS/EVENT` prints the tracepoint's own fields, less what cannot be read.
         for (const tracefs::Field& f : format_->fields)
-            if (!f.is_common() && !unsupported(f)) plan_.fields.push_back(record_field(f));
+            if (!f.is_common() && !unsupported(f)) plan_.fields.push_back(record_value(f));
     }
 
     PlannedFilterNode filter(const FilterExpr& e) {
@@ -320,7 +326,7 @@ private:
     // ---- fields ----
 
     PlannedField field(const Field& f) {
-        PlannedField out = value_of(f.expr);
+        PlannedField out = guard(f.expr.span, [&] { return value_of(f.expr); });
         out.name = f.name;
         present(out, f);
         return out;
@@ -340,12 +346,8 @@ private:
             if (!fn_) fn_ = guard(e.span, [&] { return ctx_.btf.find_tracepoint_proto(plan_.event); });
             return lower(eval(e), e.span);
         }
-        const auto* id = std::get_if<Ident>(&e.node);
-        if (!id)
-            fail_at(e.span,
-                    "e probes print tracepoint fields as they are ('NAME=FIELD'); members, indexes and "
-                    "casts of them are not supported yet");
-        return tracepoint_field(*id, e.span);
+        if (const auto* id = std::get_if<Ident>(&e.node)) return tracepoint_field(*id, e.span);
+        return lower(eval(e), e.span);  // a cast or chain over record fields, typed by BTF
     }
 
     static bool reads_arg(const Expr& e) {
@@ -371,7 +373,45 @@ private:
                                    hint.empty() ? fmt::format(" (fields: {})", fmt::join(names, ", ")) : hint));
         }
         if (const char* why = unsupported(*f)) fail_at(s, fmt::format("'{}': {}", id.name, why));
-        return record_field(*f);
+        return record_value(*f);
+    }
+
+    // A record field as printed: its bytes, except a string a syscall was passed, read from
+    // the user memory it is in.
+    PlannedField record_value(const tracefs::Field& f) const {
+        PlannedField p = record_field(f);
+        if (!user_string(f)) return p;
+        p.fetch.derefs = {p.fetch.offset};
+        p.fetch.offset = 0;
+        p.fetch.access = Access::String;
+        p.fetch.size = kMaxStringPointer;
+        p.fetch.is_signed = false;
+        p.fetch.user = true;
+        p.display = Display::String;
+        return p;
+    }
+
+    // syscalls/sys_enter_* record the arguments as the task passed them: a char pointer
+    // there (`const char * filename`) is a string in user memory.
+    bool user_string(const tracefs::Field& f) const {
+        if (format_->system != "syscalls" || !f.is_pointer() || f.data_loc) return false;
+        std::string t = f.type;
+        for (std::string_view word : {"const", "__user", " "})
+            for (std::size_t at; (at = t.find(word)) != std::string::npos;) t.erase(at, word.size());
+        return t == "char*";
+    }
+
+    // Record field ID as an object of its C type (BTF), so that casts and chains apply:
+    // `buf=((char __user *)buf)`, `n=((int __user *)uaddr)[0]`.
+    Place record_place(const Ident& id, Span s) const {
+        const tracefs::Field* f = format_->field(id.name);
+        if (!f) tracepoint_field(id, s);  // throws, with the names there are
+        if (f->data_loc || f->rel_loc || f->type.ends_with(']'))
+            fail_at(s, fmt::format("'{}' is {}: print it as it is ('NAME={}')", id.name, record_field(*f).c_type, id.name));
+        Place p{{}, type(f->type, s), true};
+        p.fetch.base = Base::Record;
+        p.fetch.offset = f->offset;
+        return p;
     }
 
     // How Field F asks for its value to be shown: S/U/X, ip_, b16_/B16_...
@@ -474,6 +514,7 @@ private:
     }
 
     Place eval(const Ident& id, Span s) {
+        if (format_ && !fn_) return record_place(id, s);
         need_entry(s);
         std::size_t i = guard(s, [&] { return fn_->param_index(id.name); });
         return arg(i, fn_->params[i].type);
@@ -551,7 +592,9 @@ private:
     }
 
     Place eval(const Cast& c, Span s) {
-        Type to = type(c.type.to_string(), c.type.span);
+        TypeName kernel = c.type;
+        kernel.user = false;
+        Type to = type(kernel.to_string(), c.type.span);
         Place p = eval(*c.operand);
         std::string from = fmt::format("'{}' is {} ({} bytes)", text(c.operand->span), p.type.name(), p.type.size());
         Kind k = to.kind();
@@ -562,7 +605,10 @@ private:
             fail_at(s, fmt::format("cannot cast to '{}': a pointer needs 8 bytes, but {}", to.name(), from));
         if (to.size() > p.type.size())
             fail_at(s, fmt::format("cannot cast to '{}' ({} bytes): {}", to.name(), to.size(), from));
+        if (c.type.user && k != Kind::Pointer)
+            fail_at(c.type.span, fmt::format("__user qualifies a pointer: ({} __user *)", kernel.to_string()));
         p.type = to;
+        p.user = c.type.user;
         return p;
     }
 
@@ -889,7 +935,8 @@ private:
         if (format_ && format_->field(name)) {
             PlannedField f = tracepoint_field(Ident{name}, c.name_span);
             for (std::size_t i = 0; i < plan_.fields.size(); ++i)
-                if (plan_.fields[i].fetch.base == Base::Record && plan_.fields[i].fetch.offset == f.fetch.offset)
+                if (plan_.fields[i].fetch.base == Base::Record && plan_.fields[i].fetch.offset == f.fetch.offset &&
+                    plan_.fields[i].fetch.derefs == f.fetch.derefs)
                     return field(i);
             return field(add_hidden(std::move(f), name));
         }

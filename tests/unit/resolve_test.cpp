@@ -26,6 +26,7 @@ namespace ksurf {
 namespace {
 
 using ksurf::test::kExecFormat;
+using ksurf::test::kOpenatFormat;
 using ksurf::test::kSwitchFormat;
 
 using Base = Fetch::Base;
@@ -36,6 +37,7 @@ using Stored = decltype(PlannedComparison::value);
 tracefs::EventFormat test_format(std::string_view subsys, std::string_view event) {
     if (subsys == "sched" && event == "sched_process_exec") return tracefs::parse_format(subsys, event, kExecFormat);
     if (subsys == "sched" && event == "sched_switch") return tracefs::parse_format(subsys, event, kSwitchFormat);
+    if (subsys == "syscalls" && event == "sys_enter_openat") return tracefs::parse_format(subsys, event, kOpenatFormat);
     fail("tracepoint '{}/{}' not found", subsys, event);
 }
 
@@ -473,9 +475,10 @@ const Invalid kInvalid[] = {
     {"e sched/nope", "  ^^^^^^^^^^", "tracepoint 'sched/nope' not found"},
     {"e sched/sched_process_exec x=pidd", "                             ^^^^",
      "sched/sched_process_exec has no field 'pidd'; did you mean 'pid'?"},
-    {"e sched/sched_process_exec x=pid->a", "                             ^^^^^^",
-     "e probes print tracepoint fields as they are ('NAME=FIELD'); members, indexes and casts of them are not "
-     "supported yet"},
+    {"e sched/sched_switch x=prev_comm[1]", "                       ^^^^^^^^^",
+     "'prev_comm' is char[16]: print it as it is ('NAME=prev_comm')"},
+    {"e sched/sched_process_exec x=(u32)filename", "                                  ^^^^^^^^",
+     "'filename' is __data_loc char[]: print it as it is ('NAME=filename')"},
     {"e sched/sched_switch r=rel", "                       ^^^", "'rel': __rel_loc fields are not supported yet"},
     {"e sched/sched_switch f:prev_comm>1", "                                ^",
      "'prev_comm' is char[16], a string: compare it with ==, != or ~"},
@@ -679,6 +682,64 @@ TEST_F(ResolveFixture, TracepointSelectedFields) {
 }
 
 // ---- the running kernel ----
+
+// `__user` pointers: the final access reads user memory, a chain's loads never do.
+TEST_F(ResolveFixture, UserPointers) {
+    PlannedField name = std::move(plan("p rs_open n=(char __user *)%1").fields.at(0));
+    EXPECT_EQ(name.fetch.base, Base::Arg);
+    EXPECT_EQ(name.fetch.arg, 1u);
+    EXPECT_TRUE(name.fetch.derefs.empty());
+    EXPECT_EQ(name.fetch.access, Access::String);
+    EXPECT_EQ(name.fetch.size, kMaxStringPointer);
+    EXPECT_TRUE(name.fetch.user);
+    EXPECT_EQ(name.display, Display::String);
+    PlannedField n = std::move(plan("p rs_open n=((u32 __user *)%1)[2] f:n>3").fields.at(0));
+    EXPECT_EQ(n.fetch.access, Access::Load);
+    EXPECT_EQ(n.fetch.offset, 8);
+    EXPECT_EQ(n.fetch.size, 4u);
+    EXPECT_TRUE(n.fetch.user);
+    // A user pointer kept in kernel memory: loaded from there, then followed into user memory.
+    PlannedField kept = std::move(plan("p rs_open n=(char __user *)%0->cookie").fields.at(0));
+    EXPECT_EQ(kept.fetch.derefs, (std::vector<std::int64_t>{off(offsetof(rs_file, cookie))}));
+    EXPECT_TRUE(kept.fetch.user);
+    // Without __user, the same is kernel memory.
+    EXPECT_FALSE(plan("p rs_open n=(char *)%0->cookie").fields.at(0).fetch.user);
+
+    auto [message, caret] = error_of([&] { resolve(parse_probe("p rs_open n=((char __user **)%1)[0]"), ctx); });
+    EXPECT_EQ(message, "a pointer in user memory cannot be followed: ksurf reads user memory only at the end of a chain");
+    EXPECT_EQ(caret, "            ^^^^^^^^^^^^^^^^^^^^^^^");
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("p rs_open n=(u32 __user)%2"), ctx); });
+    EXPECT_EQ(message, "__user qualifies a pointer: (u32 __user *)");
+}
+
+// A syscall's char pointer is a string in user memory; other record fields take casts.
+TEST(ResolveTracepoint, SyscallStringsAreReadFromUserMemory) {
+    if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "no kernel BTF";
+    Btf btf = Btf::kernel();
+    ResolveContext ctx{btf, test_format, {}};
+    PlannedProbe all = resolve(parse_probe("e syscalls/sys_enter_openat"), ctx);
+    ASSERT_EQ(all.fields.size(), 5u);
+    const PlannedField& filename = all.fields.at(2);
+    EXPECT_EQ(filename.name, "filename");
+    EXPECT_EQ(filename.fetch.base, Base::Record);
+    EXPECT_EQ(filename.fetch.derefs, (std::vector<std::int64_t>{24}));
+    EXPECT_EQ(filename.fetch.access, Access::String);
+    EXPECT_TRUE(filename.fetch.user);
+    EXPECT_EQ(filename.display, Display::String);
+    EXPECT_FALSE(all.fields.at(1).fetch.user);  // dfd
+
+    PlannedProbe named = resolve(parse_probe("e syscalls/sys_enter_openat f:filename~\"/etc/*\""), ctx);
+    ASSERT_EQ(named.fields.size(), 5u);  // the filter reuses the printed field
+    EXPECT_EQ(std::get<PlannedComparison>(*named.filter).field, 2u);
+    EXPECT_EQ(std::get<PlannedComparison>(*named.filter).value, Stored{std::string("/etc/*")});
+
+    PlannedField first =
+        std::move(resolve(parse_probe("e syscalls/sys_enter_openat c=((u8 __user *)filename)[0]"), ctx).fields.at(0));
+    EXPECT_EQ(first.fetch.derefs, (std::vector<std::int64_t>{24}));
+    EXPECT_EQ(first.fetch.access, Access::Load);
+    EXPECT_EQ(first.fetch.size, 1u);
+    EXPECT_TRUE(first.fetch.user);
+}
 
 class ResolveKernel : public testing::Test {
 protected:

@@ -169,6 +169,19 @@ TEST(TracefsTranslateFetch, StringsAreReadThroughTheChain) {
     EXPECT_EQ(args_of(field("c", string(arg(0), 1552, 16))), "c=+1552(%di):string __comm=$comm");
 }
 
+TEST(TracefsTranslateFetch, UserMemoryIsReadWithTheUPrefix) {
+    Fetch name = string(arg(1));
+    name.user = true;
+    EXPECT_EQ(args_of(field("name", std::move(name))), "name=+u0(%si):ustring __comm=$comm");
+    Fetch n = load(arg(1), 8, 4);
+    n.user = true;
+    EXPECT_EQ(args_of(field("n", std::move(n))), "n=+u8(%si):u32 __comm=$comm");
+    // The pointer itself is loaded from kernel memory.
+    Fetch kept = string(arg(0, {16}));
+    kept.user = true;
+    EXPECT_EQ(args_of(field("k", std::move(kept))), "k=+u0(+16(%di)):ustring __comm=$comm");
+}
+
 TEST(TracefsTranslateFetch, RetvalInReturnProbes) {
     std::vector<PlannedField> fields;
     fields.push_back(field("ret", value(base(Fetch::Base::Retval), 4, true)));
@@ -474,6 +487,35 @@ TEST(TracefsTranslateTracepoint, RecordPointersCannotBeFollowed) {
     std::vector<PlannedField> fields;
     fields.push_back(field("x", std::move(f)));
     EXPECT_THROW(tr(tracepoint("syscalls", "sys_enter_openat", std::move(fields))), Error);
+}
+
+// A syscall's string argument: the plan follows the record's pointer into user memory,
+// which tracefs cannot do from a tracepoint; it prints the pointer and says so.
+TEST(TracefsTranslateTracepoint, SyscallStringsArePrintedAsTheirPointer) {
+    auto user_string = [] {
+        Fetch f = string(base(Fetch::Base::Record), 0, 128);
+        f.derefs = {24};
+        f.user = true;
+        return f;
+    };
+    Fetch f = user_string();
+    EXPECT_EQ(record_user_pointer(f), std::optional<std::int64_t>{24});
+    std::vector<PlannedField> fields;
+    fields.push_back(field("filename", user_string()));
+    auto p = tracepoint("syscalls", "sys_enter_openat", std::move(fields));
+    p.text = "e syscalls/sys_enter_openat";
+    auto ctx = context();
+    ctx.tracepoints.push_back({"syscalls", "sys_enter_openat", 782, {{"const char *", "filename", 24, 8, false}}});
+    auto t = translate(p, 0, ctx);
+    ASSERT_EQ(t.fields.size(), 1u);
+    EXPECT_EQ(t.fields[0].name, "filename");
+    EXPECT_EQ(t.notes, (std::vector<std::string>{
+                           "e syscalls/sys_enter_openat: 'filename' is a string in user memory; tracefs prints its address"}));
+    p.filter = cmp(0, CmpOp::Glob, std::string("/etc/*"));
+    EXPECT_THROW(translate(p, 0, ctx), SourceError);
+    // A user pointer the chain loads from elsewhere is still refused.
+    f.derefs = {24, 0};
+    EXPECT_FALSE(record_user_pointer(f));
 }
 
 // ---- -S ----

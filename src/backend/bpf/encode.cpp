@@ -211,8 +211,9 @@ private:
         case Access::Load:
             // Other widths (a u8[6] address) print as their bytes, as in tracepoint records.
             if ((x.bit_size || x.size == 1 || x.size == 2 || x.size == 4 || x.size == 8) && f.display != Display::String) {
-                number(s, KSURF_ACCESS_LOAD);
+                number(s, x.user ? KSURF_ACCESS_USER_LOAD : KSURF_ACCESS_LOAD);
             } else {
+                if (x.user) refuse(f, "user memory is read as numbers of 1, 2, 4 or 8 bytes and strings");
                 if (x.size == 0 || x.size > KSURF_MAX_STR)
                     refuse(f, fmt::format("{}-byte values cannot be fetched (at most {})", x.size, KSURF_MAX_STR));
                 c.access = KSURF_ACCESS_BYTES;
@@ -224,6 +225,7 @@ private:
         case Access::String:
             // One byte more than the string's limit: a full char[N] keeps all N characters.
             string(s, std::min<std::uint32_t>(x.size ? x.size : KSURF_MAX_STR, KSURF_MAX_STR - 1) + 1);
+            if (x.user) c.access = KSURF_ACCESS_USER_STRING;
             break;
         case Access::DataLoc:
             if (x.base != Base::Record || !steps.empty()) refuse(f, "a __data_loc string is read from the record itself");

@@ -310,6 +310,7 @@ public:
             ctx_.tracepoints.push_back(tracefs::read_format(root_, plan.subsystem, plan.event));
         }
         p.t = tracefs::translate(plan, probes_.size(), ctx_);
+        for (const auto& note : p.t.notes) fmt::print(stderr, "ksurf: {}\n", note);
         if (is_kprobe) {
             create_kprobe(plan, p);
             p.format = tracefs::read_format(root_, p.t.system, p.t.event);
@@ -426,6 +427,14 @@ private:
         s.bits = x.bit_size ? x.bit_size : std::min(x.size * 8, 64u);
         if (plan.kind != ProbeKind::Tracepoint) {
             s.field = field_of(plan, p, src.name);
+            return s;
+        }
+        if (const auto pointer = tracefs::record_user_pointer(x)) {  // its address (translate's note)
+            s.is_string = false;
+            s.display = Display::Hex;
+            s.field.offset = static_cast<std::uint32_t>(*pointer);
+            s.field.size = 8;
+            s.bits = 64;
             return s;
         }
         // A tracepoint field is read where the plan says; __data_loc strings need the

@@ -63,6 +63,7 @@ std::string script(std::span<const PlannedProbe> probes, const TranslateContext&
         const bool is_kprobe = t.kind != ProbeKind::Tracepoint;
         const std::string event = is_kprobe ? "$G/" + t.event : t.system + "/" + t.event;
         s += fmt::format("\n# {}: {}\n", probes[i].event, one_line(probes[i].text));
+        for (const auto& note : t.notes) s += fmt::format("# {}\n", one_line(note));
         if (is_kprobe)
             s += fmt::format("kprobe \"{}:$G/{} \"{}\n", t.kind == ProbeKind::Return ? 'r' : 'p', t.event,
                              sh_quote(t.address + " " + t.args));

@@ -35,9 +35,10 @@ bool identifier(std::string_view n) {
     return true;
 }
 
-// `+OFF(INNER)` / `-OFF(INNER)`: the memory at INNER + OFF.
-std::string at(std::int64_t off, const std::string& inner) {
-    return fmt::format("{}{}({})", off < 0 ? '-' : '+', off < 0 ? -static_cast<std::uint64_t>(off) : off, inner);
+// `+OFF(INNER)` / `-OFF(INNER)`: the memory at INNER + OFF; `+uOFF(INNER)` in user memory.
+std::string at(std::int64_t off, const std::string& inner, bool user = false) {
+    return fmt::format("{}{}{}({})", off < 0 ? '-' : '+', user ? "u" : "",
+                       off < 0 ? -static_cast<std::uint64_t>(off) : off, inner);
 }
 
 std::optional<FieldSource::Kind> header_kind(Fetch::Base base) {
@@ -80,7 +81,7 @@ public:
                 if (!f.fetch.derefs.empty()) refuse(f, "header values cannot be dereferenced");
                 src.kind = *kind;
             } else if (probe_.kind == ProbeKind::Tracepoint) {
-                src.name = record_field(f);
+                src.name = record_field(f, t);
             } else {
                 src.name = arg_name(f, i);
                 t.args += fmt::format("{}={}:{} ", src.name, location(f.fetch, f), type(f));
@@ -109,12 +110,18 @@ private:
     }
 
     // A tracepoint field is in the record already: its name is all a filter needs.
-    std::string record_field(const PlannedField& f) const {
+    std::string record_field(const PlannedField& f, TracefsProbe& t) const {
         if (f.fetch.base != Fetch::Base::Record) refuse(f, "e probes read only their own record");
-        if (!f.fetch.derefs.empty()) refuse(f, "pointers in a tracepoint record cannot be followed");
+        const std::optional<std::int64_t> pointer = record_user_pointer(f.fetch);
+        if (pointer)
+            t.notes.push_back(fmt::format("{}: '{}' is a string in user memory; tracefs prints its address", probe_.text,
+                                          f.name));
+        else if (!f.fetch.derefs.empty())
+            refuse(f, "pointers in a tracepoint record cannot be followed");
+        const std::int64_t offset = pointer.value_or(f.fetch.offset);
         if (format_)
             for (const auto& field : format_->fields)
-                if (field.offset == static_cast<std::uint64_t>(f.fetch.offset)) return field.name;
+                if (field.offset == static_cast<std::uint64_t>(offset)) return field.name;
         return f.name;
     }
 
@@ -154,12 +161,12 @@ private:
             if (pending) refuse(owner, "the address of an L2/L4 header cannot be fetched");
             return expr;
         }
-        return at(f.offset + pending, expr);
+        return at(f.offset + pending, expr, f.user);
     }
 
     std::string type(const PlannedField& f) const {
         const Fetch& x = f.fetch;
-        if (x.access == Fetch::Access::String) return "string";
+        if (x.access == Fetch::Access::String) return x.user ? "ustring" : "string";
         if (x.bit_size) {
             unsigned need = x.bit_offset + x.bit_size, container = 8;
             while (container < need) container *= 2;
@@ -225,6 +232,7 @@ private:
             name = "common_pid";
         }
         auto op = cmp_op_text(c.op);
+        if (field && record_user_pointer(field->fetch)) refuse(c, "a string in user memory that a record points to");
         if (is_string) {
             const auto* s = std::get_if<std::string>(&c.value);
             if (!s) refuse(c, "a string compared with a number");
@@ -253,6 +261,12 @@ private:
 };
 
 }  // namespace
+
+std::optional<std::int64_t> record_user_pointer(const Fetch& f) {
+    if (f.base != Fetch::Base::Record || !f.user || f.derefs.size() != 1 || f.access != Fetch::Access::String)
+        return std::nullopt;
+    return f.derefs[0];
+}
 
 std::string TracefsProbe::definition() const {
     if (kind == ProbeKind::Tracepoint) return {};
