@@ -170,15 +170,17 @@ struct Filter {
 
 // ---- Probes ----
 
-enum class ProbeKind : std::uint8_t { Entry, Return, Tracepoint };  // p, r, e
+// p, r, e; P and R are Entry and Return of a function in user space (Target::binary).
+enum class ProbeKind : std::uint8_t { Entry, Return, Tracepoint };
 
 struct Target {
+    std::string binary;     // P/R `PATH:func`, a uprobe in that executable or library
     std::string module;     // p/r `module:func`; empty when unqualified
     std::string name;       // p/r: function or glob; e: event
     std::string subsystem;  // e only
     std::optional<std::uint64_t> offset;  // p FUNC+OFF
     bool is_glob = false;                 // name or subsystem contains '*' or '?'
-    Span module_span, name_span, subsystem_span, offset_span;
+    Span binary_span, module_span, name_span, subsystem_span, offset_span;
 
     std::string to_string(ProbeKind kind) const;
 };

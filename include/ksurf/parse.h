@@ -2,9 +2,11 @@
 // offending token and whose message names what was expected.
 //
 //   probe    := ws* KIND ws+ target { ws+ field } [ ws+ 'f:' filter ] ws*
-//   KIND     := 'p' | 'r' | 'e'
+//   KIND     := 'p' | 'r' | 'e' | 'P' | 'R'
 //   target   := [ MODULE ':' ] FUNC [ '+' NUMBER ]        p; r (no offset)
 //             | SUBSYS '/' EVENT                          e
+//             | PATH ':' FUNC [ '+' NUMBER ]              P; R (no offset): a uprobe on FUNC of
+//                                                         the ELF file PATH (up to the last ':')
 //   FUNC     := [A-Za-z0-9_.*?]+   a glob when it has '*' or '?' (no offset then)
 //   field    := NAME '=' [ FMT ] expr       NAME := [A-Za-z_][A-Za-z0-9_]*, unique
 //   FMT      := 'S' | 'U' | 'X'             only when the next character is % $ @ (
@@ -51,6 +53,9 @@
 //   `cdata[i] Sdata[i] sdata[i] ldata[i] qdata[i]`: the i-th u8, s8, u16, u32, u64 right
 //   after the header (`sdata[1]` is bytes 2-3). The packet names of resolve.h (tcp.dport)
 //   read the headers the kernel set instead.
+// - P and R probe user space: %0..%5 are the x86-64 argument registers and $retval rax,
+//   all `long` (casts narrow them: `(int)%0`), and every pointer cast points into the
+//   process's memory: `(char *)%0` is its string. There is no BTF: no parameter names.
 // - Structs that only wrap a number (atomic_t, refcount_t, kuid_t, atomic64_t, local_t...)
 //   read, print and compare as that number: `users=S%0->mm->mm_users f:users<4`.
 // - Field-name conventions: `ip_*` prints an IPv4 address; `b16_ b32_ b64_` byte-swap and

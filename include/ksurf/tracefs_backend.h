@@ -61,7 +61,8 @@ struct TracefsProbe {
     ProbeKind kind = ProbeKind::Entry;
     std::string system;   // the kprobe group, or the tracepoint's subsystem
     std::string event;    // "p0", "r1" (kind and index in the run), or the tracepoint
-    std::string address;  // kprobes: "[MODULE:]FUNCTION[+OFFSET]"
+    std::string address;  // kprobes: "[MODULE:]FUNCTION[+OFFSET]"; uprobes: "PATH:0xFILEOFFSET"
+    bool uprobe = false;  // a P/R probe: defined in uprobe_events
     std::string args;     // kprobes: fetch-args, ending with `__comm=$comm` for the header
     std::string filter;   // the event filter; empty for none
     // The plan's printed fields, in order. Empty for an e probe that prints none: then

@@ -122,14 +122,16 @@ std::string FilterExpr::to_string() const {
 
 std::string Target::to_string(ProbeKind kind) const {
     if (kind == ProbeKind::Tracepoint) return fmt::format("{}/{}", subsystem, name);
-    auto s = module.empty() ? name : fmt::format("{}:{}", module, name);
+    auto s = !binary.empty() ? fmt::format("{}:{}", binary, name) : module.empty() ? name : fmt::format("{}:{}", module, name);
     if (offset) s += fmt::format("+{:#x}", *offset);
     return s;
 }
 
 std::string Probe::to_string() const {
     static constexpr char letters[] = {'p', 'r', 'e'};
-    auto s = fmt::format("{} {}", letters[static_cast<std::size_t>(kind)], target.to_string(kind));
+    const char letter = letters[static_cast<std::size_t>(kind)];
+    auto s = fmt::format("{} {}", target.binary.empty() ? letter : static_cast<char>(letter - 'a' + 'A'),
+                         target.to_string(kind));
     for (const auto& f : fields) (s += ' ') += f.to_string();
     if (filter) s += fmt::format(" f:{}", filter->to_string());
     return s;

@@ -90,6 +90,7 @@ private:
 
     void check_source() const;
     Target function_target();
+    Target user_target();
     Target tracepoint_target();
     Field field();
     void apply_naming(Field& f) const;
@@ -174,19 +175,20 @@ Probe Parser::probe() {
     skip_ws();
     auto kind_pos = pos_;
     auto kind = ident();
-    if (kind.empty()) expected("probe kind 'p', 'r' or 'e'");
-    if (kind == "p")
+    if (kind.empty()) expected("probe kind 'p', 'r', 'e', 'P' or 'R'");
+    const bool user = kind == "P" || kind == "R";
+    if (kind == "p" || kind == "P")
         p.kind = ProbeKind::Entry;
-    else if (kind == "r")
+    else if (kind == "r" || kind == "R")
         p.kind = ProbeKind::Return;
     else if (kind == "e")
         p.kind = ProbeKind::Tracepoint;
     else
-        error(kind_pos, kind.size(), fmt::format("unknown probe kind '{}' (expected 'p', 'r' or 'e')", kind));
+        error(kind_pos, kind.size(), fmt::format("unknown probe kind '{}' (expected 'p', 'r', 'e', 'P' or 'R')", kind));
     kind_ = p.kind;
     if (!at_end() && !is_space(peek())) expected(fmt::format("whitespace after probe kind '{}'", kind));
     skip_ws();
-    p.target = p.kind == ProbeKind::Tracepoint ? tracepoint_target() : function_target();
+    p.target = p.kind == ProbeKind::Tracepoint ? tracepoint_target() : user ? user_target() : function_target();
     if (!at_end() && !is_space(peek())) expected("whitespace after the probe target");
 
     for (;;) {
@@ -230,6 +232,31 @@ Target Parser::function_target() {
         auto value = number("offset after '+'");
         if (kind_ == ProbeKind::Return) error(plus, pos_ - plus, "return probes take no offset");
         if (t.is_glob) error(plus, pos_ - plus, "an offset needs one function, not a glob");
+        t.offset = value;
+        t.offset_span = span_from(plus + 1);
+    }
+    return t;
+}
+
+// PATH:FUNC[+OFF]: the path runs to the last ':' of the target.
+Target Parser::user_target() {
+    Target t;
+    auto start = pos_;
+    auto text = take_while([](char c) { return !is_space(c); });
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0)
+        error(start, text.size(), "a user-space probe's target is PATH:FUNCTION, e.g. /bin/bash:readline");
+    t.binary = text.substr(0, colon);
+    t.binary_span = {start, colon};
+    pos_ = start + colon + 1;
+    t.name = take_while(is_symbol_char);
+    if (t.name.empty()) expected(fmt::format("function name after '{}:'", t.binary));
+    t.name_span = {start + colon + 1, t.name.size()};
+    if (std::ranges::any_of(t.name, is_glob_char)) error(t.name_span, "user-space probes take one function, not a glob");
+    if (peek() == '+') {
+        auto plus = pos_++;
+        auto value = number("offset after '+'");
+        if (kind_ == ProbeKind::Return) error(plus, pos_ - plus, "return probes take no offset");
         t.offset = value;
         t.offset_span = span_from(plus + 1);
     }

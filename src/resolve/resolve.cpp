@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <numeric>
 #include <optional>
 
 #include "ksurf/btf.h"
+#include "ksurf/elf.h"
 #include "ksurf/error.h"
 #include "ksurf/kallsyms.h"
 #include "ksurf/suggest.h"
@@ -608,7 +610,7 @@ private:
         if (c.type.user && k != Kind::Pointer)
             fail_at(c.type.span, fmt::format("__user qualifies a pointer: ({} __user *)", kernel.to_string()));
         p.type = to;
-        p.user = c.type.user;
+        p.user = c.type.user || !plan_.binary.empty();  // a uprobe's pointers are the process's
         return p;
     }
 
@@ -862,8 +864,8 @@ private:
     // /proc/kallsyms, or of any function of that name; != is the negation. Comparisons of
     // one hidden field, which every backend can run.
     PlannedFilterNode caller_comparison(const Comparison& c, Span s) {
-        if (plan_.kind != ProbeKind::Entry || plan_.offset)
-            fail_at(c.name_span, "'caller' is known at a function's entry only (p FUNC, without an offset)");
+        if (plan_.kind != ProbeKind::Entry || plan_.offset || !plan_.binary.empty())
+            fail_at(c.name_span, "'caller' is known at a kernel function's entry only (p FUNC, without an offset)");
         if (c.op != CmpOp::Eq && c.op != CmpOp::Ne) fail_at(c.op_span, "'caller' compares with == and != only");
         const std::string sym = c.value.kind == Literal::Kind::String ? c.value.string : c.value.text;
         if (!kallsyms_) kallsyms_.emplace(Kallsyms::load());
@@ -1023,6 +1025,37 @@ Span target_span(const Probe& probe) {
     return {t.subsystem_span.pos, t.name_span.end() - t.subsystem_span.pos};
 }
 
+// P/R PATH:FUNC: the function's place in the file, and its registers as the x86-64
+// calling convention fills them: %0..%5 and $retval are longs (S/U/X and casts say more),
+// and every pointer points into the process's memory.
+Function user_function(const Probe& probe, const ResolveContext& ctx, PlannedProbe& out) {
+    const Target& t = probe.target;
+    auto at = [&](Span s, std::string message) { return SourceError(std::move(message), probe.text, s.pos, s.len); };
+    std::error_code ec;
+    const std::filesystem::path path = std::filesystem::absolute(t.binary, ec);
+    if (ec || !std::filesystem::is_regular_file(path, ec)) throw at(t.binary_span, fmt::format("no file '{}'", t.binary));
+    std::vector<ElfFunction> functions;
+    try {
+        functions = elf_functions(path);
+    } catch (const Error& e) {
+        throw at(t.binary_span, e.what());
+    }
+    auto found = std::ranges::find(functions, t.name, &ElfFunction::name);
+    if (found == functions.end()) {
+        std::vector<std::string> names;
+        for (const ElfFunction& f : functions) names.push_back(f.name);
+        throw at(t.name_span, fmt::format("{} has no function '{}'{}", path.string(), t.name, did_you_mean(t.name, names)));
+    }
+    if (t.offset && *t.offset >= std::max<std::uint64_t>(found->size, 1))
+        throw at(t.offset_span, fmt::format("{} is {} bytes long: +{:#x} is past its end", t.name, found->size, *t.offset));
+    out.binary = path.string();
+    out.file_offset = found->file_offset + t.offset.value_or(0);
+    const Type reg = ctx.btf.find_type("long");
+    Function fn{t.name, {}, reg, {}, false};
+    for (int i = 0; i < 6; i++) fn.params.push_back({"", reg});
+    return fn;
+}
+
 PlannedProbe plan(const Probe& probe, const ResolveContext& ctx, const std::string& function,
                   std::optional<Function> found) {
     const Target& t = probe.target;
@@ -1039,6 +1072,7 @@ PlannedProbe plan(const Probe& probe, const ResolveContext& ctx, const std::stri
         out.event = probe.kind == ProbeKind::Return ? function + ".return"
                     : t.offset                      ? fmt::format("{}+{:#x}", function, *t.offset)
                                                     : function;
+        if (!t.binary.empty()) found = user_function(probe, ctx, out);
     }
     Resolver r(ctx, probe.text, out, target_span(probe), std::move(found));
     r.fields(probe.fields);
@@ -1094,6 +1128,15 @@ std::vector<PlannedProbe> resolve_all(const Probe& probe, const ResolveContext& 
         if (plans.empty()) throw error(fmt::format("no function with BTF matches '{}'", t.name));
         return plans;
     });
+}
+
+std::string probe_label(const PlannedProbe& p) {
+    if (p.kind == ProbeKind::Tracepoint) return fmt::format("e {}/{}", p.subsystem, p.event);
+    const bool ret = p.kind == ProbeKind::Return;
+    const char letter = p.binary.empty() ? (ret ? 'r' : 'p') : (ret ? 'R' : 'P');
+    std::string fn = p.binary.empty() ? qualified(p.module, p.function) : fmt::format("{}:{}", p.binary, p.function);
+    if (p.offset && !ret) fn += fmt::format("+{:#x}", p.offset);
+    return fmt::format("{} {}", letter, fn);
 }
 
 std::vector<std::string> expand_glob(std::string_view glob, const std::vector<std::string>& functions) {

@@ -56,6 +56,9 @@ const Valid kValid[] = {
     {"p tcp_v4_rcv b16_dport=@(struct tcphdr *)l4%0->dest", "p tcp_v4_rcv b16_dport=@(struct tcphdr *)l4%0->dest"},
     {"p tcp_v4_rcv B16_dport=@(struct tcphdr *)%0->dest", "p tcp_v4_rcv B16_dport=@(struct tcphdr *)l3%0->dest"},
     {"p f x=@(struct tcphdr *)l2%0->dest", "p f x=@(struct tcphdr *)l2%0->dest"},
+    {"P /usr/bin/bash:readline p=(char *)%0", "P /usr/bin/bash:readline p=(char *)%0"},
+    {"R ./a.out:add ret=S$retval f:ret<0", "R ./a.out:add ret=S$retval f:ret<0"},
+    {"P /lib/x86_64-linux-gnu/libc.so.6:malloc+0x4 n=%0", "P /lib/x86_64-linux-gnu/libc.so.6:malloc+0x4 n=%0"},
     {"p f x=(const char __user *)%1", "p f x=(char __user *)%1"},
     {"p f x=(__user char*)%1", "p f x=(char __user *)%1"},
     {"p f x=((struct foo __user *)%1)->a", "p f x=((struct foo __user *)%1)->a"},
@@ -165,8 +168,12 @@ TEST_P(ParseInvalid, ReportsTokenAndExpectation) {
 }
 
 const Invalid kInvalid[] = {
-    {"", "^", "expected probe kind 'p', 'r' or 'e', found end of input"},
-    {"x foo", "^", "unknown probe kind 'x' (expected 'p', 'r' or 'e')"},
+    {"", "^", "expected probe kind 'p', 'r', 'e', 'P' or 'R', found end of input"},
+    {"x foo", "^", "unknown probe kind 'x' (expected 'p', 'r', 'e', 'P' or 'R')"},
+    {"P add", "  ^^^", "a user-space probe's target is PATH:FUNCTION, e.g. /bin/bash:readline"},
+    {"P /bin/x:", "         ^", "expected function name after '/bin/x:'"},
+    {"P /bin/x:a*", "         ^^", "user-space probes take one function, not a glob"},
+    {"R /bin/x:add+4", "            ^^", "return probes take no offset"},
     {"probe foo", "^^^^^", "unknown probe kind 'probe'"},
     {"p", " ^", "expected function name, found end of input"},
     {"p:foo", " ^", "expected whitespace after probe kind 'p', found ':'"},

@@ -19,6 +19,7 @@
 
 #include "data/resolve/resolve_fixtures.h"
 #include "ksurf/btf.h"
+#include "ksurf/elf.h"
 #include "ksurf/error.h"
 #include "ksurf/parse.h"
 
@@ -739,6 +740,45 @@ TEST(ResolveTracepoint, SyscallStringsAreReadFromUserMemory) {
     EXPECT_EQ(first.fetch.access, Access::Load);
     EXPECT_EQ(first.fetch.size, 1u);
     EXPECT_TRUE(first.fetch.user);
+}
+
+// P/R: a function of a user-space ELF binary, found in its symbols, with the x86-64
+// registers as untyped longs; its pointers are the process's memory.
+TEST_F(ResolveFixture, UserSpaceFunctions) {
+    PlannedProbe p = plan("P /proc/self/exe:main argc=(int)%0 first=(char *)%1 f:argc>0");
+    EXPECT_EQ(p.kind, ProbeKind::Entry);
+    EXPECT_EQ(p.binary, "/proc/self/exe");
+    EXPECT_EQ(p.function, "main");
+    EXPECT_EQ(p.event, "main");
+    std::uint64_t main_offset = 0;
+    for (const ElfFunction& f : elf_functions("/proc/self/exe"))
+        if (f.name == "main") main_offset = f.file_offset;
+    EXPECT_NE(main_offset, 0u);
+    EXPECT_EQ(p.file_offset, main_offset);
+    EXPECT_EQ(probe_label(p), "P /proc/self/exe:main");
+    const PlannedField& argc = p.fields.at(0);
+    EXPECT_EQ(argc.fetch.base, Base::Arg);
+    EXPECT_EQ(argc.fetch.access, Access::Value);
+    EXPECT_EQ(argc.fetch.size, 4u);
+    EXPECT_TRUE(argc.fetch.is_signed);
+    EXPECT_FALSE(argc.fetch.user);
+    const PlannedField& first = p.fields.at(1);
+    EXPECT_EQ(first.fetch.arg, 1u);
+    EXPECT_EQ(first.fetch.access, Access::String);
+    EXPECT_TRUE(first.fetch.user);
+    PlannedProbe r = plan("R /proc/self/exe:main ret=(int)$retval");
+    EXPECT_EQ(r.event, "main.return");
+    EXPECT_EQ(r.fields.at(0).fetch.base, Base::Retval);
+    EXPECT_EQ(plan("P /proc/self/exe:main+4").file_offset, main_offset + 4);
+
+    auto [message, caret] = error_of([&] { resolve(parse_probe("P /proc/self/exe:mian"), ctx); });
+    EXPECT_EQ(message, "/proc/self/exe has no function 'mian'; did you mean 'main'?");
+    EXPECT_EQ(caret, "                 ^^^^");
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("P /no/such/file:main"), ctx); });
+    EXPECT_EQ(message, "no file '/no/such/file'");
+    EXPECT_EQ(caret, "  ^^^^^^^^^^^^^");
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("P /proc/self/exe:main f:caller==x"), ctx); });
+    EXPECT_EQ(message, "'caller' is known at a kernel function's entry only (p FUNC, without an offset)");
 }
 
 class ResolveKernel : public testing::Test {

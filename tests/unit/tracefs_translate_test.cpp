@@ -182,6 +182,27 @@ TEST(TracefsTranslateFetch, UserMemoryIsReadWithTheUPrefix) {
     EXPECT_EQ(args_of(field("k", std::move(kept))), "k=+u0(+16(%di)):ustring __comm=$comm");
 }
 
+// P/R: uprobe_events at the function's file offset; the process's memory is what a
+// uprobe's plain dereference reads.
+TEST(TracefsTranslateFetch, UprobesAreFileOffsetsAndReadTheProcess) {
+    std::vector<PlannedField> fields;
+    fields.push_back(field("a", value(arg(0), 4, true)));
+    Fetch who = string(arg(1), 0, 128);
+    who.user = true;
+    fields.push_back(field("who", std::move(who)));
+    auto p = probe(ProbeKind::Entry, "greet", std::move(fields));
+    p.binary = "/opt/x";
+    p.file_offset = 0x1139;
+    auto t = tr(p);
+    EXPECT_TRUE(t.uprobe);
+    EXPECT_EQ(t.definition(), "p:ksurf_42/p0 /opt/x:0x1139 a=%di:s32 who=+0(%si):string __comm=$comm");
+    std::vector<PlannedProbe> v;
+    v.push_back(std::move(p));
+    const auto s = script(v, context());
+    EXPECT_NE(s.find("uprobe \"p:$G/p0 \"'/opt/x:0x1139 a=%di:s32"), std::string::npos) << s;
+    EXPECT_NE(s.find(">> \"$T/uprobe_events\"; done"), std::string::npos) << s;
+}
+
 TEST(TracefsTranslateFetch, RetvalInReturnProbes) {
     std::vector<PlannedField> fields;
     fields.push_back(field("ret", value(base(Fetch::Base::Retval), 4, true)));

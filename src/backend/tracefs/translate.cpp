@@ -73,6 +73,8 @@ public:
             t.event = fmt::format("{}{}", probe_.kind == ProbeKind::Return ? 'r' : 'p', index_);
             t.address = probe_.module.empty() ? probe_.function : probe_.module + ":" + probe_.function;
             if (probe_.offset) t.address += fmt::format("+{}", probe_.offset);
+            t.uprobe = !probe_.binary.empty();
+            if (t.uprobe) t.address = fmt::format("{}:{:#x}", probe_.binary, probe_.file_offset);
         }
         for (std::size_t i = 0; i < probe_.fields.size(); i++) {
             const auto& f = probe_.fields[i];
@@ -161,12 +163,16 @@ private:
             if (pending) refuse(owner, "the address of an L2/L4 header cannot be fetched");
             return expr;
         }
-        return at(f.offset + pending, expr, f.user);
+        return at(f.offset + pending, expr, user_memory(f));
     }
+
+    // Whether X's final read needs the kprobe's user-memory form: a uprobe reads the
+    // process's memory with the plain one.
+    bool user_memory(const Fetch& x) const { return x.user && probe_.binary.empty(); }
 
     std::string type(const PlannedField& f) const {
         const Fetch& x = f.fetch;
-        if (x.access == Fetch::Access::String) return x.user ? "ustring" : "string";
+        if (x.access == Fetch::Access::String) return user_memory(x) ? "ustring" : "string";
         if (x.bit_size) {
             unsigned need = x.bit_offset + x.bit_size, container = 8;
             while (container < need) container *= 2;
