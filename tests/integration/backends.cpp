@@ -25,11 +25,14 @@ const std::map<std::string, std::pair<bool, std::string>>& features() {
 
 }  // namespace
 
+std::string feature_missing(const std::string& name) {
+    auto it = features().find(name);
+    if (it == features().end()) return name + ": not listed by ksurf features";
+    return it->second.first ? "" : name + ": " + it->second.second;
+}
+
 std::string function_backend_missing(const std::string& backend) {
-    const std::string need = backend == "tracefs" ? "kprobe_events" : backend;
-    auto it = features().find(need);
-    if (it == features().end()) return need + ": not listed by ksurf features";
-    return it->second.first ? "" : need + ": " + it->second.second;
+    return feature_missing(backend == "tracefs" ? "kprobe_events" : backend);
 }
 
 Result trace(const std::string& backend, std::vector<std::string> args, const std::function<void()>& action) {

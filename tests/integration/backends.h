@@ -15,6 +15,9 @@ namespace ksurf::test {
 // What ksurf prints on stderr once every probe is attached.
 inline constexpr const char* kReady = "Hit Ctrl-C to end.";
 
+// Why the kernel lacks feature NAME as `ksurf features` lists it ("uprobe"); empty when
+// it has it.
+std::string feature_missing(const std::string& name);
 // Why BACKEND (tracefs, fentry, kprobe) cannot run function probes here, from `ksurf
 // features`; empty when it can.
 std::string function_backend_missing(const std::string& backend);

@@ -149,5 +149,28 @@ TEST(LangUser, SyscallStringsOnTracefsPrintTheAddress) {
     for (const auto& l : mine) EXPECT_NE(l.find(" filename=0x"), std::string::npos) << l;
 }
 
+// P/R on a program of known calls (uprobe_target.c), -c gating the run to it: x86-64
+// argument registers, casts to int, a string in the process's memory, $retval, a filter.
+TEST(LangUprobe, ArgumentsStringsAndReturnValuesOnBothBackends) {
+    const std::string target = KSURF_UPROBE_TARGET;
+    for (const auto& [backend, feature] : {std::pair{"bpf", "uprobe"}, std::pair{"tracefs", "uprobe_events"}}) {
+        SCOPED_TRACE(backend);
+        if (auto why = feature_missing(feature); !why.empty()) {
+            if (in_vm_matrix()) FAIL() << why;
+            GTEST_SKIP() << why;
+        }
+        auto r = run({ksurf_bin(), "--backend", backend, fmt::format("P {}:add a=(int)%0 b=(int)%1", target),
+                      fmt::format("R {}:add ret=(int)$retval", target),
+                      fmt::format("P {}:greet who=(char *)%0 n=(int)%1 f:who==\"world\"", target), "-c", target,
+                      "40", "2"});
+        ASSERT_EQ(r.status, 0) << r.err;
+        const auto lines = parse(r.out);
+        for (const auto& l : lines) EXPECT_EQ(l.comm, "uprobe_target") << l.rest;
+        EXPECT_EQ(rests(lines), (std::vector<std::string>{"add.return: ret=-3", "add.return: ret=42", "add: a=-5 b=2",
+                                                          "add: a=40 b=2", "greet: who=world n=3"}))
+            << r.out;
+    }
+}
+
 }  // namespace
 }  // namespace ksurf::test
