@@ -172,5 +172,26 @@ TEST(LangUprobe, ArgumentsStringsAndReturnValuesOnBothBackends) {
     }
 }
 
+// -F prints a function's instructions at the offsets p FUNC+OFF takes: a kprobe at the
+// third one attaches and fires.
+TEST(LangDisassemble, OffsetsAreProbePoints) {
+    REQUIRE_FUNCTIONS_ON("kprobe");
+    if (!in_vm_matrix() && access("/proc/kcore", R_OK) != 0) GTEST_SKIP() << "no /proc/kcore";
+    auto r = run({ksurf_bin(), "-F", "do_filp_open"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto asm_lines = lines(r.out);
+    ASSERT_GE(asm_lines.size(), 3u) << r.out;
+    EXPECT_TRUE(asm_lines[0].starts_with("do_filp_open+0x0: ")) << r.out;
+    const std::string third = asm_lines[2].substr(0, asm_lines[2].find(':'));
+    ASSERT_TRUE(third.starts_with("do_filp_open+0x")) << r.out;
+    pid_t cat = 0;
+    auto t = trace("kprobe", {"-d", "2", fmt::format("p {} f:comm==\"cat\"", third)},
+                   [&] { cat = spawn_and_wait({"/bin/cat", "/proc/self/stat"}); });
+    ASSERT_EQ(t.status, 0) << t.err;
+    EXPECT_FALSE(of(parse(t.out), cat).empty()) << t.out << t.err;
+    EXPECT_EQ(run({ksurf_bin(), "-F", "no_such_function_here"}).err,
+              "ksurf: 'no_such_function_here' is not a kernel function (not in /proc/kallsyms)\n");
+}
+
 }  // namespace
 }  // namespace ksurf::test
