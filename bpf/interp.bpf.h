@@ -95,6 +95,14 @@ static __noinline int ksurf_fetch(void *ctx, struct ksurf_scratch *s, __u32 i)
 		v = 0;
 		bpf_probe_read_kernel(&v, f->size, at);
 		break;
+	case KSURF_ACCESS_USER_LOAD:
+		v = 0;
+		bpf_probe_read_user(&v, f->size, at);
+		break;
+	case KSURF_ACCESS_USER_STRING:
+		n = bpf_probe_read_user_str(out, f->size, at);
+		s->len[i] = n > 0 ? n - 1 : 0;
+		return 0;
 	case KSURF_ACCESS_BYTES:
 		bpf_probe_read_kernel(out, f->size, at);
 		return 0;

@@ -73,6 +73,7 @@ Examples:
   ksurf -s 'p do_sys_openat2' -c cat /etc/hostname       # stacks of one command's opens
   ksurf -p 1234,1235 'e sched/sched_switch prev=%1->comm next=%2->comm'   # tp_btf arguments
   ksurf -S 'p vfs_open name=%0->dentry->d_name.name'    # the tracefs translation, as a script
+  ksurf -F do_filp_open                                   # its instructions, as p FUNC+OFF names them
   ksurf skb --pcap 'tcp and port 9000'                   # each matching packet's path
   ksurf features                                          # what this kernel allows, and why not
   ksurf list 'tcp_*'                                      # what probes can name, with their types)";
@@ -93,6 +94,8 @@ int main(int argc, char** argv) {
         app.add_flag("-S,--script", opt.script, "Print the tracefs translation as a shell script; attach nothing"),
         app.add_option("-o,--output-script", opt.script_file, "Write the tracefs translation to FILE (mode 0600)"),
         app.add_flag("-s,--stack", opt.stacks, "Print each event's kernel stack under it"),
+        app.add_option("-F,--disassemble", opt.disassemble,
+                       "Print a kernel function's instructions with the offsets 'p FUNC+OFF' takes; trace nothing"),
         app.add_option("-c,--command", opt.command,
                        "The last option: start CMD [ARGS...] held until the probes are attached, trace only it and "
                        "what it forks, end with it and exit with its status"),
@@ -151,6 +154,7 @@ int main(int argc, char** argv) {
         if (skb->parsed()) return ksurf::run_skb(opt, sopt);
         if (list->parsed()) return ksurf::run_list(opt, lopt);
         if (list_mode) return ksurf::run_list(opt, {opt.probes});
+        if (!opt.disassemble.empty()) return ksurf::run_disassemble(opt.disassemble);
         if (opt.probes.empty() && opt.probe_file.empty()) ksurf::check_probes_before_command(opt.command);
         ksurf::check_probe_arguments(opt.probes);
         return ksurf::run_trace(opt);

@@ -26,13 +26,15 @@ struct Span {
 };
 
 // `struct file *`, `unsigned long`, `u32`: tag + name as written (words joined by one space,
-// const/volatile dropped) + pointer depth.
+// const/volatile dropped) + pointer depth. `char __user *` (the kernel's own spelling, the
+// qualifier anywhere before the '*') is a pointer into user memory.
 struct TypeName {
     enum class Tag : std::uint8_t { None, Struct, Union, Enum };
 
     Tag tag = Tag::None;
     std::string name;
     unsigned pointers = 0;
+    bool user = false;
     Span span;
 
     std::string to_string() const;
@@ -71,12 +73,17 @@ struct Cast {  // (type)operand, C semantics: the operand includes its whole pos
     ExprPtr operand;
 };
 enum class Layer : std::uint8_t { L2 = 2, L3 = 3, L4 = 4 };
-// @(struct iphdr *)l3%0: a pointer of type `type` to the layer's header inside the skb
-// `skb`. A following ->member chain is an ordinary Member node whose base is this node.
+// The layer of the packet header `struct NAME` (iphdr: L3); nullopt unless NAME is ethhdr,
+// iphdr, ipv6hdr, tcphdr, udphdr, icmphdr or icmp6hdr.
+std::optional<Layer> header_layer(std::string_view name);
+// @(struct tcphdr *)l3%0, as surftrace: a header of type `type` in the packet of the skb
+// `skb`, whose skb->data points at the `mark` layer at this probe; a header above the mark
+// follows those between (l3: tcphdr after an IPv4 header). A following ->member chain is
+// an ordinary Member node whose base is this node.
 struct PacketHeader {
-    TypeName type;  // always `struct <header> *`, header valid for the layer
-    Layer layer = Layer::L3;
-    Span layer_span;  // empty when the layer was left implicit
+    TypeName type;  // always `struct <header> *`, the header's layer not below the mark
+    Layer mark = Layer::L3;
+    Span mark_span;  // empty when the mark was left implicit
     ExprPtr skb;
 };
 
@@ -163,15 +170,17 @@ struct Filter {
 
 // ---- Probes ----
 
-enum class ProbeKind : std::uint8_t { Entry, Return, Tracepoint };  // p, r, e
+// p, r, e; P and R are Entry and Return of a function in user space (Target::binary).
+enum class ProbeKind : std::uint8_t { Entry, Return, Tracepoint };
 
 struct Target {
+    std::string binary;     // P/R `PATH:func`, a uprobe in that executable or library
     std::string module;     // p/r `module:func`; empty when unqualified
     std::string name;       // p/r: function or glob; e: event
     std::string subsystem;  // e only
     std::optional<std::uint64_t> offset;  // p FUNC+OFF
     bool is_glob = false;                 // name or subsystem contains '*' or '?'
-    Span module_span, name_span, subsystem_span, offset_span;
+    Span binary_span, module_span, name_span, subsystem_span, offset_span;
 
     std::string to_string(ProbeKind kind) const;
 };

@@ -31,6 +31,7 @@ enum class BpfAttach : std::uint8_t {
     Tracepoint,  // e probes reading the record (format-file fields)
     TpBtf,       // e probes reading TP_PROTO arguments (%N), typed by btf_trace_<event>
     RawTp,       // the same without BTF attach, read with bpf_probe_read
+    Uprobe, Uretprobe,  // P/R: a function of a user-space binary, through the uprobe PMU
 };
 std::string_view bpf_attach_name(BpfAttach a);  // "fentry", "kretprobe.multi", ...
 
@@ -38,7 +39,8 @@ std::string_view bpf_attach_name(BpfAttach a);  // "fentry", "kretprobe.multi", 
 struct AttachTarget {
     std::string name;              // function (kprobes may say "module:function"), or event
     std::string subsystem;         // tracepoint
-    std::uint64_t offset = 0;      // kprobe: bytes into the function
+    std::uint64_t offset = 0;      // kprobe: bytes into the function; uprobe: into the binary's file
+    std::string binary;            // uprobe: the executable or library, an absolute path
     std::uint32_t btf_id = 0;      // fentry/fexit: the function's BTF id; tp_btf: btf_trace_<event>'s
     std::string btf_module;        // the module whose BTF holds btf_id; empty: vmlinux
 };

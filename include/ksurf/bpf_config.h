@@ -36,6 +36,8 @@ enum ksurf_access {
 	KSURF_ACCESS_BYTES,     /* `size` raw bytes at value + offset */
 	KSURF_ACCESS_STRING,    /* NUL-terminated string at value + offset, `size` with the NUL */
 	KSURF_ACCESS_DATALOC,   /* __data_loc string whose u32 locator is at value + offset */
+	KSURF_ACCESS_USER_LOAD,   /* LOAD from user memory */
+	KSURF_ACCESS_USER_STRING, /* STRING from user memory */
 };
 
 #define KSURF_NO_PACKET 0xff

@@ -86,6 +86,11 @@ std::vector<DeclaredMember> declared_members(Type agg);
 // has no member 'lenn'; did you mean 'len'?".
 MemberLayout member(Type agg, std::string_view name);
 
+// The scalar a struct or union of one member wraps, through nested wrappers: int for
+// atomic_t, atomic_t's int for refcount_t, uid_t for kuid_t. nullopt unless AGG is such a
+// wrapper of an integer, enum or pointer (a bitfield or padding is not a plain wrapper).
+std::optional<Type> wrapped_scalar(Type agg);
+
 // "struct sk_buff *", under typedefs and qualifiers: the packets ksurf reads.
 bool is_skb_pointer(const Type& t);
 

@@ -25,6 +25,8 @@ enum class Feature {
     Tracefs,
     KprobeEvents,
     FunctionGraph,
+    Uprobe,        // BPF on user-space functions (P/R) through the uprobe PMU
+    UprobeEvents,  // tracefs uprobe_events
     Count_,
 };
 

@@ -49,6 +49,13 @@ private:
     std::vector<Segment> segments_;
 };
 
+// -F: the instructions of the kernel function(s) named NAME as the core file KCORE holds
+// them (patched alternatives and static calls included), one line each, "vfs_read+0x4:
+// push rbp", the offsets `p FUNC+OFF` takes; a function of several copies gets a header
+// line per copy.
+std::vector<std::string> disassemble(const std::string& name, const Kallsyms& syms,
+                                     const std::string& kcore = "/proc/kcore");
+
 // Why ksurf does not trace NAME in a graph: the tracer's own path (BPF, RCU, preemption,
 // locking primitives, ftrace), where a probe would recurse or be refused; nullopt if it may.
 std::optional<std::string> untraceable(std::string_view name);
@@ -183,6 +190,8 @@ struct GraphOptions {
 // The `graph` subcommand and its options, parsed into OPT.
 CLI::App* add_graph_command(CLI::App& app, GraphOptions& opt);
 int run_graph(const CommonOptions& common, const GraphOptions& opt);
+// `ksurf -F FUNC`: disassemble() of the running kernel, to stdout.
+int run_disassemble(const std::string& function);
 
 // "1/N" → N. Throws on anything else.
 unsigned parse_sample(std::string_view text);

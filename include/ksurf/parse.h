@@ -2,9 +2,11 @@
 // offending token and whose message names what was expected.
 //
 //   probe    := ws* KIND ws+ target { ws+ field } [ ws+ 'f:' filter ] ws*
-//   KIND     := 'p' | 'r' | 'e'
+//   KIND     := 'p' | 'r' | 'e' | 'P' | 'R'
 //   target   := [ MODULE ':' ] FUNC [ '+' NUMBER ]        p; r (no offset)
 //             | SUBSYS '/' EVENT                          e
+//             | PATH ':' FUNC [ '+' NUMBER ]              P; R (no offset): a uprobe on FUNC of
+//                                                         the ELF file PATH (up to the last ':')
 //   FUNC     := [A-Za-z0-9_.*?]+   a glob when it has '*' or '?' (no offset then)
 //   field    := NAME '=' [ FMT ] expr       NAME := [A-Za-z_][A-Za-z0-9_]*, unique
 //   FMT      := 'S' | 'U' | 'X'             only when the next character is % $ @ (
@@ -16,10 +18,10 @@
 //             | '$' ('retval' | 'comm' | 'pid' | 'tid' | 'cpu')    $retval: r only
 //             | NAME                        BTF parameter (p/r) or tracepoint field (e)
 //             | '(' expr ')'
-//             | '@(' 'struct' HEADER '*' ')' [ LAYER ] primary      packet header of skb
+//             | '@(' 'struct' HEADER '*' ')' [ MARK ] primary       packet header of skb
 //   type     := ('struct' | 'union' | 'enum') NAME { '*' } | NAME { NAME } { '*' }
 //   HEADER   := ethhdr (l2) | iphdr | ipv6hdr (l3) | tcphdr | udphdr | icmphdr | icmp6hdr (l4)
-//   LAYER    := 'l2' | 'l3' | 'l4'          default: the header's own layer
+//   MARK     := 'l2' | 'l3' | 'l4'          where skb->data points at this probe; default l3
 //   NUMBER   := decimal | 0x hex            (64-bit)
 //
 //   filter   := and { '||' and }            whitespace allowed anywhere; runs to the end
@@ -42,7 +44,20 @@
 //   casts.
 // - In `@(struct iphdr *)l3%0->saddr` the skb is only the primary `%0`; the chain applies to
 //   the header. A chained skb needs parentheses: `@(struct iphdr *)l3(%0->next)->saddr`.
-//   `l` followed by a digit right after the `)` is always the layer.
+//   `l` followed by a digit right after the `)` is always the mark.
+// - Packet headers follow surftrace: the mark is the layer skb->data points at (l4 in
+//   tcp_v4_rcv and udp_rcv, l3 in ip_rcv, l2 before eth_type_trans), and a header above it
+//   comes after the headers between: an Ethernet header (14 bytes), then an IPv4 header
+//   without options (20 bytes; an icmp6hdr after IPv6's 40). A header below the mark is an
+//   error. Both backends read the same bytes. Every header has the payload members
+//   `cdata[i] Sdata[i] sdata[i] ldata[i] qdata[i]`: the i-th u8, s8, u16, u32, u64 right
+//   after the header (`sdata[1]` is bytes 2-3). The packet names of resolve.h (tcp.dport)
+//   read the headers the kernel set instead.
+// - P and R probe user space: %0..%5 are the x86-64 argument registers and $retval rax,
+//   all `long` (casts narrow them: `(int)%0`), and every pointer cast points into the
+//   process's memory: `(char *)%0` is its string. There is no BTF: no parameter names.
+// - Structs that only wrap a number (atomic_t, refcount_t, kuid_t, atomic64_t, local_t...)
+//   read, print and compare as that number: `users=S%0->mm->mm_users f:users<4`.
 // - Field-name conventions: `ip_*` prints an IPv4 address; `b16_ b32_ b64_` byte-swap and
 //   print in decimal (S allowed), `B16_ B32_ B64_` byte-swap and print in hex.
 //

@@ -57,6 +57,9 @@ struct Fetch {
     // (kprobe `b<bit_size>@<bit_offset>/<container bits>`).
     std::uint8_t bit_offset = 0;
     std::uint8_t bit_size = 0;       // 0: not a bitfield
+    // The final access (Load, String) reads user memory: the chain reached it through a
+    // `__user` pointer (bpf_probe_read_user, kprobe `+u` and `ustring`).
+    bool user = false;
 };
 
 struct PlannedField {
@@ -112,6 +115,8 @@ struct PlannedProbe {
     std::string module;       // p/r: empty for vmlinux
     std::string function;     // p/r: the function (globs expanded by the resolver's caller)
     std::uint64_t offset = 0; // p FUNC+OFF
+    std::string binary;       // P/R: the executable or library, an absolute path; empty: kernel
+    std::uint64_t file_offset = 0;  // P/R: where FUNC+OFF is in the binary's file
     std::string subsystem;    // e
     std::string event;        // e: the tracepoint; p/r: the name events are printed with
     std::vector<PlannedField> fields;
@@ -119,5 +124,8 @@ struct PlannedProbe {
     std::string text;         // the probe as written, for errors and -v
     std::optional<PacketCapture> packet;
 };
+
+// How errors and -v name P: "p vfs_read+0x5", "r tcp_v4_rcv", "P /bin/bash:readline", "e sched/sched_switch".
+std::string probe_label(const PlannedProbe& p);
 
 }  // namespace ksurf

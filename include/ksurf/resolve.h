@@ -13,9 +13,14 @@
 // object reinterprets its bytes. The final type picks the access: numbers and pointers are
 // loaded (object) or taken (value); `char[N]` is a string of N bytes; a pointer to a type
 // spelled char/unsigned char/signed char is followed to a string of at most
-// kMaxStringPointer bytes; structs, unions and other arrays are errors.
+// kMaxStringPointer bytes; a struct that only wraps a scalar (atomic_t, refcount_t,
+// kuid_t) is that scalar; other structs, unions and arrays are errors. A value cast to a
+// `__user` pointer (every pointer of a P/R probe) is followed into user memory by the
+// final access only (Fetch::user). `@(struct H *)lN SKB` is the object H at
+// SKB->data past the headers below it (see parse.h).
 //
-// Packet names read the packet of an sk_buff, as `@(struct iphdr *)l3SKB->saddr` would, and
+// Packet names read the packet of an sk_buff at the header offsets the kernel set in it
+// (not at skb->data past a mark, as `@(struct iphdr *)l3SKB->saddr` does), and
 // work as field expressions (`p ip_rcv src=ip.saddr`) and in filters (`f:tcp.dport==9000`):
 //   ipver (4 or 6, the version nibble of the network header)
 //   ip.saddr ip.daddr (IPv4 text) ip.proto ip.ttl ip.len ip.id

@@ -13,6 +13,7 @@ struct TraceOptions : CommonOptions {
     std::vector<std::string> probes;
     std::string probe_file;   // -f: one probe per line
     bool script = false;      // -S: print the tracefs translation, attach nothing
+    std::string disassemble;  // -F FUNC: print FUNC's instructions with their offsets, trace nothing
     std::string script_file;  // -o: write that translation as a shell script
     bool stacks = false;      // -s: each event's kernel stack
     std::vector<std::string> command;  // -c: start it, trace it and what it forks, end with it

@@ -61,16 +61,24 @@ struct TracefsProbe {
     ProbeKind kind = ProbeKind::Entry;
     std::string system;   // the kprobe group, or the tracepoint's subsystem
     std::string event;    // "p0", "r1" (kind and index in the run), or the tracepoint
-    std::string address;  // kprobes: "[MODULE:]FUNCTION[+OFFSET]"
+    std::string address;  // kprobes: "[MODULE:]FUNCTION[+OFFSET]"; uprobes: "PATH:0xFILEOFFSET"
+    bool uprobe = false;  // a P/R probe: defined in uprobe_events
     std::string args;     // kprobes: fetch-args, ending with `__comm=$comm` for the header
     std::string filter;   // the event filter; empty for none
     // The plan's printed fields, in order. Empty for an e probe that prints none: then
     // every field of the tracepoint is printed, as the BPF backend does.
     std::vector<FieldSource> fields;
 
+    // What this translation prints differently from the BPF backend, one line each.
+    std::vector<std::string> notes;
+
     // "p:ksurf_42/p0 do_filp_open name=+0(+0(%si)):string __comm=$comm"; empty for e probes.
     std::string definition() const;
 };
+
+// The record offset of the pointer a tracepoint field F follows to a string in user memory
+// (a syscall's `filename`), which tracefs prints as that pointer; nullopt for other fetches.
+std::optional<std::int64_t> record_user_pointer(const Fetch& f);
 
 // PROBE, the INDEX-th of its run, in tracefs terms. Pure: no tracefs access. Throws a
 // one-line Error naming the probe for what kprobe_events or event filters cannot express.

@@ -64,22 +64,29 @@ int perf_event_open(perf_event_attr& attr) {
     return static_cast<int>(syscall(__NR_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC));
 }
 
-// The kprobe PMU's type and the config bit that makes a probe a return probe.
-struct KprobePmu {
+// A probe PMU's (kprobe, uprobe) type and the config bit that makes a probe a return probe.
+struct ProbePmu {
     std::uint32_t type;
     std::uint64_t retprobe;
 };
 
-const KprobePmu& kprobe_pmu() {
-    static const KprobePmu pmu = [] {
-        const std::string dir = "/sys/bus/event_source/devices/kprobe/";
-        const std::string ret = read_line(dir + "format/retprobe");  // "config:0"
-        const auto colon = ret.find(':');
-        if (colon == ret.npos) fail("unexpected {}format/retprobe: '{}'", dir, ret);
-        return KprobePmu{static_cast<std::uint32_t>(std::stoul(read_line(dir + "type"))),
-                         1ULL << std::stoul(ret.substr(colon + 1))};
-    }();
-    return pmu;
+ProbePmu read_pmu(const std::string& name) {
+    const std::string dir = "/sys/bus/event_source/devices/" + name + "/";
+    const std::string ret = read_line(dir + "format/retprobe");  // "config:0"
+    const auto colon = ret.find(':');
+    if (colon == ret.npos) fail("unexpected {}format/retprobe: '{}'", dir, ret);
+    return ProbePmu{static_cast<std::uint32_t>(std::stoul(read_line(dir + "type"))), 1ULL << std::stoul(ret.substr(colon + 1))};
+}
+
+// A kprobe or uprobe perf event: config1 names the function or the binary, config2 is
+// the offset into the function or the file.
+Fd probe_event(const ProbePmu& pmu, bool ret, const std::string& name, std::uint64_t offset) {
+    perf_event_attr attr{};
+    attr.type = pmu.type;
+    attr.config = ret ? pmu.retprobe : 0;
+    attr.config1 = reinterpret_cast<std::uintptr_t>(name.c_str());
+    attr.config2 = offset;
+    return Fd(perf_event_open(attr));
 }
 
 // The program on a perf event (tracepoint, kprobe): through a BPF link where the kernel has
@@ -143,6 +150,8 @@ std::string_view bpf_attach_name(BpfAttach a) {
     case BpfAttach::Tracepoint: return "tracepoint";
     case BpfAttach::TpBtf: return "tp_btf";
     case BpfAttach::RawTp: return "raw_tp";
+    case BpfAttach::Uprobe: return "uprobe";
+    case BpfAttach::Uretprobe: return "uretprobe";
     }
     return "?";
 }
@@ -281,13 +290,13 @@ Link attach(int prog, BpfAttach a, const AttachTarget& t) {
     }
     case BpfAttach::Kprobe:
     case BpfAttach::Kretprobe: {
-        const KprobePmu& pmu = kprobe_pmu();
-        perf_event_attr attr{};
-        attr.type = pmu.type;
-        attr.config = a == BpfAttach::Kretprobe ? pmu.retprobe : 0;
-        attr.config1 = reinterpret_cast<std::uintptr_t>(t.name.c_str());
-        attr.config2 = t.offset;
-        return attach_perf(prog, Fd(perf_event_open(attr)), what);
+        static const ProbePmu pmu = read_pmu("kprobe");
+        return attach_perf(prog, probe_event(pmu, a == BpfAttach::Kretprobe, t.name, t.offset), what);
+    }
+    case BpfAttach::Uprobe:
+    case BpfAttach::Uretprobe: {
+        static const ProbePmu pmu = read_pmu("uprobe");
+        return attach_perf(prog, probe_event(pmu, a == BpfAttach::Uretprobe, t.binary, t.offset), what);
     }
     case BpfAttach::KprobeMulti:
     case BpfAttach::KretprobeMulti: return attach_multi(prog, a == BpfAttach::KretprobeMulti, {t.name.c_str()}, {});

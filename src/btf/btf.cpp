@@ -364,6 +364,34 @@ std::vector<DeclaredMember> declared_members(Type agg) {
     return out;
 }
 
+std::optional<Type> wrapped_scalar(Type agg) {
+    bool wrapped = false;
+    for (Type t = agg;; wrapped = true) {
+        Type s = t.strip();
+        switch (s.kind()) {
+        case Type::Kind::Int:
+        case Type::Kind::Bool:
+        case Type::Kind::Char:
+        case Type::Kind::Enum:
+        case Type::Kind::Pointer:
+            if (wrapped) return t;
+            return std::nullopt;
+        case Type::Kind::Struct:
+        case Type::Kind::Union:
+            break;
+        default:
+            return std::nullopt;
+        }
+        const btf_type* own = own_type(s);
+        if (!own || !btf_is_composite(own) || btf_vlen(own) != 1 || btf_member_bitfield_size(own, 0) ||
+            btf_member_bit_offset(own, 0))
+            return std::nullopt;
+        Type inner(s.btf(), btf_members(own)->type);
+        if (inner.size() != s.size()) return std::nullopt;
+        t = inner;
+    }
+}
+
 std::size_t Function::param_index(std::string_view param) const {
     std::vector<std::string_view> names;
     for (const Param& p : params) {

@@ -11,14 +11,6 @@
 namespace ksurf {
 namespace {
 
-std::string label(const PlannedProbe& p) {
-    switch (p.kind) {
-    case ProbeKind::Tracepoint: return fmt::format("e {}/{}", p.subsystem, p.event);
-    case ProbeKind::Return: return "r " + p.function;
-    default: return p.offset ? fmt::format("p {}+{:#x}", p.function, p.offset) : "p " + p.function;
-    }
-}
-
 // The first feature of NEEDED the kernel lacks, as "name: reason"; nullopt when all are there.
 std::optional<std::string> missing(const FeatureQuery& has, std::initializer_list<Feature> needed) {
     for (Feature f : needed)
@@ -42,6 +34,7 @@ std::optional<std::string> bpf_refusal(BackendRequest req, const PlannedProbe& p
         return std::nullopt;
     }
     if (p.kind == ProbeKind::Tracepoint) return missing(has, {Feature::Tracepoint});
+    if (!p.binary.empty()) return missing(has, {Feature::Uprobe});
     const Feature fentry = p.kind == ProbeKind::Return ? Feature::Fexit : Feature::Fentry;
     // fentry attaches at a function's entry only; FUNC+OFF needs a kprobe.
     const bool fentry_allowed = !p.offset && req != BackendRequest::Kprobe;
@@ -62,6 +55,7 @@ std::optional<std::string> bpf_refusal(BackendRequest req, const PlannedProbe& p
 std::optional<std::string> tracefs_refusal(const PlannedProbe& p, const FeatureQuery& has) {
     if (reads_tp_args(p)) return "tracefs: a tracepoint's TP_PROTO arguments (%N) exist only for BPF; tracefs sees its record fields";
     if (p.kind == ProbeKind::Tracepoint) return missing(has, {Feature::Tracefs});
+    if (!p.binary.empty()) return missing(has, {Feature::Tracefs, Feature::UprobeEvents});
     return missing(has, {Feature::Tracefs, Feature::KprobeEvents});
 }
 
@@ -94,7 +88,7 @@ BackendChoice choose_backend(BackendRequest req, const std::vector<PlannedProbe>
     std::vector<std::string> bpf_refusals;
     for (const auto& p : probes) {
         if (!bpf_allowed) break;
-        if (auto why = bpf_refusal(req, p, has)) bpf_refusals.push_back(fmt::format("{}: BPF cannot run it ({})", label(p), *why));
+        if (auto why = bpf_refusal(req, p, has)) bpf_refusals.push_back(fmt::format("{}: BPF cannot run it ({})", probe_label(p), *why));
     }
     if (bpf_allowed && bpf_refusals.empty()) return choice;
     if (!tracefs_allowed) fail("{}", bpf_refusals.front());
@@ -103,7 +97,7 @@ BackendChoice choose_backend(BackendRequest req, const std::vector<PlannedProbe>
     for (const auto& p : probes) {
         if (auto why = tracefs_refusal(p, has)) {
             std::string bpf_why = bpf_allowed ? bpf_refusal(req, p, has).value_or("") : "";
-            fail("{}: cannot run on this kernel: {}{}", label(p), bpf_why.empty() ? "" : bpf_why + "; ", *why);
+            fail("{}: cannot run on this kernel: {}{}", probe_label(p), bpf_why.empty() ? "" : bpf_why + "; ", *why);
         }
     }
     for (auto& r : bpf_refusals) choice.notes.push_back(r + "; using tracefs");

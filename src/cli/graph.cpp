@@ -247,4 +247,9 @@ int run_graph(const CommonOptions& common, const GraphOptions& opt) {
     return 0;
 }
 
+int run_disassemble(const std::string& function) {
+    for (const std::string& line : disassemble(function, Kallsyms::load())) fmt::print("{}\n", line);
+    return 0;
+}
+
 }  // namespace ksurf

@@ -21,7 +21,7 @@ namespace {
 
 constexpr std::array<std::string_view, static_cast<std::size_t>(Feature::Count_)> kNames = {
     "btf",    "bpf",    "ringbuf", "tracepoint",   "raw_tp",        "tp_btf",         "fentry",
-    "fexit",  "kprobe", "kprobe_multi", "tracefs", "kprobe_events", "function_graph",
+    "fexit",  "kprobe", "kprobe_multi", "tracefs", "kprobe_events", "function_graph", "uprobe", "uprobe_events",
 };
 
 // A file we may not read counts as absent: unprivileged runs see EACCES under tracefs.
@@ -53,6 +53,7 @@ FeatureStatus trial_load(Feature f, const Btf* btf) {
     case Feature::Fentry: a = BpfAttach::Fentry; target = "vfs_read"; break;
     case Feature::Fexit: a = BpfAttach::Fexit; target = "vfs_read"; break;
     case Feature::Kprobe: a = BpfAttach::Kprobe; break;
+    case Feature::Uprobe: a = BpfAttach::Uprobe; break;
     case Feature::KprobeMulti: a = BpfAttach::KprobeMulti; break;
     default: break;
     }
@@ -72,7 +73,8 @@ FeatureStatus trial_load(Feature f, const Btf* btf) {
                                                       : BPF_CGROUP_INET_INGRESS;
     const bpf_prog_type type = a == BpfAttach::Tracepoint ? BPF_PROG_TYPE_TRACEPOINT
                                : a == BpfAttach::RawTp    ? BPF_PROG_TYPE_RAW_TRACEPOINT
-                               : a == BpfAttach::Kprobe || a == BpfAttach::KprobeMulti ? BPF_PROG_TYPE_KPROBE
+                               : a == BpfAttach::Kprobe || a == BpfAttach::KprobeMulti || a == BpfAttach::Uprobe
+                                   ? BPF_PROG_TYPE_KPROBE
                                                                                          : BPF_PROG_TYPE_TRACING;
     Fd prog(bpf_prog_load(type, "ksurf_trial", "GPL", insns, std::size(insns), &o));
     const std::string name = target.empty() ? std::string(bpf_attach_name(a)) : fmt::format("{} on {}", bpf_attach_name(a), target);
@@ -157,6 +159,13 @@ FeatureStatus probe_kprobe_events(Features& fs) {
     return yes(path);
 }
 
+FeatureStatus probe_uprobe_events(Features& fs) {
+    if (!fs.has(Feature::Tracefs)) return no("tracefs is not available");
+    std::string path = *tracefs::find_mount() + "/uprobe_events";
+    if (!present(path)) return no(fmt::format("{} is missing{}", path, config_hint("CONFIG_UPROBE_EVENTS")));
+    return yes(path);
+}
+
 FeatureStatus probe_function_graph(Features& fs) {
     if (!fs.has(Feature::Tracefs)) return no("tracefs is not available");
     const std::string path = *tracefs::find_mount() + "/available_tracers";
@@ -197,6 +206,12 @@ FeatureStatus Features::probe(Feature f) {
     case Feature::Tracefs: return probe_tracefs();
     case Feature::KprobeEvents: return probe_kprobe_events(*this);
     case Feature::FunctionGraph: return probe_function_graph(*this);
+    case Feature::UprobeEvents: return probe_uprobe_events(*this);
+    case Feature::Uprobe:
+        if (!has(Feature::Bpf)) return no("BPF is not available");
+        if (!present("/sys/bus/event_source/devices/uprobe/type"))
+            return no(fmt::format("no uprobe PMU{}", config_hint("CONFIG_UPROBE_EVENTS")));
+        return trial_load(f, nullptr);
     case Feature::Kprobe:
     case Feature::KprobeMulti:
         if (!has(Feature::Bpf)) return no("BPF is not available");

@@ -108,6 +108,32 @@ std::vector<std::uint8_t> KernelText::read(std::uint64_t addr, std::size_t len) 
     fail("no kernel text at {:#x} in /proc/kcore", addr);
 }
 
+std::vector<std::string> disassemble(const std::string& name, const Kallsyms& syms, const std::string& kcore) {
+    const auto found = syms.find(name);
+    if (found.empty()) fail("'{}' is not a kernel function (not in /proc/kallsyms)", name);
+    const KernelText text = KernelText::open(kcore);
+    Capstone cs;
+    cs_option(cs.h_, CS_OPT_DETAIL, CS_OPT_OFF);
+    std::vector<std::string> out;
+    for (const KernelSymbol* f : found) {
+        if (found.size() > 1) out.push_back(fmt::format("{} at {:#x}:", name, f->addr));
+        const auto code = text.read(f->addr, std::min<std::uint64_t>(f->end - f->addr, kMaxFunctionBytes));
+        const std::uint8_t* p = code.data();
+        std::size_t left = code.size();
+        std::uint64_t at = f->addr;
+        while (left) {
+            const std::uint64_t off = at - f->addr;
+            if (!cs_disasm_iter(cs.h_, &p, &left, &at, cs.insn_)) {
+                out.push_back(fmt::format("{}+{:#x}: (bad) {:02x}", name, off, *p));
+                p++, left--, at++;
+                continue;
+            }
+            out.push_back(fmt::format("{}+{:#x}: {} {}", name, off, cs.insn_->mnemonic, cs.insn_->op_str));
+        }
+    }
+    return out;
+}
+
 std::optional<std::string> untraceable(std::string_view name) {
     // A probe on these would run inside the probe itself (the kernel then skips the hit) or
     // is refused: BPF and its maps, RCU, preemption and migration control, spinlocks, the

@@ -42,6 +42,15 @@ std::string quote(std::string_view s) {
 
 }  // namespace
 
+std::optional<Layer> header_layer(std::string_view name) {
+    static constexpr std::pair<std::string_view, Layer> layers[] = {
+        {"ethhdr", Layer::L2},  {"iphdr", Layer::L3},   {"ipv6hdr", Layer::L3},  {"tcphdr", Layer::L4},
+        {"udphdr", Layer::L4}, {"icmphdr", Layer::L4}, {"icmp6hdr", Layer::L4}};
+    for (const auto& [header, layer] : layers)
+        if (header == name) return layer;
+    return std::nullopt;
+}
+
 std::string_view builtin_name(Builtin b) {
     static constexpr std::string_view names[] = {"retval", "comm", "pid", "tid", "cpu"};
     return names[static_cast<std::size_t>(b)];
@@ -54,7 +63,7 @@ std::string_view cmp_op_text(CmpOp op) {
 
 std::string TypeName::to_string() const {
     static constexpr std::string_view tags[] = {"", "struct ", "union ", "enum "};
-    auto s = fmt::format("{}{}", tags[static_cast<std::size_t>(tag)], name);
+    auto s = fmt::format("{}{}{}", tags[static_cast<std::size_t>(tag)], name, user ? " __user" : "");
     if (pointers) (s += ' ') += std::string(pointers, '*');
     return s;
 }
@@ -71,7 +80,7 @@ std::string Expr::to_string() const {
             [](const Cast& c) { return fmt::format("({}){}", c.type.to_string(), c.operand->to_string()); },
             [](const PacketHeader& p) {
                 auto skb = p.skb->to_string();
-                return fmt::format("@({})l{}{}", p.type.to_string(), static_cast<int>(p.layer),
+                return fmt::format("@({})l{}{}", p.type.to_string(), static_cast<int>(p.mark),
                                    is_primary(*p.skb) ? skb : fmt::format("({})", skb));
             },
         },
@@ -113,14 +122,16 @@ std::string FilterExpr::to_string() const {
 
 std::string Target::to_string(ProbeKind kind) const {
     if (kind == ProbeKind::Tracepoint) return fmt::format("{}/{}", subsystem, name);
-    auto s = module.empty() ? name : fmt::format("{}:{}", module, name);
+    auto s = !binary.empty() ? fmt::format("{}:{}", binary, name) : module.empty() ? name : fmt::format("{}:{}", module, name);
     if (offset) s += fmt::format("+{:#x}", *offset);
     return s;
 }
 
 std::string Probe::to_string() const {
     static constexpr char letters[] = {'p', 'r', 'e'};
-    auto s = fmt::format("{} {}", letters[static_cast<std::size_t>(kind)], target.to_string(kind));
+    const char letter = letters[static_cast<std::size_t>(kind)];
+    auto s = fmt::format("{} {}", target.binary.empty() ? letter : static_cast<char>(letter - 'a' + 'A'),
+                         target.to_string(kind));
     for (const auto& f : fields) (s += ' ') += f.to_string();
     if (filter) s += fmt::format(" f:{}", filter->to_string());
     return s;

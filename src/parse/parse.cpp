@@ -60,18 +60,6 @@ std::optional<std::string_view> canonical_register(std::string_view name) {
 
 constexpr std::array kBuiltins = {Builtin::Retval, Builtin::Comm, Builtin::Pid, Builtin::Tid, Builtin::Cpu};
 
-struct HeaderInfo {
-    std::string_view name;
-    Layer layer;
-};
-constexpr std::array<HeaderInfo, 7> kHeaders = {{{"ethhdr", Layer::L2},
-                                                 {"iphdr", Layer::L3},
-                                                 {"ipv6hdr", Layer::L3},
-                                                 {"tcphdr", Layer::L4},
-                                                 {"udphdr", Layer::L4},
-                                                 {"icmphdr", Layer::L4},
-                                                 {"icmp6hdr", Layer::L4}}};
-
 // Longest operators first, so that "<=" is not read as "<".
 constexpr std::array kCmpOps = {CmpOp::Eq, CmpOp::Ne, CmpOp::Le, CmpOp::Ge, CmpOp::Lt, CmpOp::Gt, CmpOp::Glob};
 
@@ -102,13 +90,14 @@ private:
 
     void check_source() const;
     Target function_target();
+    Target user_target();
     Target tracepoint_target();
     Field field();
     void apply_naming(Field& f) const;
     Expr expression();
     std::optional<TypeName> cast_type();
     std::optional<TypeName> type_name();
-    std::string_view type_word();
+    std::string_view type_word(TypeName& t);
     Expr primary();
     Expr percent();
     Expr packet();
@@ -186,19 +175,20 @@ Probe Parser::probe() {
     skip_ws();
     auto kind_pos = pos_;
     auto kind = ident();
-    if (kind.empty()) expected("probe kind 'p', 'r' or 'e'");
-    if (kind == "p")
+    if (kind.empty()) expected("probe kind 'p', 'r', 'e', 'P' or 'R'");
+    const bool user = kind == "P" || kind == "R";
+    if (kind == "p" || kind == "P")
         p.kind = ProbeKind::Entry;
-    else if (kind == "r")
+    else if (kind == "r" || kind == "R")
         p.kind = ProbeKind::Return;
     else if (kind == "e")
         p.kind = ProbeKind::Tracepoint;
     else
-        error(kind_pos, kind.size(), fmt::format("unknown probe kind '{}' (expected 'p', 'r' or 'e')", kind));
+        error(kind_pos, kind.size(), fmt::format("unknown probe kind '{}' (expected 'p', 'r', 'e', 'P' or 'R')", kind));
     kind_ = p.kind;
     if (!at_end() && !is_space(peek())) expected(fmt::format("whitespace after probe kind '{}'", kind));
     skip_ws();
-    p.target = p.kind == ProbeKind::Tracepoint ? tracepoint_target() : function_target();
+    p.target = p.kind == ProbeKind::Tracepoint ? tracepoint_target() : user ? user_target() : function_target();
     if (!at_end() && !is_space(peek())) expected("whitespace after the probe target");
 
     for (;;) {
@@ -242,6 +232,31 @@ Target Parser::function_target() {
         auto value = number("offset after '+'");
         if (kind_ == ProbeKind::Return) error(plus, pos_ - plus, "return probes take no offset");
         if (t.is_glob) error(plus, pos_ - plus, "an offset needs one function, not a glob");
+        t.offset = value;
+        t.offset_span = span_from(plus + 1);
+    }
+    return t;
+}
+
+// PATH:FUNC[+OFF]: the path runs to the last ':' of the target.
+Target Parser::user_target() {
+    Target t;
+    auto start = pos_;
+    auto text = take_while([](char c) { return !is_space(c); });
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0)
+        error(start, text.size(), "a user-space probe's target is PATH:FUNCTION, e.g. /bin/bash:readline");
+    t.binary = text.substr(0, colon);
+    t.binary_span = {start, colon};
+    pos_ = start + colon + 1;
+    t.name = take_while(is_symbol_char);
+    if (t.name.empty()) expected(fmt::format("function name after '{}:'", t.binary));
+    t.name_span = {start + colon + 1, t.name.size()};
+    if (std::ranges::any_of(t.name, is_glob_char)) error(t.name_span, "user-space probes take one function, not a glob");
+    if (peek() == '+') {
+        auto plus = pos_++;
+        auto value = number("offset after '+'");
+        if (kind_ == ProbeKind::Return) error(plus, pos_ - plus, "return probes take no offset");
         t.offset = value;
         t.offset_span = span_from(plus + 1);
     }
@@ -356,7 +371,7 @@ std::optional<TypeName> Parser::type_name() {
         {{"struct", TypeName::Tag::Struct}, {"union", TypeName::Tag::Union}, {"enum", TypeName::Tag::Enum}}};
     TypeName t;
     auto start = pos_;
-    auto word = type_word();
+    auto word = type_word(t);
     if (word.empty()) {
         pos_ = start;
         return std::nullopt;
@@ -367,9 +382,11 @@ std::optional<TypeName> Parser::type_name() {
         skip_ws();
         t.name = ident();
         if (t.name.empty()) expected(fmt::format("{0} name after '{0}'", word));
+        auto save = pos_;
+        if (!type_word(t).empty()) pos_ = save;  // only qualifiers follow a tagged name
     } else {
         t.name = word;
-        while (!(word = type_word()).empty()) (t.name += ' ') += word;
+        while (!(word = type_word(t)).empty()) (t.name += ' ') += word;
     }
     for (;;) {
         auto save = pos_;
@@ -386,13 +403,16 @@ std::optional<TypeName> Parser::type_name() {
 }
 
 // The next word of a type name; const and volatile are skipped because they do not change
-// what is read. Returns empty, consuming only qualifiers, when no word follows.
-std::string_view Parser::type_word() {
+// what is read, and __user is kept in T. Returns empty, consuming only qualifiers, when no
+// word follows.
+std::string_view Parser::type_word(TypeName& t) {
     for (;;) {
         auto save = pos_;
         skip_ws();
         auto word = ident();
-        if (word != "const" && word != "volatile") {
+        if (word == "__user") {
+            t.user = true;
+        } else if (word != "const" && word != "volatile") {
             if (word.empty()) pos_ = save;
             return word;
         }
@@ -477,26 +497,32 @@ Expr Parser::packet() {
     skip_ws();
     if (peek() != ')') expected(fmt::format("')' after '{}'", type->to_string()));
     ++pos_;
-    auto header = std::ranges::find(kHeaders, type->name, &HeaderInfo::name);
-    if (type->tag != TypeName::Tag::Struct || header == kHeaders.end())
+    std::optional<Layer> layer = type->tag == TypeName::Tag::Struct ? header_layer(type->name) : std::nullopt;
+    if (!layer)
         error(type->span, fmt::format("unknown packet header '{}' (expected struct ethhdr, iphdr, ipv6hdr, tcphdr, "
                                       "udphdr, icmphdr or icmp6hdr)",
                                       type->to_string()));
     if (type->pointers != 1)
         error(type->span, fmt::format("a packet header is a pointer: write 'struct {} *'", type->name));
-    PacketHeader h{std::move(*type), header->layer, {}, nullptr};
+    PacketHeader h{std::move(*type), Layer::L3, {}, nullptr};
     expr_ws();
     if (peek() == 'l' && is_digit(peek(1))) {
-        h.layer_span = {pos_, 2};
+        h.mark_span = {pos_, 2};
         char digit = peek(1);
         if (digit < '2' || digit > '4')
-            error(h.layer_span, fmt::format("unknown layer 'l{}' (expected l2, l3 or l4)", digit));
-        if (static_cast<Layer>(digit - '0') != header->layer)
-            error(h.layer_span, fmt::format("struct {} is a layer-{} header, not l{}", header->name,
-                                            static_cast<int>(header->layer), digit));
+            error(h.mark_span, fmt::format("unknown layer 'l{}' (expected l2, l3 or l4)", digit));
+        h.mark = static_cast<Layer>(digit - '0');
         pos_ += 2;
         expr_ws();
     }
+    // The mark says where skb->data points: a header below it is not in the data.
+    if (*layer < h.mark)
+        error(h.mark_span.len ? h.mark_span : h.type.span,
+              fmt::format("struct {} is a layer-{} header, below the mark l{}{} (skb->data at that layer); write l{} "
+                          "where skb->data is at the {} header",
+                          h.type.name, static_cast<int>(*layer), static_cast<int>(h.mark),
+                          h.mark_span.len ? "" : ", the default", static_cast<int>(*layer),
+                          *layer == Layer::L2 ? "Ethernet" : "IP"));
     if (!starts_operand(peek())) expected("the skb after the packet header type, e.g. %0 or skb");
     h.skb = box(primary());
     return Expr{std::move(h), span_from(start)};

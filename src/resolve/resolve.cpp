@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <numeric>
 #include <optional>
 
 #include "ksurf/btf.h"
+#include "ksurf/elf.h"
 #include "ksurf/error.h"
 #include "ksurf/kallsyms.h"
 #include "ksurf/suggest.h"
@@ -124,14 +126,19 @@ struct Place {
     Fetch fetch;
     Type type;
     bool object = false;
+    bool user = false;  // a pointer (value or object) into user memory
 };
 
-// The object P points to, at offset 0 of it.
+// The object P points to, at offset 0 of it. User memory is read by the final access only:
+// the loads of a chain read the kernel's.
 void follow(Place& p) {
     if (p.object) {
+        if (p.fetch.user) fail("a pointer in user memory cannot be followed: ksurf reads user memory only at the end of a chain");
         p.fetch.derefs.push_back(p.fetch.offset);
         p.fetch.offset = 0;
     }
+    p.fetch.user = p.user;
+    p.user = false;
     p.type = p.type.pointee();
     p.object = true;
 }
@@ -218,6 +225,7 @@ Fetch clone(const Fetch& f) {
     out.is_signed = f.is_signed;
     out.bit_offset = f.bit_offset;
     out.bit_size = f.bit_size;
+    out.user = f.user;
     return out;
 }
 
@@ -270,7 +278,7 @@ public:
         if (!format_ || !fields.empty()) return;
         // A bare `e SUBSYS/EVENT` prints the tracepoint's own fields, less what cannot be read.
         for (const tracefs::Field& f : format_->fields)
-            if (!f.is_common() && !unsupported(f)) plan_.fields.push_back(record_field(f));
+            if (!f.is_common() && !unsupported(f)) plan_.fields.push_back(record_value(f));
     }
 
     PlannedFilterNode filter(const FilterExpr& e) {
@@ -320,7 +328,7 @@ private:
     // ---- fields ----
 
     PlannedField field(const Field& f) {
-        PlannedField out = value_of(f.expr);
+        PlannedField out = guard(f.expr.span, [&] { return value_of(f.expr); });
         out.name = f.name;
         present(out, f);
         return out;
@@ -340,12 +348,8 @@ private:
             if (!fn_) fn_ = guard(e.span, [&] { return ctx_.btf.find_tracepoint_proto(plan_.event); });
             return lower(eval(e), e.span);
         }
-        const auto* id = std::get_if<Ident>(&e.node);
-        if (!id)
-            fail_at(e.span,
-                    "e probes print tracepoint fields as they are ('NAME=FIELD'); members, indexes and "
-                    "casts of them are not supported yet");
-        return tracepoint_field(*id, e.span);
+        if (const auto* id = std::get_if<Ident>(&e.node)) return tracepoint_field(*id, e.span);
+        return lower(eval(e), e.span);  // a cast or chain over record fields, typed by BTF
     }
 
     static bool reads_arg(const Expr& e) {
@@ -371,7 +375,45 @@ private:
                                    hint.empty() ? fmt::format(" (fields: {})", fmt::join(names, ", ")) : hint));
         }
         if (const char* why = unsupported(*f)) fail_at(s, fmt::format("'{}': {}", id.name, why));
-        return record_field(*f);
+        return record_value(*f);
+    }
+
+    // A record field as printed: its bytes, except a string a syscall was passed, read from
+    // the user memory it is in.
+    PlannedField record_value(const tracefs::Field& f) const {
+        PlannedField p = record_field(f);
+        if (!user_string(f)) return p;
+        p.fetch.derefs = {p.fetch.offset};
+        p.fetch.offset = 0;
+        p.fetch.access = Access::String;
+        p.fetch.size = kMaxStringPointer;
+        p.fetch.is_signed = false;
+        p.fetch.user = true;
+        p.display = Display::String;
+        return p;
+    }
+
+    // syscalls/sys_enter_* record the arguments as the task passed them: a char pointer
+    // there (`const char * filename`) is a string in user memory.
+    bool user_string(const tracefs::Field& f) const {
+        if (format_->system != "syscalls" || !f.is_pointer() || f.data_loc) return false;
+        std::string t = f.type;
+        for (std::string_view word : {"const", "__user", " "})
+            for (std::size_t at; (at = t.find(word)) != std::string::npos;) t.erase(at, word.size());
+        return t == "char*";
+    }
+
+    // Record field ID as an object of its C type (BTF), so that casts and chains apply:
+    // `buf=((char __user *)buf)`, `n=((int __user *)uaddr)[0]`.
+    Place record_place(const Ident& id, Span s) const {
+        const tracefs::Field* f = format_->field(id.name);
+        if (!f) tracepoint_field(id, s);  // throws, with the names there are
+        if (f->data_loc || f->rel_loc || f->type.ends_with(']'))
+            fail_at(s, fmt::format("'{}' is {}: print it as it is ('NAME={}')", id.name, record_field(*f).c_type, id.name));
+        Place p{{}, type(f->type, s), true};
+        p.fetch.base = Base::Record;
+        p.fetch.offset = f->offset;
+        return p;
     }
 
     // How Field F asks for its value to be shown: S/U/X, ip_, b16_/B16_...
@@ -407,6 +449,7 @@ private:
     PlannedField lower(Place p, Span s) const {
         PlannedField out;
         out.c_type = p.type.name();
+        unwrap_scalar(p);
         Type t = p.type.strip();
         Kind k = t.kind();
         bool char_array = k == Kind::Array && t.elem().strip().kind() == Kind::Char;
@@ -430,6 +473,13 @@ private:
             out.display = k == Kind::Pointer ? Display::Hex : Display::Decimal;
         }
         return out;
+    }
+
+    // atomic_t, refcount_t, kuid_t...: a struct that only wraps a number is that number, as
+    // surftrace prints `users=S%0->mm->mm_users`. Its one member is at offset 0, so the
+    // place keeps its address and takes the member's type.
+    static void unwrap_scalar(Place& p) {
+        if (std::optional<Type> inner = wrapped_scalar(p.type)) p.type = *inner;
     }
 
     // ---- expressions ----
@@ -467,6 +517,7 @@ private:
     }
 
     Place eval(const Ident& id, Span s) {
+        if (format_ && !fn_) return record_place(id, s);
         need_entry(s);
         std::size_t i = guard(s, [&] { return fn_->param_index(id.name); });
         return arg(i, fn_->params[i].type);
@@ -491,6 +542,9 @@ private:
 
     Place eval(const Member& m, Span) {
         Place p = eval(*m.base);
+        if (payload(m.name) && packet_struct(p))
+            fail_at(m.name_span, fmt::format("'{0}' is the payload after the header, in elements; name one: {0}[N]",
+                                             m.name));
         select(p, m.name, m.base->span, m.name_span);
         return p;
     }
@@ -518,6 +572,7 @@ private:
     }
 
     Place eval(const Index& ix, Span) {
+        if (std::optional<Place> element = payload_element(ix)) return std::move(*element);
         Place p = eval(*ix.base);
         Type t = p.type;
         if (t.kind() == Kind::Array && p.object) {
@@ -540,7 +595,9 @@ private:
     }
 
     Place eval(const Cast& c, Span s) {
-        Type to = type(c.type.to_string(), c.type.span);
+        TypeName kernel = c.type;
+        kernel.user = false;
+        Type to = type(kernel.to_string(), c.type.span);
         Place p = eval(*c.operand);
         std::string from = fmt::format("'{}' is {} ({} bytes)", text(c.operand->span), p.type.name(), p.type.size());
         Kind k = to.kind();
@@ -551,7 +608,10 @@ private:
             fail_at(s, fmt::format("cannot cast to '{}': a pointer needs 8 bytes, but {}", to.name(), from));
         if (to.size() > p.type.size())
             fail_at(s, fmt::format("cannot cast to '{}' ({} bytes): {}", to.name(), to.size(), from));
+        if (c.type.user && k != Kind::Pointer)
+            fail_at(c.type.span, fmt::format("__user qualifies a pointer: ({} __user *)", kernel.to_string()));
         p.type = to;
+        p.user = c.type.user || !plan_.binary.empty();  // a uprobe's pointers are the process's
         return p;
     }
 
@@ -565,10 +625,65 @@ private:
             fail_at(h.skb->span, fmt::format("@({}) needs a struct sk_buff *, but {} is {}", h.type.to_string(), who,
                                              skb.type.name()));
         }
-        Place p{{}, type(h.type.to_string(), h.type.span), false};
-        p.fetch.base = Base::Packet;
-        p.fetch.layer = h.layer;
-        p.fetch.skb = std::make_unique<Fetch>(lower(std::move(skb), h.skb->span).fetch);
+        // The header is an object at skb->data past the headers below it: a chain of loads
+        // every backend runs alike, so BPF and tracefs agree by construction.
+        Place p = std::move(skb);
+        select(p, "data", h.skb->span, h.skb->span);
+        follow(p);
+        p.type = type(fmt::format("struct {}", h.type.name), h.type.span);
+        p.fetch.offset = past_mark(h);
+        return p;
+    }
+
+    // Bytes from skb->data, at H's mark, to H: the headers of the layers between as
+    // surftrace assumes them, sized by BTF: an Ethernet header, then an IPv4 header without
+    // options (the fixed IPv6 header before an icmp6hdr). tracefs cannot read the real IPv4
+    // header length before it adds it, so the BPF backend does not either.
+    std::int64_t past_mark(const PacketHeader& h) const {
+        const Layer layer = header_layer(h.type.name).value();
+        std::size_t skip = 0;
+        if (h.mark == Layer::L2 && layer != Layer::L2) skip += type("struct ethhdr", h.type.span).size();
+        if (h.mark != Layer::L4 && layer == Layer::L4)
+            skip += type(h.type.name == "icmp6hdr" ? "struct ipv6hdr" : "struct iphdr", h.type.span).size();
+        return static_cast<std::int64_t>(skip);
+    }
+
+    // ---- packet payload: cdata[i] Sdata[i] sdata[i] ldata[i] qdata[i] ----
+
+    struct Payload {
+        std::string_view member;
+        std::string_view element;
+    };
+    static constexpr Payload kPayload[] = {
+        {"cdata", "u8"}, {"Sdata", "s8"}, {"sdata", "u16"}, {"ldata", "u32"}, {"qdata", "u64"}};
+
+    static const Payload* payload(std::string_view member) {
+        for (const Payload& p : kPayload)
+            if (p.member == member) return &p;
+        return nullptr;
+    }
+
+    // Whether P is a packet header struct object, or a pointer to one.
+    static bool packet_struct(const Place& p) {
+        const bool pointer = p.type.kind() == Kind::Pointer;
+        if (!pointer && !p.object) return false;
+        std::string name = (pointer ? p.type.pointee() : p.type).strip().name();
+        return name.starts_with("struct ") && header_layer(std::string_view(name).substr(7));
+    }
+
+    // HEADER->sdata[i] (surftrace): the i-th 2-byte number right after the header, and so
+    // for the other widths; nullopt when IX is not such an element.
+    std::optional<Place> payload_element(const Index& ix) {
+        const auto* m = std::get_if<Member>(&ix.base->node);
+        const Payload* pl = m ? payload(m->name) : nullptr;
+        if (!pl) return std::nullopt;
+        Place p = eval(*m->base);
+        if (!packet_struct(p)) return std::nullopt;
+        if (p.type.kind() == Kind::Pointer) follow(p);
+        Type elem = type(pl->element, m->name_span);
+        if (ix.index > kMaxOffset / elem.size()) fail_at(ix.index_span, fmt::format("index {} is too large", ix.index));
+        p.fetch.offset += static_cast<std::int64_t>(p.type.size() + ix.index * elem.size());
+        p.type = elem;
         return p;
     }
 
@@ -750,8 +865,8 @@ private:
     // /proc/kallsyms, or of any function of that name; != is the negation. Comparisons of
     // one hidden field, which every backend can run.
     PlannedFilterNode caller_comparison(const Comparison& c, Span s) {
-        if (plan_.kind != ProbeKind::Entry || plan_.offset)
-            fail_at(c.name_span, "'caller' is known at a function's entry only (p FUNC, without an offset)");
+        if (plan_.kind != ProbeKind::Entry || plan_.offset || !plan_.binary.empty())
+            fail_at(c.name_span, "'caller' is known at a kernel function's entry only (p FUNC, without an offset)");
         if (c.op != CmpOp::Eq && c.op != CmpOp::Ne) fail_at(c.op_span, "'caller' compares with == and != only");
         const std::string sym = c.value.kind == Literal::Kind::String ? c.value.string : c.value.text;
         if (!kallsyms_) kallsyms_.emplace(Kallsyms::load());
@@ -823,7 +938,8 @@ private:
         if (format_ && format_->field(name)) {
             PlannedField f = tracepoint_field(Ident{name}, c.name_span);
             for (std::size_t i = 0; i < plan_.fields.size(); ++i)
-                if (plan_.fields[i].fetch.base == Base::Record && plan_.fields[i].fetch.offset == f.fetch.offset)
+                if (plan_.fields[i].fetch.base == Base::Record && plan_.fields[i].fetch.offset == f.fetch.offset &&
+                    plan_.fields[i].fetch.derefs == f.fetch.derefs)
                     return field(i);
             return field(add_hidden(std::move(f), name));
         }
@@ -916,6 +1032,37 @@ std::string target_name(const Probe& probe) {
     return probe.kind == ProbeKind::Tracepoint ? t.subsystem + "/" + t.name : t.name;
 }
 
+// P/R PATH:FUNC: the function's place in the file, and its registers as the x86-64
+// calling convention fills them: %0..%5 and $retval are longs (S/U/X and casts say more),
+// and every pointer points into the process's memory.
+Function user_function(const Probe& probe, const ResolveContext& ctx, PlannedProbe& out) {
+    const Target& t = probe.target;
+    auto at = [&](Span s, std::string message) { return SourceError(std::move(message), probe.text, s.pos, s.len); };
+    std::error_code ec;
+    const std::filesystem::path path = std::filesystem::absolute(t.binary, ec);
+    if (ec || !std::filesystem::is_regular_file(path, ec)) throw at(t.binary_span, fmt::format("no file '{}'", t.binary));
+    std::vector<ElfFunction> functions;
+    try {
+        functions = elf_functions(path);
+    } catch (const Error& e) {
+        throw at(t.binary_span, e.what());
+    }
+    auto found = std::ranges::find(functions, t.name, &ElfFunction::name);
+    if (found == functions.end()) {
+        std::vector<std::string> names;
+        for (const ElfFunction& f : functions) names.push_back(f.name);
+        throw at(t.name_span, fmt::format("{} has no function '{}'{}", path.string(), t.name, did_you_mean(t.name, names)));
+    }
+    if (t.offset && *t.offset >= std::max<std::uint64_t>(found->size, 1))
+        throw at(t.offset_span, fmt::format("{} is {} bytes long: +{:#x} is past its end", t.name, found->size, *t.offset));
+    out.binary = path.string();
+    out.file_offset = found->file_offset + t.offset.value_or(0);
+    const Type reg = ctx.btf.find_type("long");
+    Function fn{t.name, {}, reg, {}, false};
+    for (int i = 0; i < 6; i++) fn.params.push_back({"", reg});
+    return fn;
+}
+
 // PROBE at TARGET: its own (target_name()) or one its glob matched.
 PlannedProbe plan(const Probe& probe, const ResolveContext& ctx, const std::string& target,
                   std::optional<Function> found) {
@@ -934,6 +1081,7 @@ PlannedProbe plan(const Probe& probe, const ResolveContext& ctx, const std::stri
         out.event = probe.kind == ProbeKind::Return ? target + ".return"
                     : t.offset                      ? fmt::format("{}+{:#x}", target, *t.offset)
                                                     : target;
+        if (!t.binary.empty()) found = user_function(probe, ctx, out);
     }
     Resolver r(ctx, probe.text, out, target_span(probe), std::move(found));
     r.fields(probe.fields);
@@ -997,6 +1145,15 @@ std::vector<PlannedProbe> resolve_all(const Probe& probe, const ResolveContext& 
         if (plans.empty()) throw error(fmt::format("no function with BTF matches '{}'", t.name));
         return plans;
     });
+}
+
+std::string probe_label(const PlannedProbe& p) {
+    if (p.kind == ProbeKind::Tracepoint) return fmt::format("e {}/{}", p.subsystem, p.event);
+    const bool ret = p.kind == ProbeKind::Return;
+    const char letter = p.binary.empty() ? (ret ? 'r' : 'p') : (ret ? 'R' : 'P');
+    std::string fn = p.binary.empty() ? qualified(p.module, p.function) : fmt::format("{}:{}", p.binary, p.function);
+    if (p.offset && !ret) fn += fmt::format("+{:#x}", p.offset);
+    return fmt::format("{} {}", letter, fn);
 }
 
 std::vector<std::string> expand_glob(std::string_view glob, const std::vector<std::string>& functions) {

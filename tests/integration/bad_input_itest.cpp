@@ -32,8 +32,8 @@ const std::string kExec = "e sched/sched_process_exec";
 
 std::vector<Case> cases() {
     return {
-        {"Empty", "", "expected probe kind 'p', 'r' or 'e', found end of input"},
-        {"OnlySpaces", "     ", "expected probe kind 'p', 'r' or 'e', found end of input"},
+        {"Empty", "", "expected probe kind 'p', 'r', 'e', 'P' or 'R', found end of input"},
+        {"OnlySpaces", "     ", "expected probe kind 'p', 'r', 'e', 'P' or 'R', found end of input"},
         {"BadKind", "x vfs_read", "unknown probe kind 'x'"},
         {"KindAlone", "p", "expected function name, found end of input"},
         {"ArgumentAsTarget", "p %9", "expected function name, found '%'"},

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "backends.h"
 #include "kernel_state.h"
 #include "process.h"
 
@@ -26,74 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-constexpr const char* kReady = "Hit Ctrl-C to end.";
-
-// `ksurf features`: name → (available, reason).
-const std::map<std::string, std::pair<bool, std::string>>& features() {
-    static const auto table = [] {
-        std::map<std::string, std::pair<bool, std::string>> t;
-        static const std::regex re(R"(^(\S+)\s+(yes|no)\s*(.*)$)");
-        std::smatch m;
-        for (const auto& l : lines(run({ksurf_bin(), "features"}).out))
-            if (std::regex_match(l, m, re)) t[m[1]] = {m[2] == "yes", m[3]};
-        return t;
-    }();
-    return table;
-}
-
-// Why BACKEND cannot run function probes here; empty when it can.
-std::string function_backend_missing(const std::string& backend) {
-    const std::string need = backend == "tracefs" ? "kprobe_events" : backend;
-    auto it = features().find(need);
-    if (it == features().end()) return need + ": not listed by ksurf features";
-    return it->second.first ? "" : need + ": " + it->second.second;
-}
-
-#define REQUIRE_FUNCTIONS_ON(backend)                                                      \
-    do {                                                                                   \
-        if (auto why = function_backend_missing(backend); !why.empty()) {                  \
-            if (in_vm_matrix()) FAIL() << why;                                             \
-            GTEST_SKIP() << why;                                                           \
-        }                                                                                  \
-    } while (0)
-
-// Runs `ksurf --backend BACKEND ARGS...` and, once attached, ACTION; then waits for it.
-Result trace(const std::string& backend, std::vector<std::string> args, const std::function<void()>& action) {
-    args.insert(args.begin(), {ksurf_bin(), "--backend", backend});
-    Process p(args);
-    EXPECT_TRUE(p.wait_for_err(kReady, 30s)) << "ksurf did not attach";
-    action();
-    return p.finish(60s);
-}
-
-struct Line {
-    std::string comm;
-    pid_t pid = 0;
-    std::string rest;                // "probe: fields"
-    std::vector<std::string> stack;  // the " => frame" lines under it
-};
-
-std::vector<Line> parse(const std::string& out) {
-    static const std::regex re(R"(^(.*)-(\d+) \[(\d{3})\] (\d+\.\d{6}): (.*)$)");
-    std::vector<Line> v;
-    std::smatch m;
-    for (const auto& l : lines(out)) {
-        if (l.starts_with(" => ") && !v.empty()) {
-            v.back().stack.push_back(l.substr(4));
-            continue;
-        }
-        if (std::regex_match(l, m, re)) v.push_back({m[1], std::stoi(m[2]), m[5], {}});
-    }
-    return v;
-}
-
-std::vector<Line> of(const std::vector<Line>& all, pid_t pid) {
-    std::vector<Line> v;
-    for (const auto& l : all)
-        if (l.pid == pid) v.push_back(l);
-    return v;
-}
 
 // A child that execs ARGV once released: its pid is known before it runs anything.
 class Held {

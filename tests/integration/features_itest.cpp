@@ -39,12 +39,12 @@ bool exists(const std::string& p) {
 TEST(Features, ListsEveryFeatureOnce) {
     auto m = features();
     for (const char* name : {"btf", "bpf", "ringbuf", "tracepoint", "raw_tp", "tp_btf", "fentry", "fexit", "kprobe",
-                             "kprobe_multi", "tracefs", "kprobe_events", "function_graph"})
+                             "kprobe_multi", "tracefs", "kprobe_events", "function_graph", "uprobe", "uprobe_events"})
         EXPECT_EQ(m.count(name), 1u) << name;
     // Then the capabilities, held or not, with whether this host needs them.
     for (const char* name : {"CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_DAC_READ_SEARCH", "CAP_SYSLOG"})
         EXPECT_EQ(m.count(name), 1u) << name;
-    EXPECT_EQ(m.size(), 18u);
+    EXPECT_EQ(m.size(), 20u);
     for (const auto& [name, line] : m) EXPECT_FALSE(line.reason.empty()) << name << " gives no reason";
 }
 
@@ -60,6 +60,8 @@ TEST(Features, AgreesWithTheKernelsFiles) {
     // ksurf mounts tracefs when probing, so the file checks below see the same tracefs.
     ASSERT_TRUE(m["tracefs"].yes) << m["tracefs"].reason;
     EXPECT_EQ(m["kprobe_events"].yes, exists("/sys/kernel/tracing/kprobe_events"));
+    EXPECT_EQ(m["uprobe_events"].yes, exists("/sys/kernel/tracing/uprobe_events"));
+    EXPECT_EQ(m["uprobe"].yes, exists("/sys/bus/event_source/devices/uprobe/type")) << m["uprobe"].reason;
     std::ifstream tracers("/sys/kernel/tracing/available_tracers");
     std::string all((std::istreambuf_iterator<char>(tracers)), {});
     EXPECT_EQ(m["function_graph"].yes, all.find("function_graph") != std::string::npos);
@@ -88,7 +90,8 @@ TEST(Features, ExplainsARefusedFentryWithItsErrno) {
 TEST(Features, MatrixKernelsHaveTheirKnownFeatures) {
     if (!in_vm_matrix()) GTEST_SKIP() << "host kernel";
     auto m = features();
-    for (const char* name : {"btf", "fentry", "fexit", "kprobe", "kprobe_events", "function_graph", "tp_btf", "raw_tp"})
+    for (const char* name : {"btf", "fentry", "fexit", "kprobe", "kprobe_events", "function_graph", "tp_btf", "raw_tp",
+                             "uprobe", "uprobe_events"})
         EXPECT_TRUE(m[name].yes) << name << ": " << m[name].reason;
     EXPECT_NE(m["fentry"].reason.find("loaded fentry on vfs_read"), std::string::npos) << m["fentry"].reason;
     EXPECT_EQ(m["kprobe_multi"].yes, std::string(std::getenv("KSURF_VM_KERNEL")) == "6.12") << m["kprobe_multi"].reason;

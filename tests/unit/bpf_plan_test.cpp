@@ -41,6 +41,7 @@ Fetch copy(const Fetch& f) {
     c.derefs = f.derefs;
     c.bit_offset = f.bit_offset;
     c.bit_size = f.bit_size;
+    c.user = f.user;
     return c;
 }
 
@@ -323,7 +324,7 @@ TEST(BpfPlanKprobe, KretprobeHasTheReturnValueOnly) {
 }
 
 TEST(BpfPlanPacket, HeaderFromTheSkbThenTheFieldsChain) {
-    // @(struct iphdr *)l3 %0->sk... : skb = *(%0 + 0x10) (an object's pointer member),
+    // ip.saddr of the skb at *(%0 + 0x10) (an object's pointer member, as `skb=%0->...`):
     // header at L3, then saddr at 12 of the header.
     auto skb = std::make_unique<Fetch>(fetch(Base::Arg, Access::Load, 8, 0x10));
     skb->derefs = {0x20};
@@ -492,6 +493,29 @@ TEST(BpfPlanFilter, TypeMismatchesAreRefused) {
     EXPECT_EQ(error(cmp(1, CmpOp::Eq, std::int64_t{1})), "p vfs_open: a string compared with a number");
     EXPECT_EQ(error(cmp(1, CmpOp::Lt, std::string("x"))), "p vfs_open: strings compare with ==, != and ~ only");
     EXPECT_EQ(error(cmp(2, CmpOp::Eq, std::int64_t{1})), "p vfs_open: 'mac' is a byte array, which filters cannot compare");
+}
+
+// Reads at the end of a chain through a __user pointer: bpf_probe_read_user(_str).
+TEST(BpfPlanUser, UserMemoryHasItsOwnAccesses) {
+    Fetch name = fetch(Base::Arg, Access::String, 128);
+    name.user = true;
+    name.derefs = {0x18};
+    Fetch n = fetch(Base::Arg, Access::Load, 4, 8, true);
+    n.user = true;
+    auto p = function_probe(ProbeKind::Entry, field("name", copy(name), Display::String), field("n", copy(n)));
+    const auto c = encode_bpf(p, frame(BpfAttach::Kprobe)).config;
+    EXPECT_EQ(c.fields[0].access, KSURF_ACCESS_USER_STRING);
+    EXPECT_EQ(c.fields[0].size, 129);
+    ASSERT_EQ(c.fields[0].nsteps, 1);  // the pointer itself is kernel memory
+    EXPECT_EQ(c.fields[0].steps[0], 0x18);
+    EXPECT_EQ(c.fields[1].access, KSURF_ACCESS_USER_LOAD);
+    EXPECT_EQ(c.fields[1].size, 4);
+    EXPECT_EQ(c.fields[1].offset, 8);
+    EXPECT_TRUE(c.fields[1].is_signed);
+    Fetch mac = fetch(Base::Arg, Access::Load, 6);
+    mac.user = true;
+    EXPECT_EQ(error_of([&] { encode_bpf(function_probe(ProbeKind::Entry, field("mac", std::move(mac))), frame(BpfAttach::Kprobe)); }),
+              "p vfs_open: field 'mac': user memory is read as numbers of 1, 2, 4 or 8 bytes and strings");
 }
 
 TEST(BpfPlanLimits, EachBoundHasItsError) {

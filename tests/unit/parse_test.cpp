@@ -54,7 +54,16 @@ const Valid kValid[] = {
     {"p __netif_receive_skb_core+0x12 r=%di", "p __netif_receive_skb_core+0x12 r=%di"},
     {"p __netif_receive_skb_core+18 r=%rdi", "p __netif_receive_skb_core+0x12 r=%di"},
     {"p tcp_v4_rcv b16_dport=@(struct tcphdr *)l4%0->dest", "p tcp_v4_rcv b16_dport=@(struct tcphdr *)l4%0->dest"},
-    {"p tcp_v4_rcv B16_dport=@(struct tcphdr *)%0->dest", "p tcp_v4_rcv B16_dport=@(struct tcphdr *)l4%0->dest"},
+    {"p tcp_v4_rcv B16_dport=@(struct tcphdr *)%0->dest", "p tcp_v4_rcv B16_dport=@(struct tcphdr *)l3%0->dest"},
+    {"p f x=@(struct tcphdr *)l2%0->dest", "p f x=@(struct tcphdr *)l2%0->dest"},
+    {"P /usr/bin/bash:readline p=(char *)%0", "P /usr/bin/bash:readline p=(char *)%0"},
+    {"R ./a.out:add ret=S$retval f:ret<0", "R ./a.out:add ret=S$retval f:ret<0"},
+    {"P /lib/x86_64-linux-gnu/libc.so.6:malloc+0x4 n=%0", "P /lib/x86_64-linux-gnu/libc.so.6:malloc+0x4 n=%0"},
+    {"p f x=(const char __user *)%1", "p f x=(char __user *)%1"},
+    {"p f x=(__user char*)%1", "p f x=(char __user *)%1"},
+    {"p f x=((struct foo __user *)%1)->a", "p f x=((struct foo __user *)%1)->a"},
+    {"e syscalls/sys_enter_read x=((u32 __user *)buf)[1]", "e syscalls/sys_enter_read x=((u32 __user *)buf)[1]"},
+    {"p f x=@(struct iphdr *)l2%0->ldata[1]", "p f x=@(struct iphdr *)l2%0->ldata[1]"},
     {"p enqueue_task_fair cpu=%1->se.cfs_rq->rq->cpu", "p enqueue_task_fair cpu=%1->se.cfs_rq->rq->cpu"},
     {"p vfs_write name=%1->f_path.dentry->d_name.name", "p vfs_write name=%1->f_path.dentry->d_name.name"},
     {"p wake_up_new_task c=%0->comm[0]", "p wake_up_new_task c=%0->comm[0]"},
@@ -159,8 +168,12 @@ TEST_P(ParseInvalid, ReportsTokenAndExpectation) {
 }
 
 const Invalid kInvalid[] = {
-    {"", "^", "expected probe kind 'p', 'r' or 'e', found end of input"},
-    {"x foo", "^", "unknown probe kind 'x' (expected 'p', 'r' or 'e')"},
+    {"", "^", "expected probe kind 'p', 'r', 'e', 'P' or 'R', found end of input"},
+    {"x foo", "^", "unknown probe kind 'x' (expected 'p', 'r', 'e', 'P' or 'R')"},
+    {"P add", "  ^^^", "a user-space probe's target is PATH:FUNCTION, e.g. /bin/bash:readline"},
+    {"P /bin/x:", "         ^", "expected function name after '/bin/x:'"},
+    {"P /bin/x:a*", "         ^^", "user-space probes take one function, not a glob"},
+    {"R /bin/x:add+4", "            ^^", "return probes take no offset"},
     {"probe foo", "^^^^^", "unknown probe kind 'probe'"},
     {"p", " ^", "expected function name, found end of input"},
     {"p:foo", " ^", "expected whitespace after probe kind 'p', found ':'"},
@@ -206,9 +219,12 @@ const Invalid kInvalid[] = {
     {"p f x=@%0", "       ^", "expected '(' after '@'"},
     {"p f x=@(", "        ^", "expected 'struct HEADER *' after '@('"},
     {"p f x=@(struct iphdr *%0", "                      ^", "expected ')' after 'struct iphdr *'"},
-    {"p f x=@(struct tcphdr *)l3%0->dest", "                        ^^", "struct tcphdr is a layer-4 header, not l3"},
-    {"p f x=@(struct ethhdr *)l4%0->h_proto", "                        ^^",
-     "struct ethhdr is a layer-2 header, not l4"},
+    {"p f x=@(struct iphdr *)l4%0->saddr", "                       ^^",
+     "struct iphdr is a layer-3 header, below the mark l4 (skb->data at that layer); write l3 where skb->data is at "
+     "the IP header"},
+    {"p f x=@(struct ethhdr *)%0->h_proto", "        ^^^^^^^^^^^^^^^",
+     "struct ethhdr is a layer-2 header, below the mark l3, the default (skb->data at that layer); write l2 where "
+     "skb->data is at the Ethernet header"},
     {"p f x=@(struct iphdr *)l5%0", "                       ^^", "unknown layer 'l5' (expected l2, l3 or l4)"},
     {"p f x=@(struct foo *)%0", "        ^^^^^^^^^^^^", "unknown packet header 'struct foo *'"},
     {"p f x=@(union iphdr *)%0", "        ^^^^^^^^^^^^^", "unknown packet header 'union iphdr *'"},
@@ -335,16 +351,17 @@ TEST(ParseProbe, PacketHeader) {
     const auto& saddr = as<Member>(p.fields[0].expr);
     EXPECT_EQ(saddr.name, "saddr");
     const auto& h = as<PacketHeader>(*saddr.base);
-    EXPECT_EQ(h.layer, Layer::L3);
-    EXPECT_EQ(at(p.text, h.layer_span), "l3");
+    EXPECT_EQ(h.mark, Layer::L3);
+    EXPECT_EQ(at(p.text, h.mark_span), "l3");
     EXPECT_EQ(h.type.name, "iphdr");
     EXPECT_EQ(at(p.text, h.type.span), "struct iphdr *");
     EXPECT_EQ(as<ArgRef>(*h.skb).index, 0U);
     EXPECT_EQ(p.fields[0].format, Format::Ipv4);
 
     const auto& implicit = as<PacketHeader>(*as<Member>(p.fields[1].expr).base);
-    EXPECT_EQ(implicit.layer, Layer::L4);
-    EXPECT_EQ(implicit.layer_span.len, 0U);
+    // surftrace's default: skb->data at the IP header.
+    EXPECT_EQ(implicit.mark, Layer::L3);
+    EXPECT_EQ(implicit.mark_span.len, 0U);
     EXPECT_EQ(as<Ident>(*implicit.skb).name, "skb");
 }
 

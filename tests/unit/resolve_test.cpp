@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <linux/ip.h>
 #include <linux/tcp.h>
+#include <linux/udp.h>
 
 #include <cstddef>
 #include <cstring>
@@ -18,6 +19,7 @@
 
 #include "data/resolve/resolve_fixtures.h"
 #include "ksurf/btf.h"
+#include "ksurf/elf.h"
 #include "ksurf/error.h"
 #include "ksurf/parse.h"
 
@@ -25,6 +27,7 @@ namespace ksurf {
 namespace {
 
 using ksurf::test::kExecFormat;
+using ksurf::test::kOpenatFormat;
 using ksurf::test::kSwitchFormat;
 
 using Base = Fetch::Base;
@@ -35,6 +38,7 @@ using Stored = decltype(PlannedComparison::value);
 tracefs::EventFormat test_format(std::string_view subsys, std::string_view event) {
     if (subsys == "sched" && event == "sched_process_exec") return tracefs::parse_format(subsys, event, kExecFormat);
     if (subsys == "sched" && event == "sched_switch") return tracefs::parse_format(subsys, event, kSwitchFormat);
+    if (subsys == "syscalls" && event == "sys_enter_openat") return tracefs::parse_format(subsys, event, kOpenatFormat);
     fail("tracepoint '{}/{}' not found", subsys, event);
 }
 
@@ -472,9 +476,10 @@ const Invalid kInvalid[] = {
     {"e sched/nope", "  ^^^^^^^^^^", "tracepoint 'sched/nope' not found"},
     {"e sched/sched_process_exec x=pidd", "                             ^^^^",
      "sched/sched_process_exec has no field 'pidd'; did you mean 'pid'?"},
-    {"e sched/sched_process_exec x=pid->a", "                             ^^^^^^",
-     "e probes print tracepoint fields as they are ('NAME=FIELD'); members, indexes and casts of them are not "
-     "supported yet"},
+    {"e sched/sched_switch x=prev_comm[1]", "                       ^^^^^^^^^",
+     "'prev_comm' is char[16]: print it as it is ('NAME=prev_comm')"},
+    {"e sched/sched_process_exec x=(u32)filename", "                                  ^^^^^^^^",
+     "'filename' is __data_loc char[]: print it as it is ('NAME=filename')"},
     {"e sched/sched_switch r=rel", "                       ^^^", "'rel': __rel_loc fields are not supported yet"},
     {"e sched/sched_switch f:prev_comm>1", "                                ^",
      "'prev_comm' is char[16], a string: compare it with ==, != or ~"},
@@ -679,6 +684,103 @@ TEST_F(ResolveFixture, TracepointSelectedFields) {
 
 // ---- the running kernel ----
 
+// `__user` pointers: the final access reads user memory, a chain's loads never do.
+TEST_F(ResolveFixture, UserPointers) {
+    PlannedField name = std::move(plan("p rs_open n=(char __user *)%1").fields.at(0));
+    EXPECT_EQ(name.fetch.base, Base::Arg);
+    EXPECT_EQ(name.fetch.arg, 1u);
+    EXPECT_TRUE(name.fetch.derefs.empty());
+    EXPECT_EQ(name.fetch.access, Access::String);
+    EXPECT_EQ(name.fetch.size, kMaxStringPointer);
+    EXPECT_TRUE(name.fetch.user);
+    EXPECT_EQ(name.display, Display::String);
+    PlannedField n = std::move(plan("p rs_open n=((u32 __user *)%1)[2] f:n>3").fields.at(0));
+    EXPECT_EQ(n.fetch.access, Access::Load);
+    EXPECT_EQ(n.fetch.offset, 8);
+    EXPECT_EQ(n.fetch.size, 4u);
+    EXPECT_TRUE(n.fetch.user);
+    // A user pointer kept in kernel memory: loaded from there, then followed into user memory.
+    PlannedField kept = std::move(plan("p rs_open n=(char __user *)%0->cookie").fields.at(0));
+    EXPECT_EQ(kept.fetch.derefs, (std::vector<std::int64_t>{off(offsetof(rs_file, cookie))}));
+    EXPECT_TRUE(kept.fetch.user);
+    // Without __user, the same is kernel memory.
+    EXPECT_FALSE(plan("p rs_open n=(char *)%0->cookie").fields.at(0).fetch.user);
+
+    auto [message, caret] = error_of([&] { resolve(parse_probe("p rs_open n=((char __user **)%1)[0]"), ctx); });
+    EXPECT_EQ(message, "a pointer in user memory cannot be followed: ksurf reads user memory only at the end of a chain");
+    EXPECT_EQ(caret, "            ^^^^^^^^^^^^^^^^^^^^^^^");
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("p rs_open n=(u32 __user)%2"), ctx); });
+    EXPECT_EQ(message, "__user qualifies a pointer: (u32 __user *)");
+}
+
+// A syscall's char pointer is a string in user memory; other record fields take casts.
+TEST(ResolveTracepoint, SyscallStringsAreReadFromUserMemory) {
+    if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "no kernel BTF";
+    Btf btf = Btf::kernel();
+    ResolveContext ctx{btf, test_format, {}};
+    PlannedProbe all = resolve(parse_probe("e syscalls/sys_enter_openat"), ctx);
+    ASSERT_EQ(all.fields.size(), 5u);
+    const PlannedField& filename = all.fields.at(2);
+    EXPECT_EQ(filename.name, "filename");
+    EXPECT_EQ(filename.fetch.base, Base::Record);
+    EXPECT_EQ(filename.fetch.derefs, (std::vector<std::int64_t>{24}));
+    EXPECT_EQ(filename.fetch.access, Access::String);
+    EXPECT_TRUE(filename.fetch.user);
+    EXPECT_EQ(filename.display, Display::String);
+    EXPECT_FALSE(all.fields.at(1).fetch.user);  // dfd
+
+    PlannedProbe named = resolve(parse_probe("e syscalls/sys_enter_openat f:filename~\"/etc/*\""), ctx);
+    ASSERT_EQ(named.fields.size(), 5u);  // the filter reuses the printed field
+    EXPECT_EQ(std::get<PlannedComparison>(*named.filter).field, 2u);
+    EXPECT_EQ(std::get<PlannedComparison>(*named.filter).value, Stored{std::string("/etc/*")});
+
+    PlannedField first =
+        std::move(resolve(parse_probe("e syscalls/sys_enter_openat c=((u8 __user *)filename)[0]"), ctx).fields.at(0));
+    EXPECT_EQ(first.fetch.derefs, (std::vector<std::int64_t>{24}));
+    EXPECT_EQ(first.fetch.access, Access::Load);
+    EXPECT_EQ(first.fetch.size, 1u);
+    EXPECT_TRUE(first.fetch.user);
+}
+
+// P/R: a function of a user-space ELF binary, found in its symbols, with the x86-64
+// registers as untyped longs; its pointers are the process's memory.
+TEST_F(ResolveFixture, UserSpaceFunctions) {
+    PlannedProbe p = plan("P /proc/self/exe:main argc=(int)%0 first=(char *)%1 f:argc>0");
+    EXPECT_EQ(p.kind, ProbeKind::Entry);
+    EXPECT_EQ(p.binary, "/proc/self/exe");
+    EXPECT_EQ(p.function, "main");
+    EXPECT_EQ(p.event, "main");
+    std::uint64_t main_offset = 0;
+    for (const ElfFunction& f : elf_functions("/proc/self/exe"))
+        if (f.name == "main") main_offset = f.file_offset;
+    EXPECT_NE(main_offset, 0u);
+    EXPECT_EQ(p.file_offset, main_offset);
+    EXPECT_EQ(probe_label(p), "P /proc/self/exe:main");
+    const PlannedField& argc = p.fields.at(0);
+    EXPECT_EQ(argc.fetch.base, Base::Arg);
+    EXPECT_EQ(argc.fetch.access, Access::Value);
+    EXPECT_EQ(argc.fetch.size, 4u);
+    EXPECT_TRUE(argc.fetch.is_signed);
+    EXPECT_FALSE(argc.fetch.user);
+    const PlannedField& first = p.fields.at(1);
+    EXPECT_EQ(first.fetch.arg, 1u);
+    EXPECT_EQ(first.fetch.access, Access::String);
+    EXPECT_TRUE(first.fetch.user);
+    PlannedProbe r = plan("R /proc/self/exe:main ret=(int)$retval");
+    EXPECT_EQ(r.event, "main.return");
+    EXPECT_EQ(r.fields.at(0).fetch.base, Base::Retval);
+    EXPECT_EQ(plan("P /proc/self/exe:main+4").file_offset, main_offset + 4);
+
+    auto [message, caret] = error_of([&] { resolve(parse_probe("P /proc/self/exe:mian"), ctx); });
+    EXPECT_EQ(message, "/proc/self/exe has no function 'mian'; did you mean 'main'?");
+    EXPECT_EQ(caret, "                 ^^^^");
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("P /no/such/file:main"), ctx); });
+    EXPECT_EQ(message, "no file '/no/such/file'");
+    EXPECT_EQ(caret, "  ^^^^^^^^^^^^^");
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("P /proc/self/exe:main f:caller==x"), ctx); });
+    EXPECT_EQ(message, "'caller' is known at a kernel function's entry only (p FUNC, without an offset)");
+}
+
 class ResolveKernel : public testing::Test {
 protected:
     void SetUp() override {
@@ -702,6 +804,49 @@ TEST_F(ResolveKernel, TaskComm) {
     EXPECT_EQ(comm.fetch.offset, off(member(btf->find_type("struct task_struct"), "comm").offset));
 }
 
+// A struct that only wraps a number reads and prints as that number (surftrace's
+// `users=S%0->mm->mm_users`), also through a nested wrapper, and compares as one.
+TEST_F(ResolveKernel, ScalarWrappersAreTheirScalar) {
+    PlannedProbe p = resolve(parse_probe("p wake_up_new_task comm=%0->comm users=S%0->mm->mm_users f:users<4"),
+                             ResolveContext{*btf, test_format, {}});
+    const PlannedField& users = p.fields.at(1);
+    Type task = btf->find_type("struct task_struct"), mm = btf->find_type("struct mm_struct");
+    EXPECT_EQ(users.fetch.derefs, (std::vector<std::int64_t>{off(member(task, "mm").offset)}));
+    EXPECT_EQ(users.fetch.access, Access::Load);
+    EXPECT_EQ(users.fetch.offset, off(member(mm, "mm_users").offset));
+    EXPECT_EQ(users.fetch.size, 4u);
+    EXPECT_TRUE(users.fetch.is_signed);
+    EXPECT_EQ(users.display, Display::Decimal);
+    EXPECT_EQ(users.c_type, "atomic_t");
+    ASSERT_TRUE(p.filter);
+    const auto& lt = std::get<PlannedComparison>(*p.filter);
+    EXPECT_EQ(lt.field, 1u);
+    EXPECT_EQ(lt.value, Stored{std::int64_t{4}});
+
+    // refcount_t wraps an atomic_t, which wraps an int.
+    PlannedField usage = field("p wake_up_new_task u=%0->usage");
+    EXPECT_EQ(usage.fetch.access, Access::Load);
+    EXPECT_EQ(usage.fetch.offset, off(member(task, "usage").offset));
+    EXPECT_EQ(usage.fetch.size, 4u);
+    EXPECT_EQ(usage.c_type, "refcount_t");
+    // kuid_t wraps an unsigned uid_t.
+    PlannedField uid = field("p wake_up_new_task uid=%0->real_cred->uid");
+    EXPECT_EQ(uid.fetch.size, 4u);
+    EXPECT_FALSE(uid.fetch.is_signed);
+    EXPECT_EQ(uid.c_type, "kuid_t");
+    // atomic_long_t wraps a long.
+    EXPECT_EQ(wrapped_scalar(btf->find_type("atomic_long_t"))->size(), 8u);
+    EXPECT_TRUE(wrapped_scalar(btf->find_type("atomic_long_t"))->is_signed());
+    EXPECT_EQ(wrapped_scalar(btf->find_type("atomic64_t"))->size(), 8u);
+
+    // A struct of more than one member is still not a number.
+    ResolveContext ctx{*btf, test_format, {}};
+    auto [message, caret] = error_of([&] { resolve(parse_probe("p wake_up_new_task x=%0->se"), ctx); });
+    EXPECT_EQ(message, "'%0->se' is a struct sched_entity; name a member");
+    EXPECT_FALSE(wrapped_scalar(btf->find_type("struct sched_entity")));
+    EXPECT_FALSE(wrapped_scalar(btf->find_type("int")));
+}
+
 TEST_F(ResolveKernel, FileName) {
     PlannedField name = field("p vfs_read n=%0->f_path.dentry->d_name.name");
     Type file = btf->find_type("struct file"), dentry = btf->find_type("struct dentry");
@@ -712,26 +857,70 @@ TEST_F(ResolveKernel, FileName) {
     EXPECT_EQ(name.fetch.offset, 0);
 }
 
-TEST_F(ResolveKernel, PacketHeadersMatchUapi) {
+// @(struct H *)lN reads H at skb->data as surftrace does: the mark is the layer skb->data
+// is at, and a header above it follows an Ethernet header (14 bytes) and an IPv4 header
+// without options (20), or IPv6's fixed header (40) before an icmp6hdr.
+TEST_F(ResolveKernel, PacketHeadersAreAtSkbDataPastTheMark) {
+    const std::int64_t data = off(member(btf->find_type("struct sk_buff"), "data").offset);
     PlannedField saddr = field("p tcp_v4_rcv ip_saddr=@(struct iphdr *)l3%0->saddr");
-    EXPECT_EQ(saddr.fetch.base, Base::Packet);
-    EXPECT_EQ(saddr.fetch.layer, Layer::L3);
-    ASSERT_TRUE(saddr.fetch.skb);
-    EXPECT_EQ(saddr.fetch.skb->base, Base::Arg);
-    EXPECT_EQ(saddr.fetch.skb->access, Access::Value);
+    EXPECT_EQ(saddr.fetch.base, Base::Arg);
+    EXPECT_EQ(saddr.fetch.derefs, (std::vector<std::int64_t>{data}));
     EXPECT_EQ(saddr.fetch.access, Access::Load);
     EXPECT_EQ(saddr.fetch.offset, off(offsetof(struct iphdr, saddr)));
     EXPECT_EQ(saddr.fetch.size, 4u);
     EXPECT_EQ(saddr.display, Display::IPv4);
     PlannedField dest = field("p tcp_v4_rcv b16_dport=@(struct tcphdr *)l4%0->dest");
-    EXPECT_EQ(dest.fetch.layer, Layer::L4);
+    EXPECT_EQ(dest.fetch.derefs, (std::vector<std::int64_t>{data}));
     EXPECT_EQ(dest.fetch.offset, off(offsetof(struct tcphdr, dest)));
     EXPECT_EQ(dest.swap_bits, 16u);
-    // An skb reached through a member: loaded as the pointer it is.
+    auto offset = [&](std::string_view text) { return field(text).fetch.offset; };
+    EXPECT_EQ(offset("p tcp_v4_rcv d=@(struct tcphdr *)l3%0->dest"), 20 + off(offsetof(struct tcphdr, dest)));
+    EXPECT_EQ(offset("p tcp_v4_rcv d=@(struct tcphdr *)%0->dest"), 20 + off(offsetof(struct tcphdr, dest)));
+    EXPECT_EQ(offset("p tcp_v4_rcv d=@(struct udphdr *)l2%0->dest"), 14 + 20 + off(offsetof(struct udphdr, dest)));
+    EXPECT_EQ(offset("p tcp_v4_rcv d=@(struct iphdr *)l2%0->daddr"), 14 + off(offsetof(struct iphdr, daddr)));
+    EXPECT_EQ(offset("p tcp_v4_rcv t=@(struct icmp6hdr *)l3%0->icmp6_type"), 40);
+    EXPECT_EQ(offset("p tcp_v4_rcv p=@(struct ethhdr *)l2%0->h_proto"), 12);
+    // An skb reached through a member: its pointer loaded, then skb->data.
     PlannedField next = field("p tcp_v4_rcv p=@(struct iphdr *)l3(%0->next)->protocol");
-    EXPECT_EQ(next.fetch.skb->access, Access::Load);
-    EXPECT_EQ(next.fetch.skb->size, 8u);
+    EXPECT_EQ(next.fetch.derefs,
+              (std::vector<std::int64_t>{off(member(btf->find_type("struct sk_buff"), "next").offset), data}));
     EXPECT_EQ(next.fetch.offset, off(offsetof(struct iphdr, protocol)));
+}
+
+// HEADER->sdata[i] and the other widths: the i-th number right after the header.
+TEST_F(ResolveKernel, PacketPayloadMembers) {
+    struct Case {
+        const char* text;
+        std::int64_t offset;
+        std::uint32_t size;
+        bool is_signed;
+    };
+    for (const Case& c : {Case{"p ip_rcv d=X@(struct iphdr *)l3%0->sdata[1]", 20 + 2, 2, false},
+                          Case{"p ip_rcv d=@(struct iphdr *)%0->cdata[5]", 20 + 5, 1, false},
+                          Case{"p ip_rcv d=@(struct iphdr *)%0->Sdata[3]", 20 + 3, 1, true},
+                          Case{"p ip_rcv d=@(struct tcphdr *)l3%0->ldata[1]", 20 + 20 + 4, 4, false},
+                          Case{"p ip_rcv d=@(struct udphdr *)l2%0->qdata[2]", 14 + 20 + 8 + 16, 8, false},
+                          Case{"p ip_rcv d=@(struct icmphdr *)l4%0->sdata[0]", 8, 2, false},
+                          Case{"p ip_rcv d=@(struct ethhdr *)l2%0->ldata[0]", 14, 4, false},
+                          // Through a pointer to a header, too.
+                          Case{"p ip_rcv d=((struct iphdr *)%0->data)->ldata[0]", 20, 4, false}}) {
+        SCOPED_TRACE(c.text);
+        PlannedField f = field(c.text);
+        EXPECT_EQ(f.fetch.derefs.size(), 1u);
+        EXPECT_EQ(f.fetch.access, Access::Load);
+        EXPECT_EQ(f.fetch.offset, c.offset);
+        EXPECT_EQ(f.fetch.size, c.size);
+        EXPECT_EQ(f.fetch.is_signed, c.is_signed);
+    }
+    ResolveContext ctx{*btf, test_format, {}};
+    auto [message, caret] = error_of([&] { resolve(parse_probe("p ip_rcv d=@(struct iphdr *)%0->sdata"), ctx); });
+    EXPECT_EQ(message, "'sdata' is the payload after the header, in elements; name one: sdata[N]");
+    EXPECT_EQ(caret, "                                ^^^^^");
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("p ip_rcv d=@(struct iphdr *)%0"), ctx); });
+    EXPECT_EQ(message, "'@(struct iphdr *)%0' is a struct iphdr; name a member");
+    // Other structs have no payload members.
+    std::tie(message, caret) = error_of([&] { resolve(parse_probe("p ip_rcv d=%0->cdata[0]"), ctx); });
+    EXPECT_EQ(message.substr(0, 36), "struct sk_buff has no member 'cdata'");
 }
 
 TEST_F(ResolveKernel, Errors) {

@@ -169,6 +169,40 @@ TEST(TracefsTranslateFetch, StringsAreReadThroughTheChain) {
     EXPECT_EQ(args_of(field("c", string(arg(0), 1552, 16))), "c=+1552(%di):string __comm=$comm");
 }
 
+TEST(TracefsTranslateFetch, UserMemoryIsReadWithTheUPrefix) {
+    Fetch name = string(arg(1));
+    name.user = true;
+    EXPECT_EQ(args_of(field("name", std::move(name))), "name=+u0(%si):ustring __comm=$comm");
+    Fetch n = load(arg(1), 8, 4);
+    n.user = true;
+    EXPECT_EQ(args_of(field("n", std::move(n))), "n=+u8(%si):u32 __comm=$comm");
+    // The pointer itself is loaded from kernel memory.
+    Fetch kept = string(arg(0, {16}));
+    kept.user = true;
+    EXPECT_EQ(args_of(field("k", std::move(kept))), "k=+u0(+16(%di)):ustring __comm=$comm");
+}
+
+// P/R: uprobe_events at the function's file offset; the process's memory is what a
+// uprobe's plain dereference reads.
+TEST(TracefsTranslateFetch, UprobesAreFileOffsetsAndReadTheProcess) {
+    std::vector<PlannedField> fields;
+    fields.push_back(field("a", value(arg(0), 4, true)));
+    Fetch who = string(arg(1), 0, 128);
+    who.user = true;
+    fields.push_back(field("who", std::move(who)));
+    auto p = probe(ProbeKind::Entry, "greet", std::move(fields));
+    p.binary = "/opt/x";
+    p.file_offset = 0x1139;
+    auto t = tr(p);
+    EXPECT_TRUE(t.uprobe);
+    EXPECT_EQ(t.definition(), "p:ksurf_42/p0 /opt/x:0x1139 a=%di:s32 who=+0(%si):string __comm=$comm");
+    std::vector<PlannedProbe> v;
+    v.push_back(std::move(p));
+    const auto s = script(v, context());
+    EXPECT_NE(s.find("uprobe \"p:$G/p0 \"'/opt/x:0x1139 a=%di:s32"), std::string::npos) << s;
+    EXPECT_NE(s.find(">> \"$T/uprobe_events\"; done"), std::string::npos) << s;
+}
+
 TEST(TracefsTranslateFetch, RetvalInReturnProbes) {
     std::vector<PlannedField> fields;
     fields.push_back(field("ret", value(base(Fetch::Base::Retval), 4, true)));
@@ -191,7 +225,7 @@ TEST(TracefsTranslateFetch, RegistersAtAnOffsetAndModules) {
 }
 
 TEST(TracefsTranslateFetch, PacketHeadersAreRelativeToSkbData) {
-    // @(struct iphdr *)l3%0->saddr, @(struct ethhdr *)l2%0->h_proto, @(struct tcphdr *)l4%0->dest
+    // Packet names as surftrace reads them: ip.saddr, an L2 h_proto, tcp.dport
     auto skb = [] { return value(arg(0), 8); };
     EXPECT_EQ(args_of(field("saddr", packet(Layer::L3, skb(), 12, 4), Display::IPv4)), "saddr=+12(+200(%di)):u32 __comm=$comm");
     EXPECT_EQ(args_of(field("proto", packet(Layer::L2, skb(), 12, 2))), "proto=-2(+200(%di)):u16 __comm=$comm");
@@ -474,6 +508,35 @@ TEST(TracefsTranslateTracepoint, RecordPointersCannotBeFollowed) {
     std::vector<PlannedField> fields;
     fields.push_back(field("x", std::move(f)));
     EXPECT_THROW(tr(tracepoint("syscalls", "sys_enter_openat", std::move(fields))), Error);
+}
+
+// A syscall's string argument: the plan follows the record's pointer into user memory,
+// which tracefs cannot do from a tracepoint; it prints the pointer and says so.
+TEST(TracefsTranslateTracepoint, SyscallStringsArePrintedAsTheirPointer) {
+    auto user_string = [] {
+        Fetch f = string(base(Fetch::Base::Record), 0, 128);
+        f.derefs = {24};
+        f.user = true;
+        return f;
+    };
+    Fetch f = user_string();
+    EXPECT_EQ(record_user_pointer(f), std::optional<std::int64_t>{24});
+    std::vector<PlannedField> fields;
+    fields.push_back(field("filename", user_string()));
+    auto p = tracepoint("syscalls", "sys_enter_openat", std::move(fields));
+    p.text = "e syscalls/sys_enter_openat";
+    auto ctx = context();
+    ctx.tracepoints.push_back({"syscalls", "sys_enter_openat", 782, {{"const char *", "filename", 24, 8, false}}});
+    auto t = translate(p, 0, ctx);
+    ASSERT_EQ(t.fields.size(), 1u);
+    EXPECT_EQ(t.fields[0].name, "filename");
+    EXPECT_EQ(t.notes, (std::vector<std::string>{
+                           "e syscalls/sys_enter_openat: 'filename' is a string in user memory; tracefs prints its address"}));
+    p.filter = cmp(0, CmpOp::Glob, std::string("/etc/*"));
+    EXPECT_THROW(translate(p, 0, ctx), SourceError);
+    // A user pointer the chain loads from elsewhere is still refused.
+    f.derefs = {24, 0};
+    EXPECT_FALSE(record_user_pointer(f));
 }
 
 // ---- -S ----

@@ -79,6 +79,8 @@ public:
         try {
             if (p.kind == ProbeKind::Tracepoint)
                 add_tracepoint(p, id);
+            else if (!p.binary.empty())
+                add_uprobe(p, id);
             else
                 add_function(p, id);
         } catch (...) {
@@ -245,6 +247,18 @@ private:
         fail("{}: no BPF attach type can run it: {}", probe_label(p), fmt::join(notes, "; "));
     }
 
+    // P/R: one attach type, whatever --backend says about kernel functions.
+    void add_uprobe(const PlannedProbe& p, std::size_t id) {
+        const BpfAttach a = p.kind == ProbeKind::Return ? BpfAttach::Uretprobe : BpfAttach::Uprobe;
+        probes_[id].spec = encode_bpf(p, frame(a, p));
+        try {
+            links_.add(instance(probes_[id].spec.config, id, a, target(a, p)));
+        } catch (const Error& e) {
+            fail("{}: {}", probe_label(p), e.what());
+        }
+        decided(p, a, {});
+    }
+
     // P's function in BTF; nullopt when it has none (a kprobe still attaches to it).
     std::optional<Function> function(const PlannedProbe& p) {
         try {
@@ -258,7 +272,7 @@ private:
     BpfFrame frame(BpfAttach a, const PlannedProbe& p) {
         BpfFrame f;
         f.attach = a;
-        if (auto fn = function(p)) set_arg_slots(f, *fn);
+        if (auto fn = p.binary.empty() ? function(p) : std::nullopt) set_arg_slots(f, *fn);
         if (a != BpfAttach::Fentry && a != BpfAttach::Fexit) {
             if (regs_.empty()) regs_ = pt_regs_offsets(btf());
             f.regs = regs_;
@@ -361,6 +375,12 @@ private:
             t.name = p.event;
             break;
         case BpfAttach::RawTp: t.name = p.event; break;
+        case BpfAttach::Uprobe:
+        case BpfAttach::Uretprobe:
+            t.name = p.function;
+            t.binary = p.binary;
+            t.offset = p.file_offset;
+            break;
         default:
             t.name = qualified(p);
             t.offset = p.offset;

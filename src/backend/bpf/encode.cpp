@@ -36,16 +36,18 @@ constexpr std::array<std::string_view, 21> kRegs = {"r15", "r14", "r13", "r12", 
                                                     "r10", "r9",  "r8",  "ax",  "cx", "dx", "si",
                                                     "di",  "orig_ax", "ip", "cs", "flags", "sp", "ss"};
 
+// The context is the probed task's struct pt_regs (kprobes and uprobes alike).
 bool is_kprobe(BpfAttach a) {
     return a == BpfAttach::Kprobe || a == BpfAttach::Kretprobe || a == BpfAttach::KprobeMulti ||
-           a == BpfAttach::KretprobeMulti;
+           a == BpfAttach::KretprobeMulti || a == BpfAttach::Uprobe || a == BpfAttach::Uretprobe;
 }
 // The context is an array of u64 arguments (fentry/fexit, tp_btf, raw_tp).
 bool is_trampoline(BpfAttach a) {
     return a == BpfAttach::Fentry || a == BpfAttach::Fexit || a == BpfAttach::TpBtf || a == BpfAttach::RawTp;
 }
 bool is_return(BpfAttach a) {
-    return a == BpfAttach::Fexit || a == BpfAttach::Kretprobe || a == BpfAttach::KretprobeMulti;
+    return a == BpfAttach::Fexit || a == BpfAttach::Kretprobe || a == BpfAttach::KretprobeMulti ||
+           a == BpfAttach::Uretprobe;
 }
 
 // A fetched value: a plan field, or one the filter needs that the plan does not print.
@@ -211,8 +213,9 @@ private:
         case Access::Load:
             // Other widths (a u8[6] address) print as their bytes, as in tracepoint records.
             if ((x.bit_size || x.size == 1 || x.size == 2 || x.size == 4 || x.size == 8) && f.display != Display::String) {
-                number(s, KSURF_ACCESS_LOAD);
+                number(s, x.user ? KSURF_ACCESS_USER_LOAD : KSURF_ACCESS_LOAD);
             } else {
+                if (x.user) refuse(f, "user memory is read as numbers of 1, 2, 4 or 8 bytes and strings");
                 if (x.size == 0 || x.size > KSURF_MAX_STR)
                     refuse(f, fmt::format("{}-byte values cannot be fetched (at most {})", x.size, KSURF_MAX_STR));
                 c.access = KSURF_ACCESS_BYTES;
@@ -224,6 +227,7 @@ private:
         case Access::String:
             // One byte more than the string's limit: a full char[N] keeps all N characters.
             string(s, std::min<std::uint32_t>(x.size ? x.size : KSURF_MAX_STR, KSURF_MAX_STR - 1) + 1);
+            if (x.user) c.access = KSURF_ACCESS_USER_STRING;
             break;
         case Access::DataLoc:
             if (x.base != Base::Record || !steps.empty()) refuse(f, "a __data_loc string is read from the record itself");
@@ -424,15 +428,6 @@ private:
 };
 
 }  // namespace
-
-std::string probe_label(const PlannedProbe& p) {
-    const std::string fn = p.module.empty() ? p.function : p.module + ":" + p.function;
-    switch (p.kind) {
-    case ProbeKind::Tracepoint: return fmt::format("e {}/{}", p.subsystem, p.event);
-    case ProbeKind::Return: return "r " + fn;
-    default: return p.offset ? fmt::format("p {}+{:#x}", fn, p.offset) : "p " + fn;
-    }
-}
 
 ksurf_layout kernel_layout(const Btf& btf) {
     // A BTF without the type (a --btf file of one module's types) has no probe that reads

@@ -8,6 +8,5 @@
 namespace ksurf {
 
 // "p vfs_open", "r mod:f", "p f+0x10", "e sched/sched_process_exec": how errors name a probe.
-std::string probe_label(const PlannedProbe& p);
 
 }  // namespace ksurf

@@ -231,7 +231,9 @@ bool live_run(pid_t pid) {
     return !theirs.empty() && theirs == slurp("/proc/self/comm");
 }
 
-constexpr unsigned kKprobeTypes = TRACEFS_DYNEVENT_KPROBE | TRACEFS_DYNEVENT_KRETPROBE;
+// A run's probe events: kprobes, and uprobes for P/R.
+constexpr unsigned kKprobeTypes = TRACEFS_DYNEVENT_KPROBE | TRACEFS_DYNEVENT_KRETPROBE | TRACEFS_DYNEVENT_UPROBE |
+                                  TRACEFS_DYNEVENT_URETPROBE;
 
 // Removes the instance and the kprobe group of the run with PID.
 tracefs::StaleRun remove_run(pid_t pid) {
@@ -306,7 +308,9 @@ public:
     void add(const PlannedProbe& plan) override {
         if (tep_) fail("{}: probes must be added before the trace starts", plan.text);
         const bool is_kprobe = plan.kind != ProbeKind::Tracepoint;
-        if (is_kprobe && !fs::exists(fs::path(root_) / "kprobe_events")) {
+        if (!plan.binary.empty() && !fs::exists(fs::path(root_) / "uprobe_events"))
+            fail("{}: uprobes are not available on this kernel{}", plan.text, config_hint("CONFIG_UPROBE_EVENTS"));
+        if (is_kprobe && plan.binary.empty() && !fs::exists(fs::path(root_) / "kprobe_events")) {
             auto hint = config_hint("CONFIG_KPROBES");
             fail("{}: kprobes are not available on this kernel{}", plan.text,
                  hint.empty() ? config_hint("CONFIG_KPROBE_EVENTS") : hint);
@@ -321,6 +325,7 @@ public:
             ctx_.tracepoints.push_back(tracefs::read_format(root_, plan.subsystem, plan.event));
         }
         p.t = tracefs::translate(plan, probes_.size(), ctx_);
+        for (const auto& note : p.t.notes) fmt::print(stderr, "ksurf: {}\n", note);
         if (is_kprobe) {
             create_kprobe(plan, p);
             p.format = tracefs::read_format(root_, p.t.system, p.t.event);
@@ -401,9 +406,13 @@ private:
 
     void create_kprobe(const PlannedProbe& plan, Probe& p) {
         const auto& t = p.t;
-        p.kprobe.reset(plan.kind == ProbeKind::Return
-                           ? tracefs_kretprobe_alloc(t.system.c_str(), t.event.c_str(), t.address.c_str(), t.args.c_str(), 0)
-                           : tracefs_kprobe_alloc(t.system.c_str(), t.event.c_str(), t.address.c_str(), t.args.c_str()));
+        const bool ret = plan.kind == ProbeKind::Return;
+        if (t.uprobe)
+            p.kprobe.reset((ret ? tracefs_uretprobe_alloc : tracefs_uprobe_alloc)(
+                t.system.c_str(), t.event.c_str(), plan.binary.c_str(), plan.file_offset, t.args.c_str()));
+        else
+            p.kprobe.reset(ret ? tracefs_kretprobe_alloc(t.system.c_str(), t.event.c_str(), t.address.c_str(), t.args.c_str(), 0)
+                               : tracefs_kprobe_alloc(t.system.c_str(), t.event.c_str(), t.address.c_str(), t.args.c_str()));
         if (!p.kprobe) fail("{}: {}", plan.text, errno_text(errno));
         if (tracefs_dynevent_create(p.kprobe.get()) == 0) return;
         int err = errno;
@@ -438,6 +447,14 @@ private:
         s.bits = x.bit_size ? x.bit_size : std::min(x.size * 8, 64u);
         if (plan.kind != ProbeKind::Tracepoint) {
             s.field = field_of(plan, p, src.name);
+            return s;
+        }
+        if (const auto pointer = tracefs::record_user_pointer(x)) {  // its address (translate's note)
+            s.is_string = false;
+            s.display = Display::Hex;
+            s.field.offset = static_cast<std::uint32_t>(*pointer);
+            s.field.size = 8;
+            s.bits = 64;
             return s;
         }
         // A tracepoint field is read where the plan says; __data_loc strings need the

@@ -30,6 +30,7 @@ if [ -z "$T" ]; then T=/sys/kernel/tracing; mount -t tracefs nodev "$T"; fi
 G=ksurf_sh_$$
 I=$T/instances/$G
 kprobe() { printf '%s\n' "$1" >> "$T/kprobe_events" || { tail -n 3 "$T/error_log" >&2; exit 1; }; }
+uprobe() { printf '%s\n' "$1" >> "$T/uprobe_events" || { tail -n 3 "$T/error_log" >&2; exit 1; }; }
 filter() { printf '%s\n' "$2" > "$I/events/$1/filter" || { cat "$I/events/$1/filter" >&2; exit 1; }; }
 cleanup() {
 	set +e
@@ -48,12 +49,13 @@ std::string script(std::span<const PlannedProbe> probes, const TranslateContext&
                     "# `ksurf --backend tracefs` would. Run as root; Ctrl-C ends the trace and removes\n"
                     "# the instance and the kprobes it created.\n";
     s += kPrologue;
-    std::string kprobes;
+    std::string kprobes, uprobes;
     for (const auto& t : ts)
-        if (t.kind != ProbeKind::Tracepoint) kprobes += " " + t.event;
-    if (!kprobes.empty())
-        s += fmt::format("\tfor e in{}; do printf -- '-:%s/%s\\n' \"$G\" \"$e\" >> \"$T/kprobe_events\"; done 2>/dev/null\n",
-                         kprobes);
+        if (t.kind != ProbeKind::Tracepoint) (t.uprobe ? uprobes : kprobes) += " " + t.event;
+    for (const auto& [events, file] : {std::pair{kprobes, "kprobe_events"}, std::pair{uprobes, "uprobe_events"}})
+        if (!events.empty())
+            s += fmt::format("\tfor e in{}; do printf -- '-:%s/%s\\n' \"$G\" \"$e\" >> \"$T/{}\"; done 2>/dev/null\n",
+                             events, file);
     s += "}\ntrap cleanup EXIT\ntrap 'exit 130' INT TERM HUP\n"
          "mkdir \"$I\"\n"
          "echo mono > \"$I/trace_clock\"      # CLOCK_MONOTONIC, as ksurf prints\n"
@@ -63,8 +65,9 @@ std::string script(std::span<const PlannedProbe> probes, const TranslateContext&
         const bool is_kprobe = t.kind != ProbeKind::Tracepoint;
         const std::string event = is_kprobe ? "$G/" + t.event : t.system + "/" + t.event;
         s += fmt::format("\n# {}: {}\n", probes[i].event, one_line(probes[i].text));
+        for (const auto& note : t.notes) s += fmt::format("# {}\n", one_line(note));
         if (is_kprobe)
-            s += fmt::format("kprobe \"{}:$G/{} \"{}\n", t.kind == ProbeKind::Return ? 'r' : 'p', t.event,
+            s += fmt::format("{} \"{}:$G/{} \"{}\n", t.uprobe ? "uprobe" : "kprobe", t.kind == ProbeKind::Return ? 'r' : 'p', t.event,
                              sh_quote(t.address + " " + t.args));
         if (!t.filter.empty()) s += fmt::format("filter \"{}\" {}\n", event, sh_quote(t.filter));
         s += fmt::format("echo 1 > \"$I/events/{}/enable\"\n", event);

@@ -35,9 +35,10 @@ bool identifier(std::string_view n) {
     return true;
 }
 
-// `+OFF(INNER)` / `-OFF(INNER)`: the memory at INNER + OFF.
-std::string at(std::int64_t off, const std::string& inner) {
-    return fmt::format("{}{}({})", off < 0 ? '-' : '+', off < 0 ? -static_cast<std::uint64_t>(off) : off, inner);
+// `+OFF(INNER)` / `-OFF(INNER)`: the memory at INNER + OFF; `+uOFF(INNER)` in user memory.
+std::string at(std::int64_t off, const std::string& inner, bool user = false) {
+    return fmt::format("{}{}{}({})", off < 0 ? '-' : '+', user ? "u" : "",
+                       off < 0 ? -static_cast<std::uint64_t>(off) : off, inner);
 }
 
 std::optional<FieldSource::Kind> header_kind(Fetch::Base base) {
@@ -72,6 +73,8 @@ public:
             t.event = fmt::format("{}{}", probe_.kind == ProbeKind::Return ? 'r' : 'p', index_);
             t.address = probe_.module.empty() ? probe_.function : probe_.module + ":" + probe_.function;
             if (probe_.offset) t.address += fmt::format("+{}", probe_.offset);
+            t.uprobe = !probe_.binary.empty();
+            if (t.uprobe) t.address = fmt::format("{}:{:#x}", probe_.binary, probe_.file_offset);
         }
         for (std::size_t i = 0; i < probe_.fields.size(); i++) {
             const auto& f = probe_.fields[i];
@@ -80,7 +83,7 @@ public:
                 if (!f.fetch.derefs.empty()) refuse(f, "header values cannot be dereferenced");
                 src.kind = *kind;
             } else if (probe_.kind == ProbeKind::Tracepoint) {
-                src.name = record_field(f);
+                src.name = record_field(f, t);
             } else {
                 src.name = arg_name(f, i);
                 t.args += fmt::format("{}={}:{} ", src.name, location(f.fetch, f), type(f));
@@ -109,12 +112,18 @@ private:
     }
 
     // A tracepoint field is in the record already: its name is all a filter needs.
-    std::string record_field(const PlannedField& f) const {
+    std::string record_field(const PlannedField& f, TracefsProbe& t) const {
         if (f.fetch.base != Fetch::Base::Record) refuse(f, "e probes read only their own record");
-        if (!f.fetch.derefs.empty()) refuse(f, "pointers in a tracepoint record cannot be followed");
+        const std::optional<std::int64_t> pointer = record_user_pointer(f.fetch);
+        if (pointer)
+            t.notes.push_back(fmt::format("{}: '{}' is a string in user memory; tracefs prints its address", probe_.text,
+                                          f.name));
+        else if (!f.fetch.derefs.empty())
+            refuse(f, "pointers in a tracepoint record cannot be followed");
+        const std::int64_t offset = pointer.value_or(f.fetch.offset);
         if (format_)
             for (const auto& field : format_->fields)
-                if (field.offset == static_cast<std::uint64_t>(f.fetch.offset)) return field.name;
+                if (field.offset == static_cast<std::uint64_t>(offset)) return field.name;
         return f.name;
     }
 
@@ -154,12 +163,16 @@ private:
             if (pending) refuse(owner, "the address of an L2/L4 header cannot be fetched");
             return expr;
         }
-        return at(f.offset + pending, expr);
+        return at(f.offset + pending, expr, user_memory(f));
     }
+
+    // Whether X's final read needs the kprobe's user-memory form: a uprobe reads the
+    // process's memory with the plain one.
+    bool user_memory(const Fetch& x) const { return x.user && probe_.binary.empty(); }
 
     std::string type(const PlannedField& f) const {
         const Fetch& x = f.fetch;
-        if (x.access == Fetch::Access::String) return "string";
+        if (x.access == Fetch::Access::String) return user_memory(x) ? "ustring" : "string";
         if (x.bit_size) {
             unsigned need = x.bit_offset + x.bit_size, container = 8;
             while (container < need) container *= 2;
@@ -225,6 +238,7 @@ private:
             name = "common_pid";
         }
         auto op = cmp_op_text(c.op);
+        if (field && record_user_pointer(field->fetch)) refuse(c, "a string in user memory that a record points to");
         if (is_string) {
             const auto* s = std::get_if<std::string>(&c.value);
             if (!s) refuse(c, "a string compared with a number");
@@ -253,6 +267,12 @@ private:
 };
 
 }  // namespace
+
+std::optional<std::int64_t> record_user_pointer(const Fetch& f) {
+    if (f.base != Fetch::Base::Record || !f.user || f.derefs.size() != 1 || f.access != Fetch::Access::String)
+        return std::nullopt;
+    return f.derefs[0];
+}
 
 std::string TracefsProbe::definition() const {
     if (kind == ProbeKind::Tracepoint) return {};
