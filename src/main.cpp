@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
     ksurf::TraceOptions opt;
     ksurf::add_common_options(app, opt);
     // The options below are tracing's alone; a subcommand given one is told so.
-    const std::vector<CLI::Option*> trace_only{
+    std::vector<CLI::Option*> trace_only{
         app.add_option("probes", opt.probes, "Probes (see below)"),
         app.add_option("-f,--file", opt.probe_file, "Read probes from FILE, one per line")->check(CLI::ExistingFile),
         app.add_flag("-S,--script", opt.script, "Print the tracefs translation as a shell script; attach nothing"),
@@ -104,6 +104,7 @@ int main(int argc, char** argv) {
         app.add_option("--user", opt.user,
                        "Once attached, continue as this user with no capabilities (BPF only); -c's command runs as it"),
     };
+    for (auto* o : ksurf::add_aggregate_options(app, opt.agg, true)) trace_only.push_back(o);
     auto* features = app.add_subcommand("features", "Probe what this kernel lets ksurf do");
     ksurf::GraphOptions gopt;
     auto* graph = ksurf::add_graph_command(app, gopt);

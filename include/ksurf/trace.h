@@ -21,6 +21,7 @@ struct TraceOptions : CommonOptions {
     std::string pcap_file;    // -w: matched packets to this pcapng file (BPF only)
     std::uint32_t snaplen = 256;  // -w: bytes kept per packet, from the network header
     std::string user;         // --user: who the run continues as once attached (BPF), and -c runs as
+    AggregateOptions agg;     // --count, --sum, --hist...: aggregate in the kernel, print tables
 };
 
 int run_trace(const TraceOptions& opt);

@@ -12,6 +12,7 @@
 #include <optional>
 #include <sstream>
 
+#include "ksurf/aggregate_report.h"
 #include "ksurf/backend_choice.h"
 #include "ksurf/bpf_backend.h"
 #include "ksurf/btf.h"
@@ -97,13 +98,14 @@ std::uint64_t cgroup_id(const std::string& path) {
 }
 
 int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t nprobes, Command* command,
-         const std::function<void()>& attached) {
+         const std::function<void()>& attached, AggregateReport* report) {
     backend.start();
     attached();
     fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", nprobes, nprobes == 1 ? "" : "s");
     if (command) command->release();
-    poll_until_stopped(opt.duration, [&](int ms) { return backend.poll(ms) && out.flush(); },
+    poll_until_stopped(opt.duration, [&](int ms) { return backend.poll(ms) && out.flush() && (!report || report->tick()); },
                        [&] { return command && command->exited(); });
+    if (report) report->print();
     out.summary(backend.stats());
     std::fflush(stdout);
     // -c: the command's status, as timeout(1) and perf stat give it.
@@ -163,6 +165,10 @@ int run_trace(const TraceOptions& opt) {
     for (const auto& p : probes)
         for (auto& plan : resolve_all(p, ctx)) plans.push_back(std::move(plan));
     if (packets) capture_packets(plans, opt, ctx);
+    opt.agg.check();
+    AggregateOptions agg = opt.agg;
+    agg.stacks = opt.stacks && agg.active();  // -s: by stack, rather than a stack per event
+    if (agg.active()) plan_aggregate(plans, agg, ctx);
     if (opt.verbose)
         for (const auto& p : plans) print_plan(p);
 
@@ -184,6 +190,9 @@ int run_trace(const TraceOptions& opt) {
     if (cgroup && choice.kind == BackendKind::Tracefs)
         fail("--cgroup needs the BPF backend: tracefs event filters cannot match a cgroup");
     if (packets && choice.kind == BackendKind::Tracefs) fail(kPacketsNeedBpf);
+    if (agg.active() && choice.kind == BackendKind::Tracefs)
+        fail("--{} needs the BPF backend: ksurf does not translate aggregations to tracefs hist triggers yet",
+             agg_kind_name(*agg.kind));
     if (user && choice.kind == BackendKind::Tracefs)
         fail("--user needs the BPF backend: a tracefs run keeps root to remove its probes and instance at exit");
     if (opt.verbose && choice.kind == BackendKind::Tracefs)
@@ -200,6 +209,7 @@ int run_trace(const TraceOptions& opt) {
         if (pcapng) pcapng->write(ev);
     };
     std::unique_ptr<Backend> backend;
+    BpfBackend* bpf = nullptr;
     if (choice.kind == BackendKind::Tracefs) {
         backend = make_tracefs_backend(sink, skb_layout(btf, plans), {opt.stacks, pids, command.has_value(), opt.buffer_kb});
     } else {
@@ -210,8 +220,16 @@ int run_trace(const TraceOptions& opt) {
         o.cgroup_id = cgroup;
         // One ring buffer for all CPUs, whose size the kernel wants a power of two.
         if (opt.buffer_kb) o.ringbuf_bytes = std::bit_ceil(opt.buffer_kb * 1024u);
-        backend = make_bpf_backend(sink, std::move(o));
+        if (agg.active()) {
+            o.stacks = false;
+            o.aggregate = {plans.front().aggregate->key_len, agg_buckets(*plans.front().aggregate), agg.map_size, agg.stack_key()};
+        }
+        auto b = make_bpf_backend(sink, std::move(o));
+        bpf = b.get();
+        backend = std::move(b);
     }
+    std::optional<AggregateReport> report;
+    if (agg.active()) report.emplace(*bpf, agg, plans.front(), opt.json, stdout);
     for (const auto& p : plans) {
         if (stop_requested()) return 1;
         backend->add(p);
@@ -222,7 +240,7 @@ int run_trace(const TraceOptions& opt) {
         const std::string did = drop_privileges(user);
         if (opt.verbose) fmt::print(stderr, "ksurf: {}\n", did);
     };
-    const int status = loop(*backend, *out, opt, plans.size(), command ? &*command : nullptr, drop);
+    const int status = loop(*backend, *out, opt, plans.size(), command ? &*command : nullptr, drop, report ? &*report : nullptr);
     if (pcapng) fmt::print(stderr, "ksurf: wrote {} packets to {}\n", pcapng->written(), opt.pcap_file);
     return status;
 }
