@@ -102,6 +102,18 @@ void parse_lhist(std::string_view text, AggregateOptions& opt) {
     opt.lstep = static_cast<std::uint64_t>(step);
 }
 
+// NAME's field in P, as the keys and the value name it; the resolver's error in one line.
+std::size_t field_of(std::string_view name, PlannedProbe& p, const ResolveContext& ctx) {
+    try {
+        return resolve_name(name, p, ctx);
+    } catch (const SourceError& e) {
+        std::string why = e.what();
+        // The resolver words it for filters, whose names it binds the same way.
+        if (const auto at = why.find(" in the filter"); at != std::string::npos) why.erase(at, 14);
+        fail("{}: cannot aggregate by '{}': {}", p.text, printable(name), why);
+    }
+}
+
 void plan_aggregate(std::vector<PlannedProbe>& plans, const AggregateOptions& opt, const ResolveContext& ctx) {
     std::size_t key_len = 8;
     for (auto& p : plans) {
@@ -112,9 +124,9 @@ void plan_aggregate(std::vector<PlannedProbe>& plans, const AggregateOptions& op
                 a.stack = true;
                 continue;
             }
-            a.keys.push_back(resolve_name(name, p, ctx));
+            a.keys.push_back(field_of(name, p, ctx));
         }
-        if (opt.has_value()) a.value = resolve_name(opt.field, p, ctx);
+        if (opt.has_value()) a.value = field_of(opt.field, p, ctx);
         a.hist = opt.kind == AggKind::Hist    ? PlannedAggregate::Hist::Log2
                  : opt.kind == AggKind::Lhist ? PlannedAggregate::Hist::Linear
                                               : PlannedAggregate::Hist::None;

@@ -270,7 +270,9 @@ std::string format_openmetrics(const AggTable& t) {
             for (std::size_t i = 0; i < r.buckets.size(); i++)
                 if (r.buckets[i]) last = i;
             // Integer values: [lo, hi) is le hi - 1.
-            for (std::size_t i = 0; i <= last && i + 1 < r.buckets.size(); i++) {
+            // Unsigned values have no negative bucket to speak of.
+            const std::size_t first = t.kind == AggKind::Hist && !t.value_signed ? 1 : 0;
+            for (std::size_t i = first; i <= last && i + 1 < r.buckets.size(); i++) {
                 cumulative += r.buckets[i];
                 const BucketRange b = range(t, i);
                 const double le = b.negative ? -1.0 : static_cast<double>(static_cast<std::int64_t>(*b.hi)) - 1;
