@@ -118,13 +118,19 @@ static __always_inline void ksurf_agg_add(struct ksurf_scratch *s, const void *k
 	a->buckets[b]++;
 }
 
+/* The stack's id into the key of a hit that passed the filter, when the key has one. */
+static __always_inline void ksurf_agg_stack(void *ctx, struct ksurf_scratch *s)
+{
+	if (cfg.agg.stack_at != KSURF_AGG_NO_VALUE)
+		*(__u64 *)(s->data + cfg.agg.stack_at) = (__u32)bpf_get_stackid(ctx, &agg_stacks, 0);
+}
+
 /* A hit that passed the filter, its fields fetched: its key, then its value. */
 static __always_inline void ksurf_aggregate(void *ctx, struct ksurf_scratch *s)
 {
 	__u64 v = 0;
 
-	if (cfg.agg.stack_at != KSURF_AGG_NO_VALUE)
-		*(__u64 *)(s->data + cfg.agg.stack_at) = (__u32)bpf_get_stackid(ctx, &agg_stacks, 0);
+	ksurf_agg_stack(ctx, s);
 	if (cfg.agg.value_at != KSURF_AGG_NO_VALUE)
 		v = *(__u64 *)(s->data + cfg.agg.value_at);
 	ksurf_agg_add(s, s->data, v);

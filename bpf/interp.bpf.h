@@ -262,7 +262,19 @@ static __always_inline __u32 ksurf_stack(void *ctx, struct ksurf_scratch *s, __u
 	return at + n;
 }
 
-/* The other fields are fetched only for hits that pass. */
+/* The fields the filter does not read, fetched only for hits that pass. */
+static __always_inline void ksurf_fetch_rest(void *ctx, struct ksurf_scratch *s)
+{
+#pragma unroll
+	for (int i = 0; i < KSURF_MAX_FIELDS; i++) {
+		if (i < cfg.nfilter)
+			continue;
+		if (i >= cfg.nfields)
+			break;
+		ksurf_fetch(ctx, s, i);
+	}
+}
+
 static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
 {
 	struct ksurf_scratch *s = ksurf_scratch();
@@ -273,14 +285,7 @@ static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
 		ksurf_agg_zero_key(s);
 	if (!ksurf_accept(ctx, s))
 		return 0;
-#pragma unroll
-	for (int i = 0; i < KSURF_MAX_FIELDS; i++) {
-		if (i < cfg.nfilter)
-			continue;
-		if (i >= cfg.nfields)
-			break;
-		ksurf_fetch(ctx, s, i);
-	}
+	ksurf_fetch_rest(ctx, s);
 	/* An aggregating run sends no events: no header, no clock read. */
 	if (cfg.agg.on) {
 		ksurf_aggregate(ctx, s);

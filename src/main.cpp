@@ -14,6 +14,7 @@
 #include "ksurf/error.h"
 #include "ksurf/features.h"
 #include "ksurf/graph.h"
+#include "ksurf/latency.h"
 #include "ksurf/privileges.h"
 #include "ksurf/skb.h"
 #include "ksurf/trace.h"
@@ -110,6 +111,8 @@ int main(int argc, char** argv) {
     auto* graph = ksurf::add_graph_command(app, gopt);
     ksurf::SkbOptions sopt;
     auto* skb = ksurf::add_skb_command(app, sopt);
+    ksurf::LatOptions lopt;
+    auto* lat = ksurf::add_lat_command(app, lopt);
     app.require_subcommand(0, 1);
     // After the subcommands, which would copy it: theirs show their own examples.
     app.footer(std::string(kHelpFooter) + "\n\n" + ksurf::kExitStatusHelp);
@@ -142,6 +145,7 @@ int main(int argc, char** argv) {
         if (features->parsed()) return run_features();
         if (graph->parsed()) return ksurf::run_graph(opt, gopt);
         if (skb->parsed()) return ksurf::run_skb(opt, sopt);
+        if (lat->parsed()) return ksurf::run_lat(opt, lopt);
         if (opt.probes.empty() && opt.probe_file.empty()) ksurf::check_probes_before_command(opt.command);
         ksurf::check_probe_arguments(opt.probes);
         return ksurf::run_trace(opt);

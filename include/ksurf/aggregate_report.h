@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -17,7 +18,8 @@ public:
     // PLAN: the run's first probe, whose key layout the table is decoded with. UNIT: the
     // value's ("ns" for latencies). Loads kallsyms for stack keys: construct it before
     // privileges are dropped.
-    AggregateReport(const BpfBackend& backend, AggregateOptions opt, const PlannedProbe& plan, bool json, std::FILE* out,
+    using Maps = std::function<BpfAggregateMaps()>;
+    AggregateReport(Maps maps, AggregateOptions opt, const PlannedProbe& plan, bool json, std::FILE* out,
                     std::string unit = {});
     ~AggregateReport();
     // Prints when --interval has passed since the last print; false once the reader of the
@@ -29,7 +31,7 @@ public:
 private:
     std::chrono::steady_clock::duration interval() const;
 
-    const BpfBackend& backend_;
+    Maps maps_;
     AggregateOptions opt_;
     const PlannedProbe& plan_;
     bool json_;

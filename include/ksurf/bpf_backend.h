@@ -133,6 +133,10 @@ struct BpfAttachment {
     std::string why;    // why not the better attach types; empty when the best one runs it
 };
 
+// The aggregation maps of a BPF object (bpf/agg.bpf.h), as A's keys and values need them,
+// before the object is loaded: the stack map holds one stack per key at most.
+void size_aggregate_map(bpf_map* m, const BpfOptions::Aggregate& a);
+
 // Where an aggregating run's values are, for src/aggregate to read.
 struct BpfAggregateMaps {
     int values = -1;                 // aggs: key → per-CPU struct ksurf_agg_value

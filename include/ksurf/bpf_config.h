@@ -134,14 +134,6 @@ enum ksurf_agg_hist {
 	KSURF_HIST_LINEAR,
 };
 
-/* ksurf lat: the entry clone stores the time and the key per context, the return clone
- * aggregates the time since. */
-enum ksurf_agg_lat {
-	KSURF_LAT_NONE = 0,
-	KSURF_LAT_ENTRY,
-	KSURF_LAT_RETURN,
-};
-
 /* The value of one key on one CPU; `buckets` has the map's value size. */
 struct ksurf_agg_value {
 	__u64 count;
@@ -155,7 +147,7 @@ struct ksurf_agg_cfg {
 	__u8 on;            /* aggregate; send no events */
 	__u8 hist;          /* enum ksurf_agg_hist */
 	__u8 value_signed;
-	__u8 lat;           /* enum ksurf_agg_lat */
+	__u8 pad0;
 	__u16 key_len;      /* the map's key size: a multiple of 8 */
 	__u16 zero_words;   /* u64 words of the key zeroed before fetching */
 	__u16 value_at;     /* payload offset of the u64 value; KSURF_AGG_NO_VALUE: count only */

@@ -229,7 +229,7 @@ int run_trace(const TraceOptions& opt) {
         backend = std::move(b);
     }
     std::optional<AggregateReport> report;
-    if (agg.active()) report.emplace(*bpf, agg, plans.front(), opt.json, stdout);
+    if (agg.active()) report.emplace([bpf] { return bpf->aggregate_maps(); }, agg, plans.front(), opt.json, stdout);
     for (const auto& p : plans) {
         if (stop_requested()) return 1;
         backend->add(p);

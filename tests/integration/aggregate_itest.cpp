@@ -285,5 +285,58 @@ TEST(Aggregate, CountsOnAFunctionProbe) {
     }
 }
 
+// N sleeps of 20 ms: N calls in the log2 bucket of nanoseconds holding 20 ms,
+// [2^24, 2^25) ns, and only those: the predicate keeps other sleepers out.
+TEST(Aggregate, LatencyOfSleepsInTheirBucket) {
+    need_function_probes();
+    if (IsSkipped() || HasFatalFailure()) return;
+    constexpr int kSleeps = 5;
+    auto r = traced({"lat", "do_nanosleep", "--where", "comm==\"ksagg_lat\"", "--by", "comm", "--json"}, [] {
+        as_child("ksagg_lat", [] {
+            const timespec ts{0, 20'000'000};
+            for (int i = 0; i < kSleeps; i++) nanosleep(&ts, nullptr);
+        });
+    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json t = last_table(r);
+    EXPECT_EQ(t["unit"], "ns") << r.out;
+    ASSERT_EQ(t["rows"].size(), 1u) << r.out;
+    const json& row = t["rows"][0];
+    EXPECT_EQ(row["key"]["comm"], "ksagg_lat");
+    EXPECT_EQ(row["count"], kSleeps) << r.out;
+    ASSERT_EQ(row["buckets"].size(), 1u) << r.out;
+    EXPECT_EQ(row["buckets"][0]["min"], 1 << 24) << r.out;
+    EXPECT_EQ(row["buckets"][0]["max"], 1 << 25) << r.out;
+    EXPECT_EQ(row["buckets"][0]["count"], kSleeps);
+    json summary;
+    for (const auto& l : lines(r.out))
+        if (auto j = json::parse(l); j.contains("summary")) summary = j["summary"];
+    EXPECT_EQ(summary["paired"], kSleeps) << r.out;
+    EXPECT_EQ(summary["missed"], 0) << r.out;
+}
+
+TEST(Aggregate, LatencyTextHistogramInTimeUnits) {
+    need_function_probes();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto r = traced({"lat", "do_nanosleep", "--where", "comm==\"ksagg_latt\""}, [] {
+        as_child("ksagg_latt", [] {
+            const timespec ts{0, 20'000'000};
+            nanosleep(&ts, nullptr);
+        });
+    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("hist do_nanosleep (1 key)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("[16.8ms, 33.6ms)        1 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|"), std::string::npos) << r.out;
+    EXPECT_NE(r.err.find("1 calls paired, 0 missed"), std::string::npos) << r.err;
+}
+
+TEST(Aggregate, LatencyNeedsFunctionProbes) {
+    if (kernel_can_probe_functions()) GTEST_SKIP() << "this kernel can probe functions";
+    auto r = run({ksurf_bin(), "lat", "do_nanosleep"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
+    EXPECT_NE(r.err.find("ksurf lat needs fentry or kprobes"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace ksurf::test

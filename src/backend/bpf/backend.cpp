@@ -57,7 +57,7 @@ public:
         // them along.
         tmpl_.emplace(probe_elf(), programs, [rb, this](bpf_map* m) {
             if (std::string_view(bpf_map__name(m)) == "events") bpf_map__set_max_entries(m, rb);
-            if (opt_.aggregate) size_aggregate(m, *opt_.aggregate);
+            if (opt_.aggregate) size_aggregate_map(m, *opt_.aggregate);
         });
         rb_ = ring_buffer__new(tmpl_->map("events"), on_event, this, nullptr);
         if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
@@ -143,22 +143,6 @@ private:
         std::vector<PlannedProbe> plans;  // for plain kprobes when the group stays single
         std::vector<std::string> notes;   // why not kprobe.multi, when that failed
     };
-
-    // The aggregation maps as the run's keys and values need them: the stack map holds
-    // one stack per key at most.
-    static void size_aggregate(bpf_map* m, const BpfOptions::Aggregate& a) {
-        const std::string_view name = bpf_map__name(m);
-        const auto value = static_cast<std::uint32_t>(sizeof(ksurf_agg_value) + 8 * a.nbuckets);
-        if (name == "aggs") {
-            bpf_map__set_key_size(m, a.key_len);
-            bpf_map__set_value_size(m, value);
-            bpf_map__set_max_entries(m, a.max_keys);
-        } else if (name == "agg_zero") {
-            bpf_map__set_value_size(m, value);
-        } else if (name == "agg_stacks" && a.stacks) {
-            bpf_map__set_max_entries(m, a.max_keys);
-        }
-    }
 
     // ---- attach type selection ----
 

@@ -1,6 +1,7 @@
 // PlannedProbe → ksurf_config, and payload → fields: the two ends of what bpf/interp.bpf.h
 // does in between.
 #include <arpa/inet.h>
+#include <bpf/libbpf.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -489,6 +490,20 @@ std::uint16_t bpf_payload_bytes(const PlannedField& f) {
     case Access::DataLoc: return KSURF_MAX_STR;
     }
     return 8;
+}
+
+void size_aggregate_map(bpf_map* m, const BpfOptions::Aggregate& a) {
+    const std::string_view name = bpf_map__name(m);
+    const auto value = static_cast<std::uint32_t>(sizeof(ksurf_agg_value) + 8 * a.nbuckets);
+    if (name == "aggs") {
+        bpf_map__set_key_size(m, a.key_len);
+        bpf_map__set_value_size(m, value);
+        bpf_map__set_max_entries(m, a.max_keys);
+    } else if (name == "agg_zero") {
+        bpf_map__set_value_size(m, value);
+    } else if (name == "agg_stacks" && a.stacks) {
+        bpf_map__set_max_entries(m, a.max_keys);
+    }
 }
 
 std::size_t agg_buckets(const PlannedAggregate& a) {
