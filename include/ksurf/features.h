@@ -25,6 +25,7 @@ enum class Feature {
     Tracefs,
     KprobeEvents,
     FunctionGraph,
+    HistTriggers,
     Count_,
 };
 
