@@ -73,6 +73,9 @@ Examples:
   ksurf -s 'p do_sys_openat2' -c cat /etc/hostname       # stacks of one command's opens
   ksurf -p 1234,1235 'e sched/sched_switch prev=%1->comm next=%2->comm'   # tp_btf arguments
   ksurf -S 'p vfs_open name=%0->dentry->d_name.name'    # the tracefs translation, as a script
+  ksurf 'p vfs_read' --count comm --top 10 --interval 1s  # counted in the kernel
+  ksurf 'r vfs_read ret=$retval' --hist ret --by comm     # log2 histograms by key
+  ksurf lat do_nanosleep --by comm                        # call durations
   ksurf skb --pcap 'tcp and port 9000'                   # each matching packet's path
   ksurf features                                          # what this kernel allows, and why not)";
 
