@@ -149,12 +149,9 @@ BucketRange log2_range(std::size_t i) {
     if (i == 0) return {std::nullopt, 0, true};
     if (i == 1) return {0, 1, false};
     const unsigned k = static_cast<unsigned>(i - 2);
-    BucketRange r;
-    r.lo = k < 63 ? std::optional<std::int64_t>(std::int64_t{1} << k) : std::nullopt;
-    if (k < 63) r.hi = std::uint64_t{1} << (k + 1);
-    else r.hi = std::nullopt;
-    if (k == 63) r.lo = std::nullopt;  // 2^63 does not fit: the label says so
-    return r;
+    // [2^63, 2^64) fits neither bound's type: printed as [8E, ...).
+    if (k >= 63) return {};
+    return {std::int64_t{1} << k, std::uint64_t{1} << (k + 1), false};
 }
 
 BucketRange linear_range(std::size_t i, std::int64_t lmin, std::int64_t lmax, std::uint64_t lstep) {

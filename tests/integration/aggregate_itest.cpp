@@ -262,13 +262,6 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- function probes: the guests ----
 
-void need_function_probes() {
-    if (!kernel_can_probe_functions()) {
-        ASSERT_FALSE(in_vm_matrix()) << "every matrix kernel can probe functions";
-        GTEST_SKIP() << "neither fentry nor kprobes on this kernel";
-    }
-}
-
 TEST(Aggregate, CountsOnAFunctionProbe) {
     need_function_probes();
     if (IsSkipped() || HasFatalFailure()) return;
@@ -285,6 +278,24 @@ TEST(Aggregate, CountsOnAFunctionProbe) {
         ASSERT_TRUE(row) << backend << ": " << r.out;
         EXPECT_EQ((*row)["count"], kCalls) << backend;
     }
+}
+
+// Five one-byte UDP datagrams to 127.0.0.1: 29 bytes each at ip_rcv (IP and UDP headers),
+// keyed by their source; the ICMP the other tests send is not UDP.
+TEST(Aggregate, SumsPacketLengthsBySourceWithPcap) {
+    need_function_probes();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto r = traced({"p ip_rcv len=%0->len", "--sum", "len", "--by", "ip.saddr", "--pcap", "udp", "--json"}, [] {
+        ping("127.0.0.2", 2);
+        udp(5);
+    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json t = last_table(r);
+    ASSERT_EQ(t["rows"].size(), 1u) << r.out;
+    const json* row = row_of(t, "ip.saddr", "127.0.0.1");
+    ASSERT_TRUE(row) << r.out;
+    EXPECT_EQ((*row)["count"], 5);
+    EXPECT_EQ((*row)["sum"], 5 * 29);
 }
 
 // N sleeps of 20 ms: N calls in the log2 bucket of nanoseconds holding 20 ms,
