@@ -46,9 +46,9 @@ static __always_inline void ksurf_agg_zero_key(struct ksurf_scratch *s)
 
 /* The log2 histogram's bucket of V: 0 for negative values, 1 for 0, k + 2 for
  * [2^k, 2^(k+1)). Branch-free halving, as bpftrace's. */
-static __always_inline __u32 ksurf_log2_bucket(__u64 v, int is_signed)
+static __always_inline __u64 ksurf_log2_bucket(__u64 v, int is_signed)
 {
-	__u32 r = 0, shift;
+	__u64 r = 0, shift;
 
 	if (is_signed && (__s64)v < 0)
 		return 0;
@@ -65,7 +65,7 @@ static __always_inline __u32 ksurf_log2_bucket(__u64 v, int is_signed)
 
 /* The linear histogram's bucket of V: 0 below lmin, then one per lstep, the last for
  * nbuckets - 2 steps and above. */
-static __always_inline __u32 ksurf_linear_bucket(__u64 v)
+static __always_inline __u64 ksurf_linear_bucket(__u64 v)
 {
 	__u64 steps;
 
@@ -86,7 +86,8 @@ static __always_inline int ksurf_agg_less(__u64 a, __u64 b)
 static __always_inline void ksurf_agg_add(struct ksurf_scratch *s, const void *key, __u64 v)
 {
 	struct ksurf_agg_value *a = bpf_map_lookup_elem(&aggs, key);
-	__u32 b, zero = 0;
+	__u32 zero = 0;
+	__u64 b;
 
 	if (!a) {
 		const void *init = bpf_map_lookup_elem(&agg_zero, &zero);
@@ -112,9 +113,11 @@ static __always_inline void ksurf_agg_add(struct ksurf_scratch *s, const void *k
 	if (cfg.agg.hist == KSURF_HIST_NONE)
 		return;
 	b = cfg.agg.hist == KSURF_HIST_LOG2 ? ksurf_log2_bucket(v, cfg.agg.value_signed) : ksurf_linear_bucket(v);
-	/* Already in range; the verifier needs to see it against the map's value size. */
+	/* Never taken: the verifier needs the bound against the map's value size. In 64 bits,
+	 * so that the register checked is the one indexed (6.1 loses a bound learned on a
+	 * zero-extended copy). */
 	if (b >= cfg.agg.nbuckets)
-		b = cfg.agg.nbuckets - 1;
+		return;
 	a->buckets[b]++;
 }
 

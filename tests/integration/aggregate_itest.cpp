@@ -92,6 +92,7 @@ TEST(Aggregate, SumsAndStatsOfAKnownField) {
                     [&] { as_child("ksagg_sum", [&] { reads(sizes); }); });
     ASSERT_EQ(r.status, 0) << r.err;
     const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
     const json* row = row_of(t, "comm", "ksagg_sum");
     ASSERT_TRUE(row) << r.out;
     EXPECT_EQ((*row)["count"], 10);
@@ -107,6 +108,7 @@ TEST(Aggregate, Log2HistogramPutsKnownValuesInTheirBuckets) {
                     [] { as_child("ksagg_hist", [] { reads({0, 1, 2, 3, 4, 7, 8, 8, 15, 16}); }); });
     ASSERT_EQ(r.status, 0) << r.err;
     const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
     const json* row = row_of(t, "comm", "ksagg_hist");
     ASSERT_TRUE(row) << r.out;
     std::map<std::pair<long, long>, long> got;
@@ -120,6 +122,7 @@ TEST(Aggregate, LinearHistogramAndTheBucketsOutside) {
                     [] { as_child("ksagg_lhist", [] { reads({0, 1, 2, 5, 6, 9, 10, 40}); }); });
     ASSERT_EQ(r.status, 0) << r.err;
     const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
     const json* row = row_of(t, "comm", "ksagg_lhist");
     ASSERT_TRUE(row) << r.out;
     std::vector<std::tuple<json, json, long>> got;
@@ -148,6 +151,7 @@ TEST(Aggregate, FullMapCountsWhatItCouldNotKeep) {
                     });
     ASSERT_EQ(r.status, 0) << r.err;
     const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
     EXPECT_EQ(t["rows"].size(), std::size_t{kMapSize}) << r.out;
     EXPECT_EQ(t["keys"], kMapSize);
     EXPECT_EQ(t["map_full"], 3 * (kProcesses - kMapSize)) << r.out;
@@ -189,6 +193,7 @@ TEST(Aggregate, JsonIsOneObjectPerPrint) {
         EXPECT_TRUE(t["rows"].is_array());
     }
     const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
     const json* row = row_of(t, "comm", "ksagg_json");
     ASSERT_TRUE(row) << r.out;
     EXPECT_EQ((*row)["count"], 5);
@@ -273,6 +278,7 @@ TEST(Aggregate, CountsOnAFunctionProbe) {
         if (r.err.find("cannot use") != std::string::npos && !in_vm_matrix()) continue;
         ASSERT_EQ(r.status, 0) << backend << ": " << r.err;
         const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
         ASSERT_TRUE(t.is_object()) << backend << ": " << r.out << r.err;
         const json* row = row_of(t, "comm", "ksagg_fn");
         ASSERT_TRUE(row) << backend << ": " << r.out;
@@ -291,6 +297,7 @@ TEST(Aggregate, SumsPacketLengthsBySourceWithPcap) {
     });
     ASSERT_EQ(r.status, 0) << r.err;
     const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
     ASSERT_EQ(t["rows"].size(), 1u) << r.out;
     const json* row = row_of(t, "ip.saddr", "127.0.0.1");
     ASSERT_TRUE(row) << r.out;
@@ -312,6 +319,7 @@ TEST(Aggregate, LatencyOfSleepsInTheirBucket) {
     });
     ASSERT_EQ(r.status, 0) << r.err;
     const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
     EXPECT_EQ(t["unit"], "ns") << r.out;
     ASSERT_EQ(t["rows"].size(), 1u) << r.out;
     const json& row = t["rows"][0];
