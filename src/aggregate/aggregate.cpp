@@ -141,6 +141,16 @@ void plan_aggregate(std::vector<PlannedProbe>& plans, const AggregateOptions& op
         p.aggregate = std::move(a);
     }
     for (auto& p : plans) p.aggregate->key_len = static_cast<std::uint16_t>(key_len);
+    if (plans.empty()) return;
+    // The per-CPU hash is preallocated: every key's value on every possible CPU.
+    constexpr std::uint64_t kMaxBytes = 512ull << 20;
+    const std::uint64_t ncpus = static_cast<std::uint64_t>(std::max(libbpf_num_possible_cpus(), 1));
+    const std::uint64_t value = sizeof(ksurf_agg_value) + 8 * agg_buckets(*plans.front().aggregate);
+    const std::uint64_t bytes = (value + key_len) * opt.map_size * ncpus;
+    if (bytes > kMaxBytes)
+        fail("--map-size {} keys of {} bytes on {} CPUs would take {} MiB of kernel memory (at most {}): lower --map-size or "
+             "the histogram's steps",
+             opt.map_size, value, ncpus, bytes >> 20, kMaxBytes >> 20);
 }
 
 // ---- histograms ----

@@ -262,6 +262,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadAggregate{{"e syscalls/sys_enter_read", "--sum", "count", "--hist", "count"}, "one aggregation per run"},
         BadAggregate{{"e syscalls/sys_enter_read", "--sum", "nosuch"}, "unknown name 'nosuch'"},
         BadAggregate{{"--count", "e syscalls/sys_enter_getppid"}, "put --count after the probes"},
+        BadAggregate{{"e syscalls/sys_enter_read", "--lhist", "count:0:1024:1", "--map-size", "1000000"},
+                     "of kernel memory (at most 512)"},
         BadAggregate{{"--backend", "tracefs", "e syscalls/sys_enter_getppid", "--count", "comm"},
                      "--count needs the BPF backend"}));
 
