@@ -43,6 +43,7 @@ static __always_inline __u64 ksurf_packet(__u64 skb, __u8 layer)
 }
 
 #include "pcap.bpf.h"
+#include "agg.bpf.h"
 
 /* Failed reads leave zeroes (bpf_probe_read_kernel clears its destination), so a fault
  * anywhere in a chain yields 0 or "" rather than stale data. */
@@ -281,14 +282,9 @@ static __always_inline __u32 ksurf_stack(void *ctx, struct ksurf_scratch *s, __u
 	return at + n;
 }
 
-/* The other fields are fetched only for hits that pass. */
-static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
+/* The fields the filter does not read, fetched only for hits that pass. */
+static __always_inline void ksurf_fetch_rest(void *ctx, struct ksurf_scratch *s)
 {
-	struct ksurf_scratch *s = ksurf_scratch();
-
-	if (!s || !ksurf_accept(ctx, s))
-		return 0;
-	ksurf_capture(s, probe_id);
 #pragma unroll
 	for (int i = 0; i < KSURF_MAX_FIELDS; i++) {
 		if (i < cfg.nfilter)
@@ -297,6 +293,25 @@ static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
 			break;
 		ksurf_fetch(ctx, s, i);
 	}
+}
+
+static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
+{
+	struct ksurf_scratch *s = ksurf_scratch();
+
+	if (!s)
+		return 0;
+	if (cfg.agg.zero_words)
+		ksurf_agg_zero_key(s);
+	if (!ksurf_accept(ctx, s))
+		return 0;
+	ksurf_fetch_rest(ctx, s);
+	/* An aggregating run sends no events: no header, no clock read. */
+	if (cfg.agg.on) {
+		ksurf_aggregate(ctx, s);
+		return 0;
+	}
+	ksurf_capture(s, probe_id);
 	/* A short record reads on into the same per-CPU trace buffer; the host decodes only
 	 * within the offsets the record itself gives. */
 	if (cfg.record_len)

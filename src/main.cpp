@@ -15,6 +15,7 @@
 #include "ksurf/features.h"
 #include "ksurf/graph.h"
 #include "ksurf/list.h"
+#include "ksurf/latency.h"
 #include "ksurf/privileges.h"
 #include "ksurf/skb.h"
 #include "ksurf/trace.h"
@@ -74,6 +75,9 @@ Examples:
   ksurf -p 1234,1235 'e sched/sched_switch prev=%1->comm next=%2->comm'   # tp_btf arguments
   ksurf -S 'p vfs_open name=%0->dentry->d_name.name'    # the tracefs translation, as a script
   ksurf -F do_filp_open                                   # its instructions, as p FUNC+OFF names them
+  ksurf 'p vfs_read' --count comm --top 10 --interval 1s  # counted in the kernel
+  ksurf 'r vfs_read ret=$retval' --hist ret --by comm     # log2 histograms by key
+  ksurf lat do_nanosleep --by comm                        # call durations
   ksurf skb --pcap 'tcp and port 9000'                   # each matching packet's path
   ksurf features                                          # what this kernel allows, and why not
   ksurf list 'tcp_*'                                      # what probes can name, with their types)";
@@ -88,7 +92,7 @@ int main(int argc, char** argv) {
     bool list_mode = false;
     ksurf::add_common_options(app, opt);
     // The options below are tracing's alone; a subcommand given one is told so.
-    const std::vector<CLI::Option*> trace_only{
+    std::vector<CLI::Option*> trace_only{
         app.add_option("probes", opt.probes, "Probes (see below)"),
         app.add_option("-f,--file", opt.probe_file, "Read probes from FILE, one per line")->check(CLI::ExistingFile),
         app.add_flag("-S,--script", opt.script, "Print the tracefs translation as a shell script; attach nothing"),
@@ -113,13 +117,16 @@ int main(int argc, char** argv) {
                      "Trace ksurf's own process too (left out by default: its reads and writes would feed its probes)"),
         app.add_flag("-l,--list", list_mode, "List what the probe globs match, as 'ksurf list GLOB...' does"),
     };
+    for (auto* o : ksurf::add_aggregate_options(app, opt.agg, true)) trace_only.push_back(o);
     auto* features = app.add_subcommand("features", "Probe what this kernel lets ksurf do");
     ksurf::GraphOptions gopt;
     auto* graph = ksurf::add_graph_command(app, gopt);
     ksurf::SkbOptions sopt;
     auto* skb = ksurf::add_skb_command(app, sopt);
-    ksurf::ListOptions lopt;
-    auto* list = ksurf::add_list_command(app, lopt);
+    ksurf::ListOptions list_opt;
+    auto* list = ksurf::add_list_command(app, list_opt);
+    ksurf::LatOptions lat_opt;
+    auto* lat = ksurf::add_lat_command(app, lat_opt);
     app.require_subcommand(0, 1);
     // After the subcommands, which would copy it: theirs show their own examples.
     app.footer(std::string(kHelpFooter) + "\n\n" + ksurf::kExitStatusHelp);
@@ -152,9 +159,10 @@ int main(int argc, char** argv) {
         if (features->parsed()) return run_features();
         if (graph->parsed()) return ksurf::run_graph(opt, gopt);
         if (skb->parsed()) return ksurf::run_skb(opt, sopt);
-        if (list->parsed()) return ksurf::run_list(opt, lopt);
+        if (list->parsed()) return ksurf::run_list(opt, list_opt);
         if (list_mode) return ksurf::run_list(opt, {opt.probes});
         if (!opt.disassemble.empty()) return ksurf::run_disassemble(opt.disassemble);
+        if (lat->parsed()) return ksurf::run_lat(opt, lat_opt);
         if (opt.probes.empty() && opt.probe_file.empty()) ksurf::check_probes_before_command(opt.command);
         ksurf::check_probe_arguments(opt.probes);
         return ksurf::run_trace(opt);

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -63,8 +64,15 @@ struct BpfOutput {
 struct BpfProgramSpec {
     ksurf_config config{};            // probe_id is set per instance
     std::vector<BpfOutput> outputs;   // the plan's visible fields, in order
+    std::vector<BpfOutput> key_outputs;  // an aggregation's key fields, in key order
     bool raw_record = false;          // the payload ends with the record (config.record_out)
 };
+
+// The payload bytes field F takes, as encode_bpf() lays it out: an aggregation's key is
+// made of them (each rounded up to 8 bytes), and its length is the run's, not the probe's.
+std::uint16_t bpf_payload_bytes(const PlannedField& f);
+// The u64 buckets of an aggregation's value (66 for log2, the steps + 2 for linear).
+std::size_t agg_buckets(const PlannedAggregate& a);
 
 // Throws a one-line Error naming PROBE when FRAME cannot run it or it exceeds the limits of
 // bpf_config.h.
@@ -108,6 +116,15 @@ struct BpfOptions {
     // trace command's default, which --include-self turns off; a library user tracing its
     // own calls leaves it off.
     bool exclude_self = false;
+    // Aggregating (the probes' PlannedAggregate): the aggs map's key bytes, u64 buckets per
+    // value and maximum keys. No events are sent.
+    struct Aggregate {
+        std::uint16_t key_len = 8;
+        std::size_t nbuckets = 0;
+        std::uint32_t max_keys = 10240;
+        bool stacks = false;  // `stack` keys: the stack map gets max_keys entries too
+    };
+    std::optional<Aggregate> aggregate;
     // Called once per probe when its attach type is decided (for -v): "p vfs_open: kprobe
     // (fentry: program load refused: ...)".
     std::function<void(const std::string&)> explain;
@@ -120,10 +137,24 @@ struct BpfAttachment {
     std::string why;    // why not the better attach types; empty when the best one runs it
 };
 
+// The aggregation maps of a BPF object (bpf/agg.bpf.h), as A's keys and values need them,
+// before the object is loaded: the stack map holds one stack per key at most.
+void size_aggregate_map(bpf_map* m, const BpfOptions::Aggregate& a);
+
+// Where an aggregating run's values are, for src/aggregate to read.
+struct BpfAggregateMaps {
+    int values = -1;                 // aggs: key → per-CPU struct ksurf_agg_value
+    int stacks = -1;                 // agg_stacks: stack id → return addresses
+    std::vector<BpfOutput> key;      // the first probe's key fields
+    std::uint16_t stack_at = 0;      // and where its key holds the stack id
+    std::uint64_t full = 0;          // new keys refused by the full map, summed over CPUs
+};
+
 class BpfBackend : public Backend {
 public:
     // In add() order; kprobes grouped for kprobe.multi are decided in start().
     virtual const std::vector<BpfAttachment>& attachments() const = 0;
+    virtual BpfAggregateMaps aggregate_maps() const = 0;
 };
 
 // Throws when the shared maps cannot be created (no BPF, no ring buffer).

@@ -121,6 +121,45 @@ struct ksurf_layout {
 	__u16 task_tgid;
 };
 
+/* --count, --sum, --hist... (bpf/agg.bpf.h): instead of an event, an accepted hit updates
+ * the per-CPU value of its key in the `aggs` hash. The key is the payload's first key_len
+ * bytes: the host lays the key fields out there, each in 8-byte words, zeroed before any
+ * field is fetched when a string's tail would otherwise keep an earlier hit's bytes. */
+#define KSURF_AGG_MAX_KEY 512         /* key bytes */
+#define KSURF_AGG_LOG2_BUCKETS 66     /* < 0, 0, then [2^k, 2^(k+1)) for k = 0..63 */
+#define KSURF_AGG_MAX_LINEAR 1024     /* --lhist steps, plus one bucket each side */
+#define KSURF_AGG_NO_VALUE 0xffff
+
+enum ksurf_agg_hist {
+	KSURF_HIST_NONE = 0,
+	KSURF_HIST_LOG2,
+	KSURF_HIST_LINEAR,
+};
+
+/* The value of one key on one CPU; `buckets` has the map's value size. */
+struct ksurf_agg_value {
+	__u64 count;
+	__u64 sum;
+	__u64 min;  /* signed when the value is */
+	__u64 max;
+	__u64 buckets[];
+};
+
+struct ksurf_agg_cfg {
+	__u8 on;            /* aggregate; send no events */
+	__u8 hist;          /* enum ksurf_agg_hist */
+	__u8 value_signed;
+	__u8 pad0;
+	__u16 key_len;      /* the map's key size: a multiple of 8 */
+	__u16 zero_words;   /* u64 words of the key zeroed before fetching */
+	__u16 value_at;     /* payload offset of the u64 value; KSURF_AGG_NO_VALUE: count only */
+	__u16 stack_at;     /* payload offset of the stack id; KSURF_AGG_NO_VALUE: none */
+	__u16 nbuckets;     /* of the value; 0 without a histogram */
+	__u16 pad;
+	__s64 lmin;         /* linear: buckets[1 + (v - lmin) / lstep], below and above outside */
+	__u64 lstep;
+};
+
 struct ksurf_config {
 	__u32 probe_id;      /* unless id_from_cookie */
 	__u16 nfields;
@@ -149,6 +188,7 @@ struct ksurf_config {
 	__u16 pkt_out;       /* (a u32 wire length, a u32 copied length, then the bytes) */
 	struct ksurf_cbpf cbpf[KSURF_MAX_CBPF];
 	struct ksurf_layout layout;
+	struct ksurf_agg_cfg agg;
 };
 
 #endif

@@ -8,11 +8,13 @@
 #include <string_view>
 #include <vector>
 
+#include "ksurf/aggregate.h"
 #include "ksurf/backend_choice.h"
 #include "ksurf/bpf_backend.h"
 
 namespace CLI {
 class App;
+class Option;
 class ParseError;
 }  // namespace CLI
 
@@ -51,6 +53,11 @@ std::uint64_t parse_duration_ns(std::string_view text, std::string_view option);
 FunctionAttach parse_attach(std::string_view text);
 // -p: a process that exists now.
 std::uint32_t parse_pid(std::string_view text);
+
+// The aggregation options (--count, --by, --interval, --top, --folded, --metrics-file,
+// --map-size; with VALUES also --sum, --min, --max, --avg, --stats, --hist, --lhist),
+// returned for the caller's list of options other commands refuse.
+std::vector<CLI::Option*> add_aggregate_options(CLI::App& app, AggregateOptions& opt, bool values);
 
 // The one `ksurf:` line for an error CLI11 found in the options.
 std::string option_error(const CLI::ParseError& e);

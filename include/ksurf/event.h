@@ -32,6 +32,9 @@ enum ksurf_stat {
 	KSURF_STAT_HITS = 0,     /* program invocations */
 	KSURF_STAT_FILTERED,     /* rejected by the in-kernel filter */
 	KSURF_STAT_DROPPED,      /* ring buffer full */
+	KSURF_STAT_AGG_FULL,     /* aggregation: a new key found the map full */
+	KSURF_STAT_LAT_STARTED,  /* ksurf lat: calls whose entry was accepted and stored */
+	KSURF_STAT_LAT_LOST,     /* ksurf lat: entries the context map had no room for */
 	KSURF_STAT_MAX,
 };
 

@@ -27,6 +27,7 @@ enum class Feature {
     FunctionGraph,
     Uprobe,        // BPF on user-space functions (P/R) through the uprobe PMU
     UprobeEvents,  // tracefs uprobe_events
+    HistTriggers,
     Count_,
 };
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <string>
 
 #include "ksurf/events.h"
 
@@ -35,5 +36,13 @@ std::unique_ptr<Formatter> text_formatter(std::FILE* out, std::FILE* summary_out
 std::unique_ptr<Formatter> json_formatter(std::FILE* out);
 
 std::string format_value(const Value& v);
+
+// An aggregation's table (include/ksurf/aggregate.h): as text (a title line, then a table
+// largest first, or each key's histogram with bars, or --folded lines); as one JSON object
+// on one line; as OpenMetrics text ending in `# EOF`. Each notes a full map.
+struct AggTable;
+std::string format_aggregate(const AggTable& t);
+std::string format_aggregate_json(const AggTable& t);
+std::string format_openmetrics(const AggTable& t);
 
 }  // namespace ksurf

@@ -147,6 +147,10 @@ public:
     virtual const std::vector<std::string>& names() const = 0;  // 0: ROOT, then the callees
 };
 
+// Where CONFIG's programs read preempt_count on a kernel whose BTF has no per-CPU
+// variables (Debian's 5.10): the kallsyms addresses of __preempt_count and __per_cpu_offset.
+void find_preempt_count(ksurf_graph_config& config);
+
 // ROOT (a resolved p probe: its fields are printed, its filter is the predicate) and the
 // CALLEES to record under it; ON_GRAPH gets every completed graph.
 std::unique_ptr<GraphRecorder> make_graph_recorder(const PlannedProbe& root, const std::vector<std::string>& callees,

@@ -110,6 +110,21 @@ struct PacketCapture {
     std::uint32_t snaplen = 0;      // -w: bytes copied per matched packet; 0: none
 };
 
+// --count, --sum, --hist...: the kernel adds each accepted hit to the value of its key
+// (src/aggregate) instead of sending an event. BPF only.
+struct PlannedAggregate {
+    enum class Hist : std::uint8_t { None, Log2, Linear };
+
+    std::vector<std::size_t> keys;      // fields, in key order
+    bool stack = false;                 // the kernel stack's id ends the key
+    std::optional<std::size_t> value;   // the field added, ranged or counted into buckets
+    Hist hist = Hist::None;
+    std::int64_t lmin = 0;              // Linear: [lmin, lmax) in steps of lstep
+    std::int64_t lmax = 0;
+    std::uint64_t lstep = 1;
+    std::uint16_t key_len = 0;          // bytes: the same for every probe of the run
+};
+
 struct PlannedProbe {
     ProbeKind kind = ProbeKind::Entry;
     std::string module;       // p/r: empty for vmlinux
@@ -123,6 +138,7 @@ struct PlannedProbe {
     std::optional<PlannedFilterNode> filter;
     std::string text;         // the probe as written, for errors and -v
     std::optional<PacketCapture> packet;
+    std::optional<PlannedAggregate> aggregate;
 };
 
 // How errors and -v name P: "p vfs_read+0x5", "r tcp_v4_rcv", "P /bin/bash:readline", "e sched/sched_switch".

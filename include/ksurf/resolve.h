@@ -96,6 +96,11 @@ std::vector<std::string> expand_glob(std::string_view glob, const std::vector<st
 // own `f:` and `ksurf graph --where`.
 void resolve_filter(const Filter& filter, std::string_view source, PlannedProbe& plan, const ResolveContext& ctx);
 
+// The index of PLAN's field holding NAME, named as in filters (also pid, tid, cpu and
+// the packet names), added hidden when no field holds it: the keys and values that
+// --count, --sum, --hist... aggregate by. Errors point into NAME.
+std::size_t resolve_name(std::string_view name, PlannedProbe& plan, const ResolveContext& ctx);
+
 // The index of PLAN's hidden field `$skb`, added if needed: the sk_buff the packet names
 // read, which --pcap and -w read too. Throws when the probe has none.
 std::size_t resolve_packet_skb(PlannedProbe& plan, const ResolveContext& ctx);

@@ -103,6 +103,58 @@ void add_common_options(CLI::App& app, CommonOptions& opt) {
         ->check(CLI::Range(4, 1 << 20));
 }
 
+std::vector<CLI::Option*> add_aggregate_options(CLI::App& app, AggregateOptions& opt, bool values) {
+    std::vector<CLI::Option*> added;
+    auto kind = [&](const char* name, AggKind k, const char* help) {
+        added.push_back(app.add_option_function<std::string>(
+                               name, [&opt, k](const std::string& f) { set_aggregation(opt, k, f); }, help)
+                            ->type_name("FIELD"));
+    };
+    if (values) {
+        added.push_back(app.add_option_function<std::vector<std::string>>(
+                               "--count",
+                               [&opt](const std::vector<std::string>& keys) {
+                                   set_aggregation(opt, AggKind::Count, "");
+                                   for (const auto& k : keys) {
+                                       if (k.empty()) continue;  // --count alone
+                                       if (k.find(' ') != std::string::npos)
+                                           fail("--count takes keys (comm,pid), not the probe '{}': put --count after the probes",
+                                                printable(k));
+                                       add_keys(k, opt);
+                                   }
+                               },
+                               "Count hits in the kernel, by KEY,... (as --by); print the counts instead of events")
+                            ->type_name("[KEY,...]")
+                            ->expected(0, 1));
+        kind("--sum", AggKind::Sum, "Sum FIELD in the kernel, by the --by keys");
+        kind("--min", AggKind::Min, "The least FIELD, by key");
+        kind("--max", AggKind::Max, "The greatest FIELD, by key");
+        kind("--avg", AggKind::Avg, "FIELD's mean, by key");
+        kind("--stats", AggKind::Stats, "FIELD's count, mean, least, greatest and sum, by key");
+        kind("--hist", AggKind::Hist, "FIELD's log2 histogram, by key");
+        added.push_back(app.add_option_function<std::string>(
+                               "--lhist", [&opt](const std::string& s) { parse_lhist(s, opt); },
+                               "FIELD's linear histogram over [MIN, MAX) in steps of STEP, by key")
+                            ->type_name("FIELD:MIN:MAX:STEP"));
+    }
+    added.push_back(app.add_option_function<std::string>(
+                           "--by", [&opt](const std::string& s) { add_keys(s, opt); },
+                           "Aggregate by these keys: fields, comm, pid, tid, cpu, packet names (ip.saddr), $retval, stack")
+                        ->type_name("KEY[,KEY...]"));
+    added.push_back(app.add_option_function<std::string>(
+                           "--interval", [&opt](const std::string& s) { opt.interval_s = parse_seconds(s, "--interval"); },
+                           "Print the aggregation every DURATION (cumulative) and keep going")
+                        ->type_name("DURATION"));
+    added.push_back(app.add_option("--top", opt.top, "Print only the N largest keys")->check(CLI::Range(1, 1 << 30)));
+    added.push_back(app.add_flag("--folded", opt.folded, "Stack keys as folded lines (key;outer;...;inner value)"));
+    added.push_back(app.add_option("--metrics-file", opt.metrics_file,
+                                   "Replace this file atomically with OpenMetrics text at every print"));
+    added.push_back(app.add_option("--map-size", opt.map_size, "Keys the kernel aggregates at most; hits with more are counted")
+                        ->capture_default_str()
+                        ->check(CLI::Range(1, 1 << 22)));
+    return added;
+}
+
 std::string option_error(const CLI::ParseError& e) {
     std::string what = e.what();
     // CLI11 ends some messages with a newline or spreads them over lines: one line here.

@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 
+#include "ksurf/aggregate_report.h"
 #include "ksurf/backend_choice.h"
 #include "ksurf/bpf_backend.h"
 #include "ksurf/btf.h"
@@ -136,7 +137,7 @@ private:
 };
 
 int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t nprobes, Command* command,
-         const std::function<void()>& attached) {
+         const std::function<void()>& attached, AggregateReport* report) {
     backend.start();
     attached();
     fmt::print(stderr, "Tracing {} probe{}. Hit Ctrl-C to end.\n", nprobes, nprobes == 1 ? "" : "s");
@@ -144,11 +145,12 @@ int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t 
     DropWarning drops;
     poll_until_stopped(opt.duration,
                        [&](int ms) {
-                           const bool going = backend.poll(ms) && out.flush();
+                           const bool going = backend.poll(ms) && out.flush() && (!report || report->tick());
                            drops.check(backend);
                            return going;
                        },
                        [&] { return command && command->exited(); });
+    if (report) report->print();
     out.summary(backend.stats());
     std::fflush(stdout);
     // -c: the command's status, as timeout(1) and perf stat give it.
@@ -217,6 +219,10 @@ int run_trace(const TraceOptions& opt) {
         for (auto& plan : resolved) plans.push_back(std::move(plan));
     }
     if (packets) capture_packets(plans, opt, ctx);
+    opt.agg.check();
+    AggregateOptions agg = opt.agg;
+    agg.stacks = opt.stacks && agg.active();  // -s: by stack, rather than a stack per event
+    if (agg.active()) plan_aggregate(plans, agg, ctx);
     if (opt.verbose)
         for (const auto& p : plans) print_plan(p);
 
@@ -238,6 +244,9 @@ int run_trace(const TraceOptions& opt) {
     if (cgroup && choice.kind == BackendKind::Tracefs)
         fail("--cgroup needs the BPF backend: tracefs event filters cannot match a cgroup");
     if (packets && choice.kind == BackendKind::Tracefs) fail(kPacketsNeedBpf);
+    if (agg.active() && choice.kind == BackendKind::Tracefs)
+        fail("--{} needs the BPF backend: ksurf does not translate aggregations to tracefs hist triggers yet",
+             agg_kind_name(*agg.kind));
     if (user && choice.kind == BackendKind::Tracefs)
         fail("--user needs the BPF backend: a tracefs run keeps root to remove its probes and instance at exit");
     if (opt.verbose && choice.kind == BackendKind::Tracefs)
@@ -254,6 +263,7 @@ int run_trace(const TraceOptions& opt) {
         if (pcapng) pcapng->write(ev);
     };
     std::unique_ptr<Backend> backend;
+    BpfBackend* bpf = nullptr;
     if (choice.kind == BackendKind::Tracefs) {
         backend = make_tracefs_backend(sink, skb_layout(btf, plans), {opt.stacks, pids, command.has_value(), opt.buffer_kb, !opt.include_self});
     } else {
@@ -265,8 +275,16 @@ int run_trace(const TraceOptions& opt) {
         o.exclude_self = !opt.include_self;
         // One ring buffer for all CPUs, whose size the kernel wants a power of two.
         if (opt.buffer_kb) o.ringbuf_bytes = std::bit_ceil(opt.buffer_kb * 1024u);
-        backend = make_bpf_backend(sink, std::move(o));
+        if (agg.active()) {
+            o.stacks = false;
+            o.aggregate = {plans.front().aggregate->key_len, agg_buckets(*plans.front().aggregate), agg.map_size, agg.stack_key()};
+        }
+        auto b = make_bpf_backend(sink, std::move(o));
+        bpf = b.get();
+        backend = std::move(b);
     }
+    std::optional<AggregateReport> report;
+    if (agg.active()) report.emplace([bpf] { return bpf->aggregate_maps(); }, agg, plans.front(), opt.json, stdout);
     if (!add_all(*backend, plans)) return 1;
     // Attached BPF objects are fds that need no privilege; -w's file is open by now.
     auto drop = [&] {
@@ -274,7 +292,7 @@ int run_trace(const TraceOptions& opt) {
         const std::string did = drop_privileges(user);
         if (opt.verbose) fmt::print(stderr, "ksurf: {}\n", did);
     };
-    const int status = loop(*backend, *out, opt, plans.size(), command ? &*command : nullptr, drop);
+    const int status = loop(*backend, *out, opt, plans.size(), command ? &*command : nullptr, drop, report ? &*report : nullptr);
     if (pcapng) fmt::print(stderr, "ksurf: wrote {} packets to {}\n", pcapng->written(), opt.pcap_file);
     return status;
 }

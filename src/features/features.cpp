@@ -22,6 +22,7 @@ namespace {
 constexpr std::array<std::string_view, static_cast<std::size_t>(Feature::Count_)> kNames = {
     "btf",    "bpf",    "ringbuf", "tracepoint",   "raw_tp",        "tp_btf",         "fentry",
     "fexit",  "kprobe", "kprobe_multi", "tracefs", "kprobe_events", "function_graph", "uprobe", "uprobe_events",
+    "hist_triggers",
 };
 
 // A file we may not read counts as absent: unprivileged runs see EACCES under tracefs.
@@ -212,6 +213,7 @@ FeatureStatus Features::probe(Feature f) {
         if (!present("/sys/bus/event_source/devices/uprobe/type"))
             return no(fmt::format("no uprobe PMU{}", config_hint("CONFIG_UPROBE_EVENTS")));
         return trial_load(f, nullptr);
+    case Feature::HistTriggers: return !has(Feature::Tracefs) ? no("tracefs is not available") : present(*tracefs::find_mount() + "/events/sched/sched_switch/hist") ? yes("events/*/*/hist exists") : no(fmt::format("events/*/*/ have no hist file{}", config_hint("CONFIG_HIST_TRIGGERS")));
     case Feature::Kprobe:
     case Feature::KprobeMulti:
         if (!has(Feature::Bpf)) return no("BPF is not available");

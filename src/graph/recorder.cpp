@@ -298,7 +298,8 @@ bool kernel_has_atomic_fetch() {
     return true;
 }
 
-// Where CONFIG reads preempt_count on a kernel whose BTF has no per-CPU variables.
+}  // namespace
+
 void find_preempt_count(ksurf_graph_config& config) {
     std::ifstream in("/proc/kallsyms");
     std::string addr, type, name;
@@ -308,8 +309,6 @@ void find_preempt_count(ksurf_graph_config& config) {
         if (name == "__per_cpu_offset") config.per_cpu_offset = std::stoull(addr, nullptr, 16);
     }
 }
-
-}  // namespace
 
 std::unique_ptr<GraphRecorder> make_graph_recorder(const PlannedProbe& root, const std::vector<std::string>& callees,
                                                    RecorderOptions opt, std::function<void(const Graph&)> on_graph) {

@@ -840,6 +840,24 @@ private:
     }
 
 public:
+    // The field holding NAME as a filter names it (plus the packet names), added hidden
+    // when no field holds it: comm, pid, tid and cpu are the builtins unless a field or a
+    // tracepoint field is called that.
+    std::size_t name_slot(std::string_view name) {
+        for (std::size_t i = 0; i < plan_.fields.size(); ++i)
+            if (plan_.fields[i].name == name) return i;
+        const bool known = (format_ && format_->field(name)) || is_param(name);
+        const Span s{0, name.size()};
+        if (!known)
+            if (const PacketName* n = packet_name(name)) return packet_slot(*n, s);
+        Comparison c;
+        c.name = known || (name != "pid" && name != "tid" && name != "cpu") ? std::string(name) : "$" + std::string(name);
+        c.name_span = s;
+        PlannedComparison out;
+        if (auto builtin = bind(c, out)) return add_hidden(std::move(*builtin), name);
+        return out.field;
+    }
+
     std::size_t skb_slot() {
         for (std::size_t i = 0; i < plan_.fields.size(); ++i)
             if (plan_.fields[i].hidden && plan_.fields[i].name == "$skb") return i;
@@ -1177,6 +1195,11 @@ std::vector<std::string> expand_glob(std::string_view glob, const std::vector<st
 std::size_t resolve_packet_skb(PlannedProbe& plan, const ResolveContext& ctx) {
     Resolver r(ctx, plan.text, plan, {});
     return r.skb_slot();
+}
+
+std::size_t resolve_name(std::string_view name, PlannedProbe& plan, const ResolveContext& ctx) {
+    Resolver r(ctx, name, plan, {});
+    return r.name_slot(name);
 }
 
 void resolve_filter(const Filter& filter, std::string_view source, PlannedProbe& plan, const ResolveContext& ctx) {

@@ -39,12 +39,12 @@ bool exists(const std::string& p) {
 TEST(Features, ListsEveryFeatureOnce) {
     auto m = features();
     for (const char* name : {"btf", "bpf", "ringbuf", "tracepoint", "raw_tp", "tp_btf", "fentry", "fexit", "kprobe",
-                             "kprobe_multi", "tracefs", "kprobe_events", "function_graph", "uprobe", "uprobe_events"})
+                             "kprobe_multi", "tracefs", "kprobe_events", "function_graph", "uprobe", "uprobe_events", "hist_triggers"})
         EXPECT_EQ(m.count(name), 1u) << name;
     // Then the capabilities, held or not, with whether this host needs them.
     for (const char* name : {"CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_DAC_READ_SEARCH", "CAP_SYSLOG"})
         EXPECT_EQ(m.count(name), 1u) << name;
-    EXPECT_EQ(m.size(), 20u);
+    EXPECT_EQ(m.size(), 21u);
     for (const auto& [name, line] : m) EXPECT_FALSE(line.reason.empty()) << name << " gives no reason";
 }
 
@@ -65,6 +65,7 @@ TEST(Features, AgreesWithTheKernelsFiles) {
     std::ifstream tracers("/sys/kernel/tracing/available_tracers");
     std::string all((std::istreambuf_iterator<char>(tracers)), {});
     EXPECT_EQ(m["function_graph"].yes, all.find("function_graph") != std::string::npos);
+    EXPECT_EQ(m["hist_triggers"].yes, exists("/sys/kernel/tracing/events/sched/sched_switch/hist"));
     EXPECT_TRUE(m["bpf"].yes) << m["bpf"].reason;
     EXPECT_TRUE(m["tracepoint"].yes) << m["tracepoint"].reason;
 }

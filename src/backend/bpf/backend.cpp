@@ -55,8 +55,9 @@ public:
         if (opt_.follow_forks) programs.push_back(kFollowFork);
         // The maps are the template's, shared by every clone: a failed probe never takes
         // them along.
-        tmpl_.emplace(probe_elf(), programs, [rb](bpf_map* m) {
+        tmpl_.emplace(probe_elf(), programs, [rb, this](bpf_map* m) {
             if (std::string_view(bpf_map__name(m)) == "events") bpf_map__set_max_entries(m, rb);
+            if (opt_.aggregate) size_aggregate_map(m, *opt_.aggregate);
         });
         rb_ = ring_buffer__new(tmpl_->map("events"), on_event, this, nullptr);
         if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
@@ -116,6 +117,16 @@ public:
     }
 
     const std::vector<BpfAttachment>& attachments() const override { return attachments_; }
+
+    BpfAggregateMaps aggregate_maps() const override {
+        BpfAggregateMaps m{tmpl_->map("aggs"), tmpl_->map("agg_stacks"), {}, 0, 0};
+        if (!probes_.empty()) {
+            m.key = probes_.front().spec.key_outputs;
+            m.stack_at = probes_.front().spec.config.agg.stack_at;
+        }
+        m.full = sum_per_cpu(tmpl_->map("scratch"), 0, KSURF_STAT_MAX)[KSURF_STAT_AGG_FULL];
+        return m;
+    }
 
 private:
     struct Probe {

@@ -1,6 +1,7 @@
 // PlannedProbe → ksurf_config, and payload → fields: the two ends of what bpf/interp.bpf.h
 // does in between.
 #include <arpa/inet.h>
+#include <bpf/libbpf.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -26,7 +27,8 @@ static_assert(KSURF_MAX_OPS <= 63, "the filter's stack is the bits of a u64");
 static_assert(KSURF_MAX_DATA + 8 <= 0xffff, "payload offsets are __u16");
 static_assert(KSURF_MAX_FIELDS * KSURF_MAX_STR <= KSURF_MAX_DATA, "any fields fit a payload");
 static_assert(sizeof(ksurf_field_cfg) == 52 && sizeof(ksurf_op) == 16 && sizeof(ksurf_pattern) == 88 &&
-                  sizeof(ksurf_config) == 2080 + 8 + 8 * KSURF_MAX_CBPF + sizeof(ksurf_layout) && sizeof(ksurf_layout) == 16,
+                  sizeof(ksurf_config) == 2080 + 8 + 8 * KSURF_MAX_CBPF + sizeof(ksurf_layout) + sizeof(ksurf_agg_cfg) &&
+                  sizeof(ksurf_layout) == 16 && sizeof(ksurf_agg_cfg) == 32,
               "no implicit padding: configs compare bytewise");
 
 // x86-64 SysV: the registers of the first six integer arguments.
@@ -84,11 +86,12 @@ public:
         std::vector<std::size_t> cfg_index(slots_.size());
         for (std::size_t k = 0; k < order_.size(); k++) cfg_index[order_[k]] = k;
 
-        // Numbers first: 8-byte aligned for the filter's u64 loads.
-        std::size_t end = 0;
+        // An aggregation's key first, then numbers: 8-byte aligned for the filter's u64 loads.
+        std::size_t end = probe_.aggregate ? key(spec) : 0;
         for (Kind pass : {Kind::Number, Kind::String}) {
-            for (auto& s : slots_) {
-                if ((s.kind == Kind::Number) != (pass == Kind::Number)) continue;
+            for (std::size_t i = 0; i < slots_.size(); i++) {
+                auto& s = slots_[i];
+                if (is_key(i) || (s.kind == Kind::Number) != (pass == Kind::Number)) continue;
                 s.cfg.out = static_cast<std::uint16_t>(std::min<std::size_t>(end, 0xffff));
                 end += s.size;
             }
@@ -100,7 +103,7 @@ public:
             end = c.pkt_out + 8 + c.snaplen;
         }
         bool printed = std::any_of(probe_.fields.begin(), probe_.fields.end(), [](const auto& f) { return !f.hidden; });
-        if (probe_.kind == ProbeKind::Tracepoint && !printed && frame_.record_size) {
+        if (probe_.kind == ProbeKind::Tracepoint && !printed && frame_.record_size && !probe_.aggregate) {
             spec.raw_record = true;
             c.record_out = static_cast<std::uint16_t>(std::min<std::size_t>(end, 0xffff));
             // The record is printed whole: as much of it as fits.
@@ -125,16 +128,66 @@ public:
         std::copy(ops_.begin(), ops_.end(), c.ops);
         std::copy(patterns_.begin(), patterns_.end(), c.patterns);
 
-        for (std::size_t i = 0; i < probe_.fields.size(); i++) {
-            const auto& f = probe_.fields[i];
-            if (f.hidden) continue;
-            const Slot& s = slots_[i];
-            spec.outputs.push_back({f.name, s.kind, s.cfg.out, s.size, s.cfg.is_signed != 0, s.bits, f.swap_bits, f.display});
-        }
+        if (probe_.aggregate) value(c);
+        for (std::size_t i = 0; i < probe_.fields.size(); i++)
+            if (!probe_.fields[i].hidden) spec.outputs.push_back(output(i));
         return spec;
     }
 
 private:
+    bool is_key(std::size_t slot) const {
+        return probe_.aggregate && std::ranges::find(probe_.aggregate->keys, slot) != probe_.aggregate->keys.end();
+    }
+
+    // The key fields at the start of the payload, each in whole words, the stack id last;
+    // the value's offset, once every slot has one. Returns the key's length.
+    std::size_t key(BpfProgramSpec& spec) {
+        const PlannedAggregate& a = *probe_.aggregate;
+        ksurf_agg_cfg& g = spec.config.agg;
+        std::size_t end = 0;
+        bool strings = false;
+        for (std::size_t i : a.keys) {
+            Slot& s = slots_[i];
+            s.cfg.out = static_cast<std::uint16_t>(end);
+            end += (bpf_payload_bytes(*s.field) + 7) & ~std::size_t{7};
+            strings |= s.kind != Kind::Number;
+            spec.key_outputs.push_back(output(i));
+        }
+        g.stack_at = KSURF_AGG_NO_VALUE;
+        if (a.stack) {
+            g.stack_at = static_cast<std::uint16_t>(end);
+            end += 8;
+        }
+        if (end > a.key_len || a.key_len > KSURF_AGG_MAX_KEY || a.key_len % 8)
+            fail("{}: an aggregation key of {} bytes (the run's is {}; at most {})", label_, end, a.key_len, KSURF_AGG_MAX_KEY);
+        g.on = 1;
+        g.key_len = a.key_len;
+        // Words past this probe's own key are another probe's: zeroed too, as the key's.
+        g.zero_words = strings || end < a.key_len ? a.key_len / 8 : 0;
+        g.value_at = KSURF_AGG_NO_VALUE;
+        g.hist = a.hist == PlannedAggregate::Hist::Log2 ? KSURF_HIST_LOG2 : a.hist == PlannedAggregate::Hist::Linear ? KSURF_HIST_LINEAR : KSURF_HIST_NONE;
+        g.nbuckets = static_cast<std::uint16_t>(agg_buckets(a));
+        g.lmin = a.lmin;
+        g.lstep = a.lstep;
+        return a.key_len;
+    }
+
+    // The value's offset, after the layout: a number of the payload.
+    void value(ksurf_config& c) const {
+        const auto& a = *probe_.aggregate;
+        if (!a.value) return;
+        const Slot& s = slots_[*a.value];
+        if (s.kind != Kind::Number) fail("{}: '{}' is not a number to aggregate", label_, s.field->name);
+        c.agg.value_at = s.cfg.out;
+        c.agg.value_signed = s.cfg.is_signed;
+    }
+
+    BpfOutput output(std::size_t i) const {
+        const Slot& s = slots_[i];
+        const PlannedField& f = *s.field;
+        return {f.name, s.kind, s.cfg.out, s.size, s.cfg.is_signed != 0, s.bits, f.swap_bits, f.display};
+    }
+
     [[noreturn]] void refuse(const PlannedField& f, std::string_view why) const {
         fail("{}: field '{}': {}", label_, f.name, why);
     }
@@ -428,6 +481,42 @@ private:
 };
 
 }  // namespace
+
+std::uint16_t bpf_payload_bytes(const PlannedField& f) {
+    const Fetch& x = f.fetch;
+    if (x.base == Base::Comm) return KSURF_COMM_LEN;
+    switch (x.access) {
+    case Access::Value: return 8;
+    case Access::Load:
+        if ((x.bit_size || x.size == 1 || x.size == 2 || x.size == 4 || x.size == 8) && f.display != Display::String) return 8;
+        return static_cast<std::uint16_t>(std::min<std::uint32_t>(x.size, KSURF_MAX_STR));
+    case Access::String: return static_cast<std::uint16_t>(std::min<std::uint32_t>(x.size ? x.size : KSURF_MAX_STR, KSURF_MAX_STR - 1) + 1);
+    case Access::DataLoc: return KSURF_MAX_STR;
+    }
+    return 8;
+}
+
+void size_aggregate_map(bpf_map* m, const BpfOptions::Aggregate& a) {
+    const std::string_view name = bpf_map__name(m);
+    const auto value = static_cast<std::uint32_t>(sizeof(ksurf_agg_value) + 8 * a.nbuckets);
+    if (name == "aggs") {
+        bpf_map__set_key_size(m, a.key_len);
+        bpf_map__set_value_size(m, value);
+        bpf_map__set_max_entries(m, a.max_keys);
+    } else if (name == "agg_zero") {
+        bpf_map__set_value_size(m, value);
+    } else if (name == "agg_stacks" && a.stacks) {
+        bpf_map__set_max_entries(m, a.max_keys);
+    }
+}
+
+std::size_t agg_buckets(const PlannedAggregate& a) {
+    switch (a.hist) {
+    case PlannedAggregate::Hist::Log2: return KSURF_AGG_LOG2_BUCKETS;
+    case PlannedAggregate::Hist::Linear: return (static_cast<std::uint64_t>(a.lmax - a.lmin) + a.lstep - 1) / a.lstep + 2;
+    default: return 0;
+    }
+}
 
 ksurf_layout kernel_layout(const Btf& btf) {
     // A BTF without the type (a --btf file of one module's types) has no probe that reads

@@ -1,0 +1,126 @@
+// ksurf lat's loader: bpf/lat.bpf.c through the attach engine, the entry clone configured
+// with the probe's predicate and key, the return clone with the histogram.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fmt/format.h>
+
+#include <cstring>
+#include <optional>
+
+#include "ksurf/attach.h"
+#include "ksurf/btf.h"
+#include "ksurf/error.h"
+#include "ksurf/features.h"
+#include "ksurf/graph.h"
+#include "ksurf/graph_record.h"
+#include "ksurf/latency.h"
+// After the types its rodata uses.
+#include "lat.skel.h"
+
+namespace ksurf {
+namespace {
+
+std::span<const std::uint8_t> lat_elf() {
+    std::size_t size = 0;
+    const void* data = lat_bpf::elf_bytes(&size);
+    return {static_cast<const std::uint8_t*>(data), size};
+}
+
+class Tracer final : public LatencyTracer {
+public:
+    Tracer(const PlannedProbe& plan, const AggregateOptions& agg, const Btf& btf, Features& features,
+           const std::vector<std::uint32_t>& pids) {
+        const PlannedAggregate& a = *plan.aggregate;
+        const BpfOptions::Aggregate shape{a.key_len, agg_buckets(a), agg.map_size, agg.stack_key()};
+        const Function fn = btf.find_function(plan.module.empty() ? plan.function : plan.module + ":" + plan.function);
+        const bool fentry = features.has(Feature::Fentry) && features.has(Feature::Fexit);
+        if (!fentry && !features.has(Feature::Kprobe))
+            fail("ksurf lat needs fentry or kprobes: fentry: {}; kprobe: {}", features.get(Feature::Fentry).reason,
+                 features.get(Feature::Kprobe).reason);
+        const BpfAttach entry = fentry ? BpfAttach::Fentry : BpfAttach::Kprobe;
+        const BpfAttach ret = fentry ? BpfAttach::Fexit : BpfAttach::Kretprobe;
+        type_ = fentry ? "fentry/fexit" : "kprobe/kretprobe";
+
+        tmpl_.emplace(lat_elf(), std::vector<std::string>{"ksurf_lat_entry", "ksurf_lat_return"}, [&](bpf_map* m) {
+            const std::string_view name = bpf_map__name(m);
+            if (name == "events") bpf_map__set_max_entries(m, 4096);  // no events: the smallest ring
+            if (name == "starts") {
+                bpf_map__set_value_size(m, a.key_len + 8);
+                bpf_map__set_max_entries(m, agg.map_size);
+            }
+            size_aggregate_map(m, shape);
+        });
+        for (std::uint32_t pid : pids) {
+            const std::uint8_t one = 1;
+            if (bpf_map_update_elem(tmpl_->map("pids"), &pid, &one, BPF_ANY)) fail("cannot trace pid {}: {}", pid, errno_text(errno));
+        }
+
+        BpfFrame frame;
+        frame.attach = entry;
+        set_arg_slots(frame, fn);
+        if (!fentry) frame.regs = pt_regs_offsets(btf);
+        ksurf_config cfg = encode_bpf(plan, frame).config;
+        cfg.by_pid = !pids.empty();
+        if (cfg.ncbpf || std::any_of(cfg.fields, cfg.fields + cfg.nfields, [](const auto& f) { return f.packet_step != KSURF_NO_PACKET; }))
+            cfg.layout = kernel_layout(btf);
+        ksurf_graph_config g{};
+        find_preempt_count(g);
+        AttachTarget t;
+        t.name = plan.function;
+        if (fentry) {
+            t.btf_id = fn.btf_id;
+            t.btf_module = fn.module;
+        } else if (!plan.module.empty()) {
+            t.name = plan.module + ":" + plan.function;
+        }
+        links_.add(instance("ksurf_lat_entry", entry, cfg, g, t));
+        // The return clone aggregates the time it computes: a value, in the log2 histogram.
+        cfg.agg.value_at = 0;
+        cfg.agg.value_signed = 0;
+        cfg.agg.hist = KSURF_HIST_LOG2;
+        cfg.agg.nbuckets = KSURF_AGG_LOG2_BUCKETS;
+        links_.add(instance("ksurf_lat_return", ret, cfg, g, t));
+        stack_at_ = cfg.agg.stack_at;
+        key_ = encode_bpf(plan, frame).key_outputs;
+    }
+
+    BpfAggregateMaps maps() const override {
+        const auto counts = sum_per_cpu(tmpl_->map("scratch"), 0, KSURF_STAT_MAX);
+        return {tmpl_->map("aggs"), tmpl_->map("agg_stacks"), key_, stack_at_, counts[KSURF_STAT_AGG_FULL]};
+    }
+
+    LatStats stats() const override {
+        const auto counts = sum_per_cpu(tmpl_->map("scratch"), 0, KSURF_STAT_MAX);
+        return {counts[KSURF_STAT_LAT_STARTED], counts[KSURF_STAT_LAT_LOST], counts[KSURF_STAT_FILTERED]};
+    }
+
+    std::string attach_type() const override { return type_; }
+
+private:
+    Link instance(const char* program, BpfAttach a, const ksurf_config& cfg, const ksurf_graph_config& g, const AttachTarget& t) {
+        std::vector<std::uint8_t> data = tmpl_->rodata();
+        lat_bpf::lat_bpf__rodata ro;
+        std::memcpy(&ro, data.data(), sizeof ro);
+        ro.cfg = cfg;
+        ro.gcfg = g;
+        std::memcpy(data.data(), &ro, sizeof ro);
+        const Fd rodata = tmpl_->make_rodata(data);
+        const Fd prog = tmpl_->load(program, a, rodata.get(), t);
+        return attach(prog.get(), a, t);
+    }
+
+    std::optional<BpfTemplate> tmpl_;
+    Links links_;
+    std::vector<BpfOutput> key_;
+    std::uint16_t stack_at_ = KSURF_AGG_NO_VALUE;
+    std::string type_;
+};
+
+}  // namespace
+
+std::unique_ptr<LatencyTracer> make_latency_tracer(const PlannedProbe& plan, const AggregateOptions& agg, const Btf& btf,
+                                                   Features& features, const std::vector<std::uint32_t>& pids) {
+    return std::make_unique<Tracer>(plan, agg, btf, features, pids);
+}
+
+}  // namespace ksurf

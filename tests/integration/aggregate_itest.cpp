@@ -1,0 +1,365 @@
+// Aggregation in the kernel (--count, --sum, --hist, --lhist, ...; ksurf lat): a child of
+// the test with its own comm makes a known number of system calls with known arguments,
+// and the table ksurf prints must hold exactly those.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "process.h"
+#include "traffic.h"
+
+namespace ksurf::test {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+// Runs WORK in a child process named COMM and waits for it.
+void as_child(const char* comm, const std::function<void()>& work) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_NAME, comm);
+        work();
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+}
+
+void getppids(int n) {
+    for (int i = 0; i < n; i++) syscall(SYS_getppid);
+}
+
+// read(2) from /dev/zero of each size in SIZES: sys_enter_read's `count` is the size.
+void reads(const std::vector<std::size_t>& sizes) {
+    const int fd = open("/dev/zero", O_RDONLY);
+    char buf[64];
+    for (std::size_t n : sizes) (void)!read(fd, buf, n);
+    close(fd);
+}
+
+// ksurf ARGS, then WORK once attached, then Ctrl-C: its result.
+Result traced(std::vector<std::string> args, const std::function<void()>& work) {
+    args.insert(args.begin(), ksurf_bin());
+    Process p(args);
+    EXPECT_TRUE(p.wait_for_err("Hit Ctrl-C to end.", 30s)) << "did not attach";
+    work();
+    p.signal(SIGINT);
+    return p.finish();
+}
+
+// The JSON object of the last print (the run's summary follows it).
+json last_table(const Result& r) {
+    json last;
+    for (const auto& l : lines(r.out))
+        if (auto j = json::parse(l); !j.contains("summary")) last = j;
+    return last;
+}
+
+const json* row_of(const json& table, const std::string& key, const json& value) {
+    for (const auto& row : table["rows"])
+        if (row["key"].contains(key) && row["key"][key] == value) return &row;
+    return nullptr;
+}
+
+TEST(Aggregate, CountsEachCallOfAKnownCommand) {
+    constexpr int kCalls = 1234;
+    auto r = traced({"e syscalls/sys_enter_getppid", "--count", "comm", "--top", "10"},
+                    [] { as_child("ksagg_count", [] { getppids(kCalls); }); });
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(std::regex_search(r.out, std::regex(fmt::format(R"((^|\n)ksagg_count +{}\n)", kCalls)))) << r.out;
+    EXPECT_NE(r.out.find("count by comm"), std::string::npos) << r.out;
+    EXPECT_NE(r.err.find("0 events"), std::string::npos) << "an aggregating run sends no events: " << r.err;
+}
+
+TEST(Aggregate, SumsAndStatsOfAKnownField) {
+    std::vector<std::size_t> sizes;
+    for (std::size_t i = 1; i <= 10; i++) sizes.push_back(i);
+    auto r = traced({"e syscalls/sys_enter_read", "--stats", "count", "--by", "comm", "--json"},
+                    [&] { as_child("ksagg_sum", [&] { reads(sizes); }); });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
+    const json* row = row_of(t, "comm", "ksagg_sum");
+    ASSERT_TRUE(row) << r.out;
+    EXPECT_EQ((*row)["count"], 10);
+    EXPECT_EQ((*row)["sum"], 55);
+    EXPECT_EQ((*row)["min"], 1);
+    EXPECT_EQ((*row)["max"], 10);
+    EXPECT_DOUBLE_EQ((*row)["avg"].get<double>(), 5.5);
+}
+
+// Bucket k + 2 of the log2 histogram holds [2^k, 2^(k+1)); 0 has its own.
+TEST(Aggregate, Log2HistogramPutsKnownValuesInTheirBuckets) {
+    auto r = traced({"e syscalls/sys_enter_read", "--hist", "count", "--by", "comm", "--json"},
+                    [] { as_child("ksagg_hist", [] { reads({0, 1, 2, 3, 4, 7, 8, 8, 15, 16}); }); });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
+    const json* row = row_of(t, "comm", "ksagg_hist");
+    ASSERT_TRUE(row) << r.out;
+    std::map<std::pair<long, long>, long> got;
+    for (const auto& b : (*row)["buckets"]) got[{b["min"].get<long>(), b["max"].get<long>()}] = b["count"].get<long>();
+    const std::map<std::pair<long, long>, long> want{{{0, 1}, 1}, {{1, 2}, 1}, {{2, 4}, 2}, {{4, 8}, 2}, {{8, 16}, 3}, {{16, 32}, 1}};
+    EXPECT_EQ(got, want) << r.out;
+}
+
+TEST(Aggregate, LinearHistogramAndTheBucketsOutside) {
+    auto r = traced({"e syscalls/sys_enter_read", "--lhist", "count:2:10:4", "--by", "comm", "--json"},
+                    [] { as_child("ksagg_lhist", [] { reads({0, 1, 2, 5, 6, 9, 10, 40}); }); });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
+    const json* row = row_of(t, "comm", "ksagg_lhist");
+    ASSERT_TRUE(row) << r.out;
+    std::vector<std::tuple<json, json, long>> got;
+    for (const auto& b : (*row)["buckets"]) got.emplace_back(b["min"], b["max"], b["count"].get<long>());
+    const std::vector<std::tuple<json, json, long>> want{
+        {nullptr, 2, 2}, {2, 6, 2}, {6, 10, 2}, {10, nullptr, 2}};
+    EXPECT_EQ(got, want) << r.out;
+}
+
+TEST(Aggregate, TextHistogramHasBars) {
+    auto r = traced({"e syscalls/sys_enter_read", "--hist", "count", "--by", "comm"},
+                    [] { as_child("ksagg_bars", [] { reads({4, 5, 6, 7, 8}); }); });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto at = r.out.find("comm=ksagg_bars: count 5");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    // Four in [4, 8): the longest bar; one in [8, 16): a quarter of it.
+    EXPECT_TRUE(std::regex_search(r.out.substr(at), std::regex(R"(\n\[4, 8\) +4 \|@{40}\|\n\[8, 16\) +1 \|@{10} {30}\|)"))) << r.out;
+}
+
+TEST(Aggregate, FullMapCountsWhatItCouldNotKeep) {
+    constexpr int kProcesses = 12, kMapSize = 4;
+    auto r = traced({"e syscalls/sys_enter_getppid f:comm==\"ksagg_full\"", "--count", "pid", "--map-size",
+                     std::to_string(kMapSize), "--json"},
+                    [] {
+                        for (int i = 0; i < kProcesses; i++) as_child("ksagg_full", [] { getppids(3); });
+                    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
+    EXPECT_EQ(t["rows"].size(), std::size_t{kMapSize}) << r.out;
+    EXPECT_EQ(t["keys"], kMapSize);
+    EXPECT_EQ(t["map_full"], 3 * (kProcesses - kMapSize)) << r.out;
+    for (const auto& row : t["rows"]) EXPECT_EQ(row["count"], 3);
+}
+
+TEST(Aggregate, FullMapNotedInText) {
+    auto r = traced({"e syscalls/sys_enter_getppid f:comm==\"ksagg_note\"", "--count", "pid", "--map-size", "1"},
+                    [] {
+                        for (int i = 0; i < 3; i++) as_child("ksagg_note", [] { getppids(1); });
+                    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("note: the map of 1 keys was full: 2 hits"), std::string::npos) << r.out;
+}
+
+TEST(Aggregate, IntervalPrintsWhileTheRunGoesOn) {
+    auto r = run({ksurf_bin(), "-d", "2.2", "e syscalls/sys_enter_getppid", "--count", "comm", "--interval", "500ms"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    const std::regex title(R"(\d\d:\d\d:\d\d count by comm)");
+    const auto titles = std::distance(std::sregex_iterator(r.out.begin(), r.out.end(), title), std::sregex_iterator());
+    EXPECT_GE(titles, 4) << "4 intervals and the exit:\n" << r.out;
+    EXPECT_LE(titles, 6) << r.out;
+}
+
+TEST(Aggregate, JsonIsOneObjectPerPrint) {
+    auto r = traced({"e syscalls/sys_enter_getppid", "--count", "comm,pid", "--interval", "300ms", "--json"}, [] {
+        as_child("ksagg_json", [] { getppids(5); });
+        std::this_thread::sleep_for(700ms);
+    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto l = lines(r.out);
+    ASSERT_GE(l.size(), 2u) << r.out;
+    for (const auto& line : l) {
+        const json t = json::parse(line);
+        if (t.contains("summary")) continue;
+        EXPECT_EQ(t["aggregate"], "count");
+        EXPECT_EQ(t["by"], json({"comm", "pid"}));
+        EXPECT_TRUE(t["time_ns"].is_number_unsigned());
+        EXPECT_TRUE(t["rows"].is_array());
+    }
+    const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
+    const json* row = row_of(t, "comm", "ksagg_json");
+    ASSERT_TRUE(row) << r.out;
+    EXPECT_EQ((*row)["count"], 5);
+    EXPECT_TRUE((*row)["key"]["pid"].is_number()) << r.out;
+}
+
+// The Prometheus client's own OpenMetrics parser reads the file.
+TEST(Aggregate, MetricsFileIsOpenMetrics) {
+    const std::string dir = testing::TempDir() + "ksagg_metrics";
+    mkdir(dir.c_str(), 0700);
+    for (const auto& [option, field] : {std::pair{"--count", ""}, std::pair{"--hist", "count"}, std::pair{"--stats", "count"}}) {
+        const std::string file = dir + "/m.prom";
+        std::vector<std::string> args{"e syscalls/sys_enter_read", option, "--by", "comm", "--metrics-file", file};
+        if (*field) args.insert(args.begin() + 2, field);
+        auto r = traced(args, [] { as_child("ksagg_prom", [] { reads({1, 2, 3}); }); });
+        ASSERT_EQ(r.status, 0) << r.err;
+        const std::string script = R"(
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for s in f.samples:
+        if s.labels.get('comm') == 'ksagg_prom':
+            print(f.type, s.name, s.labels.get('le', ''), float(s.value))
+)";
+        auto py = run({"/usr/bin/python3", "-c", script, file});
+        ASSERT_EQ(py.status, 0) << option << ": " << py.err << "\n" << r.out;
+        const std::string o = option;
+        if (o == "--hist") {
+            // Buckets are cumulative and `le` is the last integer of [lo, hi).
+            EXPECT_NE(py.out.find("histogram ksurf_hist_bucket 0.0 0.0\n"), std::string::npos) << py.out;
+            EXPECT_NE(py.out.find("histogram ksurf_hist_bucket 1.0 1.0\n"), std::string::npos) << py.out;
+            EXPECT_NE(py.out.find("histogram ksurf_hist_bucket 3.0 3.0\n"), std::string::npos) << py.out;
+            EXPECT_NE(py.out.find("histogram ksurf_hist_bucket +Inf 3.0\n"), std::string::npos) << py.out;
+            EXPECT_NE(py.out.find("histogram ksurf_hist_sum  6.0\n"), std::string::npos) << py.out;
+        } else {
+            EXPECT_NE(py.out.find(o == "--count" ? "counter ksurf_hits_total  3.0\n" : "gauge ksurf_sum  6.0\n"),
+                      std::string::npos) << option << ":\n" << py.out;
+        }
+        unlink(file.c_str());
+    }
+    rmdir(dir.c_str());
+}
+
+struct BadAggregate {
+    std::vector<std::string> args;
+    std::string message;
+};
+
+class AggregateBadInput : public testing::TestWithParam<BadAggregate> {};
+
+TEST_P(AggregateBadInput, OneLineAndStatusOne) {
+    auto args = GetParam().args;
+    args.insert(args.begin(), ksurf_bin());
+    auto r = run(args);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
+    EXPECT_NE(r.err.find(GetParam().message), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Aggregate, AggregateBadInput,
+    testing::Values(
+        BadAggregate{{"e syscalls/sys_enter_getppid", "--top", "3"}, "--top shapes an aggregation"},
+        BadAggregate{{"e syscalls/sys_enter_read", "--lhist", "count:5:1:1"}, "--lhist takes FIELD:MIN:MAX:STEP"},
+        BadAggregate{{"e syscalls/sys_enter_read", "--sum", "count", "--hist", "count"}, "one aggregation per run"},
+        BadAggregate{{"e syscalls/sys_enter_read", "--sum", "nosuch"}, "unknown name 'nosuch'"},
+        BadAggregate{{"--count", "e syscalls/sys_enter_getppid"}, "put --count after the probes"},
+        BadAggregate{{"e syscalls/sys_enter_read", "--lhist", "count:0:1024:1", "--map-size", "1000000"},
+                     "of kernel memory (at most 512)"},
+        BadAggregate{{"--backend", "tracefs", "e syscalls/sys_enter_getppid", "--count", "comm"},
+                     "--count needs the BPF backend"}));
+
+// ---- function probes: the guests ----
+
+TEST(Aggregate, CountsOnAFunctionProbe) {
+    need_function_probes();
+    if (IsSkipped() || HasFatalFailure()) return;
+    constexpr int kCalls = 321;
+    // The function every getppid() calls, with BTF on every matrix kernel.
+    for (const char* backend : {"fentry", "kprobe"}) {
+        auto r = traced({"--backend", backend, "p __do_sys_getppid", "--count", "comm", "--json"},
+                        [] { as_child("ksagg_fn", [] { getppids(kCalls); }); });
+        if (r.err.find("cannot use") != std::string::npos && !in_vm_matrix()) continue;
+        ASSERT_EQ(r.status, 0) << backend << ": " << r.err;
+        const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
+        ASSERT_TRUE(t.is_object()) << backend << ": " << r.out << r.err;
+        const json* row = row_of(t, "comm", "ksagg_fn");
+        ASSERT_TRUE(row) << backend << ": " << r.out;
+        EXPECT_EQ((*row)["count"], kCalls) << backend;
+    }
+}
+
+// Five one-byte UDP datagrams to 127.0.0.1: 29 bytes each at ip_rcv (IP and UDP headers),
+// keyed by their source; the ICMP the other tests send is not UDP.
+TEST(Aggregate, SumsPacketLengthsBySourceWithPcap) {
+    need_function_probes();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto r = traced({"p ip_rcv len=%0->len", "--sum", "len", "--by", "ip.saddr", "--pcap", "udp", "--json"}, [] {
+        ping("127.0.0.2", 2);
+        udp(5);
+    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
+    ASSERT_EQ(t["rows"].size(), 1u) << r.out;
+    const json* row = row_of(t, "ip.saddr", "127.0.0.1");
+    ASSERT_TRUE(row) << r.out;
+    EXPECT_EQ((*row)["count"], 5);
+    EXPECT_EQ((*row)["sum"], 5 * 29);
+}
+
+// N sleeps of 20 ms: N calls in the log2 bucket of nanoseconds holding 20 ms,
+// [2^24, 2^25) ns, and only those: the predicate keeps other sleepers out.
+TEST(Aggregate, LatencyOfSleepsInTheirBucket) {
+    need_function_probes();
+    if (IsSkipped() || HasFatalFailure()) return;
+    constexpr int kSleeps = 5;
+    auto r = traced({"lat", "do_nanosleep", "--where", "comm==\"ksagg_lat\"", "--by", "comm", "--json"}, [] {
+        as_child("ksagg_lat", [] {
+            const timespec ts{0, 20'000'000};
+            for (int i = 0; i < kSleeps; i++) nanosleep(&ts, nullptr);
+        });
+    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.err;
+    EXPECT_EQ(t["unit"], "ns") << r.out;
+    ASSERT_EQ(t["rows"].size(), 1u) << r.out;
+    const json& row = t["rows"][0];
+    EXPECT_EQ(row["key"]["comm"], "ksagg_lat");
+    EXPECT_EQ(row["count"], kSleeps) << r.out;
+    ASSERT_EQ(row["buckets"].size(), 1u) << r.out;
+    EXPECT_EQ(row["buckets"][0]["min"], 1 << 24) << r.out;
+    EXPECT_EQ(row["buckets"][0]["max"], 1 << 25) << r.out;
+    EXPECT_EQ(row["buckets"][0]["count"], kSleeps);
+    json summary;
+    for (const auto& l : lines(r.out))
+        if (auto j = json::parse(l); j.contains("summary")) summary = j["summary"];
+    EXPECT_EQ(summary["paired"], kSleeps) << r.out;
+    EXPECT_EQ(summary["missed"], 0) << r.out;
+}
+
+TEST(Aggregate, LatencyTextHistogramInTimeUnits) {
+    need_function_probes();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto r = traced({"lat", "do_nanosleep", "--where", "comm==\"ksagg_latt\""}, [] {
+        as_child("ksagg_latt", [] {
+            const timespec ts{0, 20'000'000};
+            nanosleep(&ts, nullptr);
+        });
+    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("hist do_nanosleep (1 key)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("[16.8ms, 33.6ms)        1 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|"), std::string::npos) << r.out;
+    EXPECT_NE(r.err.find("1 calls paired, 0 missed"), std::string::npos) << r.err;
+}
+
+TEST(Aggregate, LatencyNeedsFunctionProbes) {
+    if (kernel_can_probe_functions()) GTEST_SKIP() << "this kernel can probe functions";
+    auto r = run({ksurf_bin(), "lat", "do_nanosleep"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
+    EXPECT_NE(r.err.find("ksurf lat needs fentry or kprobes"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace ksurf::test
