@@ -295,7 +295,9 @@ static __always_inline void ksurf_fetch_rest(void *ctx, struct ksurf_scratch *s)
 	}
 }
 
-static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
+/* The scratch of a hit that passed the gates and the filter, with every field fetched; 0
+ * for one that did not. Events and latencies both start here. */
+static __always_inline struct ksurf_scratch *ksurf_take(void *ctx)
 {
 	struct ksurf_scratch *s = ksurf_scratch();
 
@@ -306,6 +308,15 @@ static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
 	if (!ksurf_accept(ctx, s))
 		return 0;
 	ksurf_fetch_rest(ctx, s);
+	return s;
+}
+
+static __always_inline int ksurf_run(void *ctx, __u32 probe_id)
+{
+	struct ksurf_scratch *s = ksurf_take(ctx);
+
+	if (!s)
+		return 0;
 	/* An aggregating run sends no events: no header, no clock read. */
 	if (cfg.agg.on) {
 		ksurf_aggregate(ctx, s);

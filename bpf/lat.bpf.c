@@ -24,17 +24,12 @@ struct {
 SEC("raw_tp")
 int ksurf_lat_entry(void *ctx)
 {
-	struct ksurf_scratch *s = ksurf_scratch();
+	struct ksurf_scratch *s = ksurf_take(ctx);
 	__u8 context;
 	__u64 key;
 
 	if (!s)
 		return 0;
-	if (cfg.agg.zero_words)
-		ksurf_agg_zero_key(s);
-	if (!ksurf_accept(ctx, s))
-		return 0;
-	ksurf_fetch_rest(ctx, s);
 	ksurf_agg_stack(ctx, s);
 	key = context_key(&context);
 	/* Last: the time of the call, not of the predicate. */
