@@ -64,7 +64,8 @@ def hit_section(groups):
            "tracer's added cost by the first ksurf row's, same filter mode; *min–max* is the",
            "spread over the repetitions. *prog ns/hit* is the kernel's own BPF statistics",
            "(`kernel.bpf_stats_enabled`: run_time_ns / run_cnt of the tracer's programs), steady",
-           "where the wall clock is not, and *× bpftrace* divides it by bpftrace's, same filter.", ""]
+           "where the wall clock is not, and *× bpftrace* divides it by bpftrace's (same filter;",
+           "kfunc for fentry, kprobe for kprobes).", ""]
     for g in groups:
         title = f"### {g['title']}: {where(g['kernel'])}"
         if g.get("unavailable"):
@@ -98,7 +99,9 @@ def hit_section(groups):
                 dropped = median_int([x["dropped"] for x in r["runs"]])
                 ev = "not counted" if events < 0 else f"{events:,}" + (f" ({dropped:,} dropped)" if dropped else "")
             p_ns = prog.get((r["label"], r["mode"]), float("nan"))
-            bt = prog.get(("bpftrace", r["mode"]), float("nan"))
+            # The bpftrace row of the same attach type: kfunc for fentry, kprobe for kprobes.
+            peer = "bpftrace kfunc" if "fentry" in r["label"] else "bpftrace kprobe" if "kprobe" in r["label"] else "bpftrace"
+            bt = prog.get((peer, r["mode"]), float("nan"))
             p_txt = f"{p_ns:,.1f}" if p_ns == p_ns else "—"
             bt_txt = f"{p_ns / bt:.2f}" if p_ns == p_ns and bt == bt and bt > 0 else "—"
             out.append(f"| {r['label']} | {r['mode']} | {ns:,.0f} | {spread} | {added:,.0f} | {ns / base:.2f} | {rel} | {p_txt} | {bt_txt} | {ev} |")
@@ -114,7 +117,7 @@ def startup_section(groups):
            "tracer's own \"attached\" line (`Tracing N probe(s)` for ksurf; for bpftrace its",
            "BEGIN probe's output, which runs once every probe is attached; for raw tracefs the",
            "time to write the probe, filter and enable), *detach* is SIGINT to exit, peak RSS is",
-           "the tracer process's (wait4 rusage).", "",
+           "the tracer process's VmHWM just before it is stopped.", "",
            "| where | tracer | attached (s) | detach (s) | peak RSS (MiB) |",
            "|---|---|---:|---:|---:|"]
     for g in groups:

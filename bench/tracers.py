@@ -22,7 +22,7 @@ SUMMARY_RE = re.compile(r"(\d+) events, (\d+) filtered, (\d+) dropped")
 class Run:
     attach_s: float = 0.0  # spawn to "attached"
     detach_s: float = 0.0  # stop request to exit
-    rss_kib: int = 0  # peak RSS of the tracer process (wait4)
+    rss_kib: int = 0  # peak RSS of the tracer process (VmHWM before it is stopped)
     events: int = 0  # events that reached the output
     dropped: int = 0
     probes: int = 0  # probes the tracer said it attached
@@ -76,6 +76,9 @@ class Command:
     def stop(self):
         _settle(self.out)
         self.run.prog_ns, self.run.prog_hits = bpf_cost(self.proc.pid)
+        # Not wait4's ru_maxrss: that counts the harness's own pages, shared by the fork
+        # that became the tracer until its exec.
+        self.run.rss_kib = _vm_hwm(self.proc.pid)
         t0 = time.monotonic()
         self.proc.send_signal(signal.SIGINT)
         try:
@@ -85,7 +88,6 @@ class Command:
             raise Failed(f"{self.label} did not exit within {self.stop_timeout_s:.0f} s of SIGINT (killed)")
         run = self.run
         run.detach_s = time.monotonic() - t0
-        run.rss_kib = usage.ru_maxrss
         with open(self.err, errors="replace") as f:
             err = f.read()
         if self.count == "summary":
@@ -193,8 +195,17 @@ def bpf_cost(pid):
     return (time_ns / hits if hits else 0.0), hits
 
 
+def _vm_hwm(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            m = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M)
+            return int(m.group(1)) if m else 0
+    except OSError:
+        return 0
+
+
 def _wait4(proc, timeout_s):
-    """wait4() with a timeout: the child's rusage gives its peak RSS."""
+    """wait4() with a timeout, which reaps the child and gives its exit status."""
     deadline = time.monotonic() + timeout_s
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
