@@ -27,24 +27,10 @@ std::string text_of(const std::vector<ksurf::FieldValue>& fields) {
     return s;
 }
 
-// sys_enter_openat as 6.18 writes it: every argument in a long, signed:0.
-constexpr const char* kOpenatFormat = R"(name: sys_enter_openat
-ID: 700
-format:
-	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
-	field:unsigned char common_flags;	offset:2;	size:1;	signed:0;
-	field:unsigned char common_preempt_count;	offset:3;	size:1;	signed:0;
-	field:int common_pid;	offset:4;	size:4;	signed:1;
 
-	field:int __syscall_nr;	offset:8;	size:4;	signed:1;
-	field:int dfd;	offset:16;	size:8;	signed:0;
-	field:const char * filename;	offset:24;	size:8;	signed:0;
-	field:unsigned int flags;	offset:32;	size:8;	signed:0;
-	field:umode_t mode;	offset:40;	size:8;	signed:0;
-)";
-
+// sys_enter_openat as 6.18 writes it (formats.h): every argument in a long, signed:0.
 TEST(TracefsFormat, SyscallArgumentsReadAsTheirOwnType) {
-    auto fmt = ksurf::tracefs::parse_format("syscalls", "sys_enter_openat", kOpenatFormat);
+    auto fmt = ksurf::tracefs::parse_format("syscalls", "sys_enter_openat", ksurf::test::kOpenatFormat);
     std::vector<std::uint8_t> rec(48);
     put<std::uint64_t>(rec, 16, 0xffffff9cu);  // AT_FDCWD as the kernel stores it: (unsigned long)(int)-100 truncated
     put<std::uint64_t>(rec, 32, 0x80000u);
