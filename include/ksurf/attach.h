@@ -45,6 +45,15 @@ struct AttachTarget {
     std::string btf_module;        // the module whose BTF holds btf_id; empty: vmlinux
 };
 
+// The BPF object a bpftool skeleton embeds (S: its C++ struct, e.g. probe_bpf): what a
+// template is made from.
+template <class S>
+std::span<const std::uint8_t> elf_of() {
+    std::size_t size = 0;
+    const void* data = S::elf_bytes(&size);
+    return {static_cast<const std::uint8_t*>(data), size};
+}
+
 // One BPF object's programs, loaded once and cloned per configuration and target.
 class BpfTemplate {
 public:

@@ -20,12 +20,6 @@
 namespace ksurf {
 namespace {
 
-std::span<const std::uint8_t> lat_elf() {
-    std::size_t size = 0;
-    const void* data = lat_bpf::elf_bytes(&size);
-    return {static_cast<const std::uint8_t*>(data), size};
-}
-
 class Tracer final : public LatencyTracer {
 public:
     Tracer(const PlannedProbe& plan, const AggregateOptions& agg, const Btf& btf, Features& features,
@@ -41,7 +35,7 @@ public:
         const BpfAttach ret = fentry ? BpfAttach::Fexit : BpfAttach::Kretprobe;
         type_ = fentry ? "fentry/fexit" : "kprobe/kretprobe";
 
-        tmpl_.emplace(lat_elf(), std::vector<std::string>{"ksurf_lat_entry", "ksurf_lat_return"}, [&](bpf_map* m) {
+        tmpl_.emplace(elf_of<lat_bpf>(), std::vector<std::string>{"ksurf_lat_entry", "ksurf_lat_return"}, [&](bpf_map* m) {
             const std::string_view name = bpf_map__name(m);
             if (name == "events") bpf_map__set_max_entries(m, 4096);  // no events: the smallest ring
             if (name == "starts") {

@@ -44,9 +44,7 @@ public:
         names_.push_back(root.function);
         names_.insert(names_.end(), callees.begin(), callees.end());
         if (names_.size() > 1'000'000) fail("too many functions to trace: {}", names_.size());
-        std::size_t size = 0;
-        const auto* elf = static_cast<const std::uint8_t*>(S::elf_bytes(&size));
-        tmpl_.emplace(std::span(elf, size), std::vector<std::string>{kRootEntry, kRootExit, kEntry, kExit});
+        tmpl_.emplace(elf_of<S>(), std::vector<std::string>{kRootEntry, kRootExit, kEntry, kExit});
         rb_ = ring_buffer__new(tmpl_->map("events"), on_record, this, nullptr);
         if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
     }

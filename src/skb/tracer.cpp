@@ -25,12 +25,6 @@
 namespace ksurf {
 namespace {
 
-std::span<const std::uint8_t> skb_elf() {
-    std::size_t size = 0;
-    const void* data = skb_bpf::elf_bytes(&size);
-    return {static_cast<const std::uint8_t*>(data), size};
-}
-
 // The program per sk_buff argument position, on kprobe.multi or on single kprobes.
 std::string program(unsigned arg, bool multi) { return fmt::format("skb_{}_arg{}", multi ? "multi" : "kprobe", arg); }
 
@@ -64,7 +58,7 @@ public:
         if (returns_) programs.push_back("skb_multi_return");
         rodata_.scfg.returns = returns_;
         // One load for the run: every program then attaches to all of its functions.
-        tmpl_.emplace(skb_elf(), programs, [this](bpf_map* m) {
+        tmpl_.emplace(elf_of<skb_bpf>(), programs, [this](bpf_map* m) {
             std::size_t size = 0;
             void* ro = const_cast<void*>(bpf_map__initial_value(m, &size));
             if (std::string_view(bpf_map__name(m)).ends_with(".rodata") && ro && size >= sizeof rodata_)

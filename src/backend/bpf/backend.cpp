@@ -38,12 +38,6 @@ std::string qualified(const PlannedProbe& p) { return p.module.empty() ? p.funct
 constexpr const char* kProgram = "ksurf_probe";
 constexpr const char* kFollowFork = "ksurf_follow_fork";
 
-std::span<const std::uint8_t> probe_elf() {
-    std::size_t size = 0;
-    const void* data = probe_bpf::elf_bytes(&size);
-    return {static_cast<const std::uint8_t*>(data), size};
-}
-
 class Impl final : public BpfBackend {
 public:
     Impl(Sink sink, BpfOptions opt) : sink_(std::move(sink)), opt_(std::move(opt)) {
@@ -55,7 +49,7 @@ public:
         if (opt_.follow_forks) programs.push_back(kFollowFork);
         // The maps are the template's, shared by every clone: a failed probe never takes
         // them along.
-        tmpl_.emplace(probe_elf(), programs, [rb, this](bpf_map* m) {
+        tmpl_.emplace(elf_of<probe_bpf>(), programs, [rb, this](bpf_map* m) {
             if (std::string_view(bpf_map__name(m)) == "events") bpf_map__set_max_entries(m, rb);
             if (opt_.aggregate) size_aggregate_map(m, *opt_.aggregate);
         });
