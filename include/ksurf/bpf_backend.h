@@ -85,6 +85,8 @@ ksurf_layout kernel_layout(const Btf& btf);
 
 // The visible fields of one event's PAYLOAD (without the raw record).
 std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload);
+// The same into OUT, whose storage a reader reuses from one event to the next.
+void decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload, std::vector<FieldValue>& out);
 
 // -w: EV's packet and sk_buff from PAYLOAD, when SPEC copies packets.
 void decode_bpf_packet(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload, Event& ev);

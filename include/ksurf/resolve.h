@@ -86,6 +86,10 @@ std::vector<PlannedProbe> resolve_all(const Probe& probe, const ResolveContext& 
 // The functions among `available_filter_functions` lines that GLOB (`*`, `?`, optionally
 // "module:glob") matches, sorted and without duplicates.
 std::vector<std::string> expand_glob(std::string_view glob, const std::vector<std::string>& functions);
+// The same for each of GLOBS, in one pass over FUNCTIONS: `graph --funcs` and `skb --funcs`
+// may name a thousand functions, and a scan of tens of thousands of lines each took seconds.
+std::vector<std::vector<std::string>> expand_globs(const std::vector<std::string>& globs,
+                                                   const std::vector<std::string>& functions);
 
 // Binds FILTER (spans into SOURCE) to PLAN, a result of resolve(), and ANDs it with
 // PLAN.filter (the probe's own f:) when there is one.

@@ -172,9 +172,12 @@ int run_graph(const CommonOptions& common, const GraphOptions& opt) {
     // Without kernel text (no /proc/kcore, lockdown) --depth 0 --funcs still works.
     const std::optional<KernelText> text = opt.depth ? std::optional(KernelText::open()) : std::nullopt;
     const CalleeSet callees = find_callees(root_function, opt.depth, opt.funcs, syms, text, filter_functions());
+    // A long --funcs list (a probe file's thousand names) is counted, not echoed.
+    const std::string funcs = opt.funcs.empty()       ? ""
+                              : opt.funcs.size() <= 8 ? fmt::format(" and {}", fmt::join(opt.funcs, " "))
+                                                      : fmt::format(" and {} --funcs names", opt.funcs.size());
     fmt::print(stderr, "ksurf: {} functions under {} (callees to depth {}{}), {} skipped\n", callees.functions.size(),
-               root_function, opt.depth, opt.funcs.empty() ? "" : fmt::format(" and {}", fmt::join(opt.funcs, " ")),
-               callees.skipped.size());
+               root_function, opt.depth, funcs, callees.skipped.size());
     if (common.verbose)
         for (const auto& [name, why] : callees.skipped) fmt::print(stderr, "ksurf:   skipped {}: {}\n", name, why);
 

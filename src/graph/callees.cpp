@@ -183,10 +183,10 @@ CalleeSet find_callees(const std::string& root, unsigned depth, const std::vecto
         }
         level = std::move(next);
     }
-    for (const auto& g : globs) {
-        const auto matched = expand_glob(g, filter_functions);
-        if (matched.empty()) fail("--funcs '{}' matches no traceable function", g);
-        for (const auto& name : matched) consider(name);
+    const auto matched = expand_globs(globs, filter_functions);
+    for (std::size_t i = 0; i < globs.size(); i++) {
+        if (matched[i].empty()) fail("--funcs '{}' matches no traceable function", globs[i]);
+        for (const auto& name : matched[i]) consider(name);
     }
     CalleeSet out;
     out.functions.assign(chosen.begin(), chosen.end());

@@ -25,6 +25,7 @@
 #include "ksurf/features.h"
 #include "ksurf/graph.h"
 #include "ksurf/plan.h"
+#include "ksurf/ring_reader.h"
 #include "ksurf/run_loop.h"
 
 namespace ksurf {
@@ -45,13 +46,12 @@ public:
         names_.insert(names_.end(), callees.begin(), callees.end());
         if (names_.size() > 1'000'000) fail("too many functions to trace: {}", names_.size());
         tmpl_.emplace(elf_of<S>(), std::vector<std::string>{kRootEntry, kRootExit, kEntry, kExit});
-        rb_ = ring_buffer__new(tmpl_->map("events"), on_record, this, nullptr);
-        if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
+        rb_.emplace(tmpl_->map("events"), [this](std::span<const std::uint8_t> r) { on_record(r); });
     }
 
     ~Recorder() override {
-        links_.clear();
-        ring_buffer__free(rb_);
+        links_.clear();  // detached first: nothing writes to the ring buffer any more
+        rb_.reset();
     }
 
     void attach() override {
@@ -67,12 +67,7 @@ public:
     std::size_t attached() const override { return attached_; }
     std::vector<std::pair<std::string, std::string>> failed() const override { return failed_; }
 
-    bool poll(int timeout_ms) override {
-        int n = ring_buffer__poll(rb_, timeout_ms);
-        if (n == -EINTR) return false;
-        if (n < 0) fail("reading the BPF ring buffer: {}", errno_text(n));
-        return true;
-    }
+    bool poll(int timeout_ms) override { return rb_->poll(timeout_ms); }
 
     RecorderStats stats() const override {
         RecorderStats s;
@@ -245,23 +240,20 @@ private:
 
     // ---- records ----
 
-    static int on_record(void* ctx, void* data, std::size_t size) {
-        auto* self = static_cast<Recorder*>(ctx);
-        if (size == sizeof(ksurf_graph_rec)) {
+    void on_record(std::span<const std::uint8_t> rec) {
+        if (rec.size() == sizeof(ksurf_graph_rec)) {
             ksurf_graph_rec r;
-            std::memcpy(&r, data, sizeof r);
-            if (auto g = self->builder_.add(r)) self->on_graph_(*g);
-            return 0;
+            std::memcpy(&r, rec.data(), sizeof r);
+            if (auto g = builder_.add(r)) on_graph_(*g);
+            return;
         }
-        if (size < sizeof(ksurf_event)) return 0;
+        if (rec.size() < sizeof(ksurf_event)) return;
         ksurf_event hdr;
-        std::memcpy(&hdr, data, sizeof hdr);
-        auto payload = std::span(static_cast<const std::uint8_t*>(data) + sizeof hdr,
-                                 std::min<std::size_t>(hdr.data_len, size - sizeof hdr));
+        std::memcpy(&hdr, rec.data(), sizeof hdr);
+        auto payload = rec.subspan(sizeof hdr, std::min<std::size_t>(hdr.data_len, rec.size() - sizeof hdr));
         Event ev{hdr.ts_ns, hdr.pid, hdr.tgid, hdr.cpu, std::string(hdr.comm, strnlen(hdr.comm, sizeof hdr.comm)),
-                 self->root_.function, decode_bpf(self->root_spec_, payload), {}};
-        self->builder_.add_root_event(ev, hdr.probe_id);
-        return 0;
+                 root_.function, decode_bpf(root_spec_, payload), {}};
+        builder_.add_root_event(ev, hdr.probe_id);
     }
 
     const PlannedProbe& root_;
@@ -269,7 +261,7 @@ private:
     std::function<void(const Graph&)> on_graph_;
     std::vector<std::string> names_;
     std::optional<BpfTemplate> tmpl_;
-    ring_buffer* rb_ = nullptr;
+    std::optional<RingReader> rb_;
     BpfProgramSpec root_spec_;
     ksurf_layout layout_ = kernel_layout(*opt_.btf);
     Links links_;

@@ -10,6 +10,7 @@
 #include <limits>
 #include <numeric>
 #include <optional>
+#include <unordered_map>
 
 #include "ksurf/btf.h"
 #include "ksurf/elf.h"
@@ -1175,20 +1176,48 @@ std::string probe_label(const PlannedProbe& p) {
 }
 
 std::vector<std::string> expand_glob(std::string_view glob, const std::vector<std::string>& functions) {
-    std::size_t colon = glob.find(':');
-    std::string_view module = colon == glob.npos ? "" : glob.substr(0, colon);
-    std::string pattern(colon == glob.npos ? glob : glob.substr(colon + 1));
-    // A plain name is compared as it is: `graph --funcs` may pass a thousand of them, each
-    // over tens of thousands of lines.
-    const bool literal = pattern.find_first_of("*?[\\") == std::string::npos;
-    std::vector<std::string> out;
+    return std::move(expand_globs({std::string(glob)}, functions).front());
+}
+
+std::vector<std::vector<std::string>> expand_globs(const std::vector<std::string>& globs,
+                                                   const std::vector<std::string>& functions) {
+    struct Glob {
+        std::string_view module;
+        std::string pattern;
+    };
+    std::vector<Glob> parsed;
+    parsed.reserve(globs.size());  // `literal` keeps views of the patterns: no reallocation
+    // Plain names are looked up, not matched: each line then costs one hash lookup plus
+    // the real patterns.
+    std::unordered_map<std::string_view, std::vector<std::size_t>> literal;
+    std::vector<std::size_t> patterns;
+    for (std::size_t i = 0; i < globs.size(); i++) {
+        const std::string_view g = globs[i];
+        const std::size_t colon = g.find(':');
+        parsed.push_back({colon == g.npos ? "" : g.substr(0, colon), std::string(colon == g.npos ? g : g.substr(colon + 1))});
+        if (parsed.back().pattern.find_first_of("*?[\\") == std::string::npos)
+            literal[parsed.back().pattern].push_back(i);
+        else
+            patterns.push_back(i);
+    }
+    std::vector<std::vector<std::string>> out(globs.size());
+    std::string name_z;  // fnmatch wants a NUL-terminated name
     for (const std::string& line : functions) {
         auto [name, mod] = function_line(line);
-        if (!module.empty() && module != mod) continue;
-        if (literal ? name == pattern : fnmatch(pattern.c_str(), std::string(name).c_str(), 0) == 0) out.emplace_back(name);
+        auto take = [&](std::size_t i) {
+            if (parsed[i].module.empty() || parsed[i].module == mod) out[i].emplace_back(name);
+        };
+        if (auto it = literal.find(name); it != literal.end())
+            for (std::size_t i : it->second) take(i);
+        if (patterns.empty()) continue;
+        name_z.assign(name);
+        for (std::size_t i : patterns)
+            if (fnmatch(parsed[i].pattern.c_str(), name_z.c_str(), 0) == 0) take(i);
     }
-    std::sort(out.begin(), out.end());
-    out.erase(std::unique(out.begin(), out.end()), out.end());
+    for (auto& o : out) {
+        std::sort(o.begin(), o.end());
+        o.erase(std::unique(o.begin(), o.end()), o.end());
+    }
     return out;
 }
 

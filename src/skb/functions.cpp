@@ -29,10 +29,10 @@ SkbFunctions find_skb_functions(const Btf& btf, const std::vector<std::string>& 
     std::unordered_set<std::string_view> listed;
     for (const auto& l : traceable) listed.insert(std::string_view(l).substr(0, l.find_first_of(" \t")));
     std::unordered_set<std::string> wanted;
-    for (const auto& g : globs) {
-        auto matched = expand_glob(g, traceable);
-        if (matched.empty()) fail("--funcs '{}' matches no traceable function", g);
-        wanted.insert(matched.begin(), matched.end());
+    const auto matched = expand_globs(globs, traceable);
+    for (std::size_t i = 0; i < globs.size(); i++) {
+        if (matched[i].empty()) fail("--funcs '{}' matches no traceable function", globs[i]);
+        wanted.insert(matched[i].begin(), matched[i].end());
     }
     std::unordered_set<std::string_view> own(std::begin(kSkbFreeFunctions), std::end(kSkbFreeFunctions));
     own.insert(kSkbCloneFunction);

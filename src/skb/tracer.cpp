@@ -19,6 +19,7 @@
 #include "ksurf/error.h"
 #include "ksurf/features.h"
 #include "ksurf/pcap.h"
+#include "ksurf/ring_reader.h"
 #include "ksurf/run_loop.h"
 #include "ksurf/skb.h"
 
@@ -64,8 +65,12 @@ public:
             if (std::string_view(bpf_map__name(m)).ends_with(".rodata") && ro && size >= sizeof rodata_)
                 std::memcpy(ro, &rodata_, sizeof rodata_);
         });
-        rb_.reset(ring_buffer__new(tmpl_->map("events"), on_ring, this, nullptr));
-        if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
+        rb_.emplace(tmpl_->map("events"), [this](std::span<const std::uint8_t> rec) {
+            if (rec.size() < sizeof(ksurf_skb_rec)) return;
+            ksurf_skb_rec r;
+            std::memcpy(&r, rec.data(), sizeof r);
+            on_record_(r);
+        });
 
         const auto t0 = std::chrono::steady_clock::now();
         attach_ends(set.frees);
@@ -101,12 +106,7 @@ public:
     std::vector<std::pair<std::string, std::string>> failed() const override { return failed_; }
     bool returns() const override { return returns_; }
 
-    bool poll(int timeout_ms) override {
-        int n = ring_buffer__poll(rb_.get(), timeout_ms);
-        if (n == -EINTR) return false;
-        if (n < 0) fail("reading the BPF ring buffer: {}", errno_text(n));
-        return true;
-    }
+    bool poll(int timeout_ms) override { return rb_->poll(timeout_ms); }
 
     SkbStats stats() const override {
         auto sum = [&](std::uint32_t key) { return sum_per_cpu(tmpl_->map("skb_counts"), key, 1)[0]; };
@@ -131,19 +131,11 @@ private:
         for (const auto& name : frees) kprobe("skb_free", name, false);
     }
 
-    static int on_ring(void* ctx, void* data, std::size_t size) {
-        if (size < sizeof(ksurf_skb_rec)) return 0;
-        ksurf_skb_rec r;
-        std::memcpy(&r, data, sizeof r);
-        static_cast<Tracer*>(ctx)->on_record_(r);
-        return 0;
-    }
-
     SkbTracerOptions opt_;
     std::function<void(const ksurf_skb_rec&)> on_record_;
     skb_bpf::skb_bpf__rodata rodata_{};
     std::optional<BpfTemplate> tmpl_;
-    std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> rb_{nullptr, ring_buffer__free};
+    std::optional<RingReader> rb_;
     Links links_;
     std::size_t attached_ = 0;
     std::vector<std::pair<std::string, std::string>> failed_;

@@ -612,6 +612,10 @@ TEST_F(ResolveFixture, GlobsExpandOverTraceableFunctions) {
     EXPECT_EQ(expand_glob("rsmod:rs_*", functions), (std::vector<std::string>{"rs_fill"}));
     EXPECT_EQ(expand_glob("rs_?ill", functions), (std::vector<std::string>{"rs_fill"}));
     EXPECT_TRUE(expand_glob("nope*", functions).empty());
+    // Many at once, in one pass: plain names (with and without a module), patterns, a name
+    // given twice, and one that matches nothing, each answered in its place.
+    EXPECT_EQ(expand_globs({"rs_fill", "rs_open*", "rsmod:rs_fill", "othermod:rs_fill", "rs_fill", "nope", "rs_?ill"}, functions),
+              (std::vector<std::vector<std::string>>{{"rs_fill"}, {"rs_open", "rs_open.isra.0"}, {"rs_fill"}, {}, {"rs_fill"}, {}, {"rs_fill"}}));
 
     std::vector<PlannedProbe> plans = resolve_all(parse_probe("p rs_*o* c=$comm"), ctx);
     std::vector<std::string> events;

@@ -17,6 +17,7 @@
 #include "ksurf/event.h"
 #include "ksurf/features.h"
 #include "ksurf/kallsyms.h"
+#include "ksurf/ring_reader.h"
 #include "ksurf/run_loop.h"
 #include "ksurf/tracefs.h"
 #include "probe.skel.h"
@@ -53,8 +54,7 @@ public:
             if (std::string_view(bpf_map__name(m)) == "events") bpf_map__set_max_entries(m, rb);
             if (opt_.aggregate) size_aggregate_map(m, *opt_.aggregate);
         });
-        rb_ = ring_buffer__new(tmpl_->map("events"), on_event, this, nullptr);
-        if (!rb_) fail("cannot read the BPF ring buffer: {}", errno_text(errno));
+        rb_.emplace(tmpl_->map("events"), [this](std::span<const std::uint8_t> rec) { on_event(rec); });
         for (std::uint32_t pid : opt_.pids) {
             const std::uint8_t one = 1;
             if (bpf_map_update_elem(tmpl_->map("pids"), &pid, &one, BPF_ANY))
@@ -65,7 +65,7 @@ public:
 
     ~Impl() override {
         links_.clear();  // detached first: nothing writes to the ring buffer any more
-        ring_buffer__free(rb_);
+        rb_.reset();
     }
 
     void add(const PlannedProbe& p) override {
@@ -94,12 +94,7 @@ public:
         groups_.clear();
     }
 
-    bool poll(int timeout_ms) override {
-        int n = ring_buffer__poll(rb_, timeout_ms);
-        if (n == -EINTR) return false;
-        if (n < 0) fail("reading the BPF ring buffer: {}", errno_text(n));
-        return true;
-    }
+    bool poll(int timeout_ms) override { return rb_->poll(timeout_ms); }
 
     RunStats stats() const override {
         RunStats s;
@@ -451,38 +446,40 @@ private:
 
     // ---- events ----
 
-    static int on_event(void* ctx, void* data, std::size_t size) {
-        auto* self = static_cast<Impl*>(ctx);
-        if (size < sizeof(ksurf_event)) return 0;
+    void on_event(std::span<const std::uint8_t> rec) {
+        if (rec.size() < sizeof(ksurf_event)) return;
         ksurf_event hdr;
-        std::memcpy(&hdr, data, sizeof hdr);
-        if (hdr.probe_id >= self->probes_.size()) return 0;
-        const Probe& probe = self->probes_[hdr.probe_id];
-        auto payload = std::span(static_cast<const std::uint8_t*>(data) + sizeof hdr,
-                                 std::min<std::size_t>(hdr.data_len, size - sizeof hdr));
+        std::memcpy(&hdr, rec.data(), sizeof hdr);
+        if (hdr.probe_id >= probes_.size()) return;
+        const Probe& probe = probes_[hdr.probe_id];
+        auto payload = rec.subspan(sizeof hdr, std::min<std::size_t>(hdr.data_len, rec.size() - sizeof hdr));
         const std::size_t stack_len = std::min<std::size_t>(hdr.stack_len, payload.size());
         const auto stack = payload.last(stack_len);
         payload = payload.first(payload.size() - stack_len);
-        Event ev;
+        // One event reused: its strings and vectors keep their storage between records.
+        Event& ev = event_;
+        ev.stack.clear();
+        ev.packet.clear();
+        ev.packet_len = 0;
+        ev.skb = 0;
         ev.ts_ns = hdr.ts_ns;
         ev.pid = hdr.pid;
         ev.tgid = hdr.tgid;
         ev.cpu = hdr.cpu;
         ev.comm.assign(hdr.comm, strnlen(hdr.comm, sizeof hdr.comm));
         ev.probe = probe.name;
-        ev.fields = decode_bpf(probe.spec, payload);
+        decode_bpf(probe.spec, payload, ev.fields);
         decode_bpf_packet(probe.spec, payload, ev);
-        if (self->kallsyms_)
+        if (kallsyms_)
             for (std::size_t at = 0; at + 8 <= stack.size(); at += 8) {
                 std::uint64_t ip;
                 std::memcpy(&ip, stack.data() + at, sizeof ip);
-                ev.stack.push_back(self->kallsyms_->describe(ip));
+                ev.stack.push_back(kallsyms_->describe(ip));
             }
         if (probe.spec.raw_record && probe.format && probe.spec.config.record_out <= payload.size())
             ev.fields = decode_tracepoint(*probe.format, payload.subspan(probe.spec.config.record_out));
-        self->delivered_++;
-        self->sink_(ev);
-        return 0;
+        delivered_++;
+        sink_(ev);
     }
 
     Sink sink_;
@@ -493,7 +490,8 @@ private:
     std::optional<Kallsyms> kallsyms_;  // -s
     std::optional<BpfTemplate> tmpl_;
     std::optional<ksurf_layout> layout_;
-    ring_buffer* rb_ = nullptr;
+    std::optional<RingReader> rb_;
+    Event event_;
     std::vector<Probe> probes_;
     std::vector<Group> groups_;
     Links links_;

@@ -594,6 +594,12 @@ void decode_bpf_packet(const BpfProgramSpec& spec, std::span<const std::uint8_t>
 
 std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload) {
     std::vector<FieldValue> out;
+    decode_bpf(spec, payload, out);
+    return out;
+}
+
+void decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload, std::vector<FieldValue>& out) {
+    out.clear();
     for (const auto& o : spec.outputs) {
         if (std::size_t(o.at) + o.size > payload.size()) continue;
         const auto bytes = payload.subspan(o.at, o.size);
@@ -637,7 +643,6 @@ std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const s
         }
         }
     }
-    return out;
 }
 
 }  // namespace ksurf
