@@ -12,14 +12,12 @@
 
 #include "ksurf/attach.h"
 #include "ksurf/error.h"
-#include "ksurf/features.h"
 #include "ksurf/graph.h"
 #include "ksurf/list.h"
 #include "ksurf/latency.h"
 #include "ksurf/privileges.h"
 #include "ksurf/skb.h"
 #include "ksurf/trace.h"
-#include "ksurf/tracefs.h"
 
 namespace {
 
@@ -41,19 +39,6 @@ void raise_fd_limit() {
     if (setrlimit(RLIMIT_NOFILE, &wanted) == 0) return;
     r.rlim_cur = r.rlim_max;
     setrlimit(RLIMIT_NOFILE, &r);
-}
-
-int run_features() {
-    ksurf::Features features;
-    for (int i = 0; i < static_cast<int>(ksurf::Feature::Count_); i++) {
-        auto f = static_cast<ksurf::Feature>(i);
-        const auto& st = features.get(f);
-        fmt::print("{:<15} {:<4} {}\n", ksurf::feature_name(f), st.ok ? "yes" : "no", st.reason);
-    }
-    // The capabilities column says whether the effective set holds it.
-    for (const auto& c : ksurf::capability_needs(ksurf::tracefs::find_mount()))
-        fmt::print("{:<15} {:<4} {}{}\n", c.name, c.held ? "yes" : "no", c.needed ? "needed for " : "", c.why);
-    return 0;
 }
 
 constexpr const char* kHelpFooter = R"(Probes:
@@ -119,6 +104,8 @@ int main(int argc, char** argv) {
     };
     for (auto* o : ksurf::add_aggregate_options(app, opt.agg, true)) trace_only.push_back(o);
     auto* features = app.add_subcommand("features", "Probe what this kernel lets ksurf do");
+    bool features_json = false;
+    features->add_flag("--json", features_json, "One JSON object: each feature's availability and reason, each capability's");
     ksurf::GraphOptions gopt;
     auto* graph = ksurf::add_graph_command(app, gopt);
     ksurf::SkbOptions sopt;
@@ -156,7 +143,7 @@ int main(int argc, char** argv) {
             if (!opt.command.empty()) ksurf::fail("ksurf {} does not take -c", sub->get_name());
         }
         raise_fd_limit();
-        if (features->parsed()) return run_features();
+        if (features->parsed()) return ksurf::run_features(features_json);
         if (graph->parsed()) return ksurf::run_graph(opt, gopt);
         if (skb->parsed()) return ksurf::run_skb(opt, sopt);
         if (list->parsed()) return ksurf::run_list(opt, list_opt);

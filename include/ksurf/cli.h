@@ -62,6 +62,9 @@ std::vector<CLI::Option*> add_aggregate_options(CLI::App& app, AggregateOptions&
 // The one `ksurf:` line for an error CLI11 found in the options.
 std::string option_error(const CLI::ParseError& e);
 
+// `ksurf features`: the table, or with JSON one object for scripts and tests.
+int run_features(bool json);
+
 // Probe arguments that are not ksurf probes but one the user meant: a probe split over
 // several arguments by the shell, or bpftrace's syntax. Throws a line with the fix.
 void check_probe_arguments(const std::vector<std::string>& probes);

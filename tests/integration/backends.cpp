@@ -10,25 +10,21 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// `ksurf features`: name → (available, reason).
-const std::map<std::string, std::pair<bool, std::string>>& features() {
-    static const auto table = [] {
-        std::map<std::string, std::pair<bool, std::string>> t;
-        static const std::regex re(R"(^(\S+)\s+(yes|no)\s*(.*)$)");
-        std::smatch m;
-        for (const auto& l : lines(run({ksurf_bin(), "features"}).out))
-            if (std::regex_match(l, m, re)) t[m[1]] = {m[2] == "yes", m[3]};
-        return t;
+}  // namespace
+
+const nlohmann::json& kernel_features() {
+    static const nlohmann::json table = [] {
+        const auto r = run({ksurf_bin(), "features", "--json"});
+        if (r.status != 0) throw std::runtime_error("ksurf features --json failed: " + r.err);
+        return nlohmann::json::parse(r.out);
     }();
     return table;
 }
 
-}  // namespace
-
 std::string feature_missing(const std::string& name) {
-    auto it = features().find(name);
-    if (it == features().end()) return name + ": not listed by ksurf features";
-    return it->second.first ? "" : name + ": " + it->second.second;
+    const auto& fs = kernel_features().at("features");
+    if (!fs.contains(name)) return name + ": not listed by ksurf features";
+    return fs[name].at("available").get<bool>() ? "" : name + ": " + fs[name].at("reason").get<std::string>();
 }
 
 std::string function_backend_missing(const std::string& backend) {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -15,9 +16,12 @@ namespace ksurf::test {
 // What ksurf prints on stderr once every probe is attached.
 inline constexpr const char* kReady = "Hit Ctrl-C to end.";
 
+// `ksurf features --json`, run once per test process.
+const nlohmann::json& kernel_features();
 // Why the kernel lacks feature NAME as `ksurf features` lists it ("uprobe"); empty when
 // it has it.
 std::string feature_missing(const std::string& name);
+inline bool has_feature(const std::string& name) { return feature_missing(name).empty(); }
 // Why BACKEND (tracefs, fentry, kprobe) cannot run function probes here, from `ksurf
 // features`; empty when it can.
 std::string function_backend_missing(const std::string& backend);

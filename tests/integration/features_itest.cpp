@@ -1,10 +1,12 @@
 // `ksurf features` against the running kernel, checked against what the test finds out
 // independently (files in sysfs/tracefs, the kernel's config) rather than against itself.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "ksurf/kconfig.h"
@@ -18,16 +20,14 @@ struct Line {
     std::string reason;
 };
 
+// `ksurf features --json`, features and capabilities in one map (held for a capability).
 std::map<std::string, Line> features() {
-    auto r = run({ksurf_bin(), "features"});
+    auto r = run({ksurf_bin(), "features", "--json"});
     EXPECT_EQ(r.status, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
     std::map<std::string, Line> m;
-    static const std::regex re(R"(^(\S+) +(yes|no) +(.*)$)");
-    for (const auto& l : lines(r.out)) {
-        std::smatch sm;
-        EXPECT_TRUE(std::regex_match(l, sm, re)) << "malformed line: " << l;
-        if (!sm.empty()) m[sm[1]] = {sm[2] == "yes", sm[3]};
-    }
+    for (const auto& [name, f] : j.at("features").items()) m[name] = {f.at("available"), f.at("reason")};
+    for (const auto& [name, c] : j.at("capabilities").items()) m[name] = {c.at("held"), c.at("reason")};
     return m;
 }
 
@@ -46,6 +46,23 @@ TEST(Features, ListsEveryFeatureOnce) {
         EXPECT_EQ(m.count(name), 1u) << name;
     EXPECT_EQ(m.size(), 21u);
     for (const auto& [name, line] : m) EXPECT_FALSE(line.reason.empty()) << name << " gives no reason";
+}
+
+// The table and --json say the same: one line per entry, in the same order.
+TEST(Features, TableAndJsonAgree) {
+    const auto table = run({ksurf_bin(), "features"});
+    const auto json = run({ksurf_bin(), "features", "--json"});
+    ASSERT_EQ(table.status, 0) << table.err;
+    ASSERT_EQ(json.status, 0) << json.err;
+    const auto j = nlohmann::ordered_json::parse(json.out);  // in the order ksurf wrote it
+    std::vector<std::string> expected;
+    auto line = [](const std::string& name, bool yes, const std::string& text) {
+        return fmt::format("{:<15} {:<4} {}", name, yes ? "yes" : "no", text);
+    };
+    for (const auto& [name, f] : j.at("features").items()) expected.push_back(line(name, f.at("available"), f.at("reason")));
+    for (const auto& [name, c] : j.at("capabilities").items())
+        expected.push_back(line(name, c.at("held"), (c.at("needed").get<bool>() ? "needed for " : "") + c.at("reason").get<std::string>()));
+    EXPECT_EQ(lines(table.out), expected);
 }
 
 TEST(Features, UnprivilegedUserSeesBpfRefused) {

@@ -20,6 +20,7 @@
 #include <regex>
 #include <set>
 
+#include "backends.h"
 #include "kernel_state.h"
 #include "process.h"
 
@@ -33,10 +34,7 @@ using nlohmann::json;
 // clients' ports) must not open a recording.
 const std::string kRoot = "p tcp_v4_rcv b16_dport=@(struct tcphdr *)l4%0->dest f:b16_dport==9000";
 
-bool kernel_can_graph() {
-    auto r = run({ksurf_bin(), "features"});
-    return std::regex_search(r.out, std::regex(R"((^|\n)(fentry|kprobe) +yes)"));
-}
+bool kernel_can_graph() { return has_feature("fentry") || has_feature("kprobe"); }
 
 // Fetching atomics arrived in 5.12: before, the recorder runs its build without them,
 // whose --sample is exact per (CPU, context) only (bpf/graph.bpf.c).
@@ -137,7 +135,7 @@ class Graph : public testing::TestWithParam<const char*> {};
 TEST_P(Graph, OneGraphPerPort9000SegmentWithItsCallees) {
     REQUIRE_GRAPH_KERNEL();
     const std::string attach = GetParam();
-    if (attach == "kprobe.multi" && !std::regex_search(run({ksurf_bin(), "features"}).out, std::regex(R"((^|\n)kprobe_multi +yes)")))
+    if (attach == "kprobe.multi" && !has_feature("kprobe_multi"))
         GTEST_SKIP() << "no kprobe.multi on this kernel";
     auto r = graph_run({"--attach", attach});
     EXPECT_NE(r.result.err.find("Tracing "), std::string::npos);
@@ -278,7 +276,7 @@ TEST(Caller, OnlyCallsFromTheNamedFunction) {
 const std::string kTracing = "/sys/kernel/tracing";
 
 #define REQUIRE_FUNCTION_GRAPH()                                                                   \
-    if (!std::regex_search(run({ksurf_bin(), "features"}).out, std::regex(R"((^|\n)function_graph +yes)"))) { \
+    if (!has_feature("function_graph")) {                                                        \
         ASSERT_FALSE(in_vm_matrix()) << "every matrix kernel has the function_graph tracer";        \
         GTEST_SKIP() << "no function_graph tracer on this kernel";                                  \
     }
@@ -475,8 +473,7 @@ TEST(GraphTracefs, KilledRunIsUndoneByTheNext) {
 
 // Where neither BPF nor function_graph can record (this build host), one line says why.
 TEST(GraphTracefs, NeitherBackendSaysWhy) {
-    const auto f = run({ksurf_bin(), "features"}).out;
-    if (std::regex_search(f, std::regex(R"((^|\n)(fentry|kprobe|function_graph) +yes)")))
+    if (kernel_can_graph() || has_feature("function_graph"))
         GTEST_SKIP() << "this kernel can record graphs";
     auto r = run({ksurf_bin(), "graph", "do_sys_openat2"});
     EXPECT_EQ(r.status, 1);

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <tuple>
 
@@ -298,14 +299,20 @@ TEST(Privileges, AnotherUserAlsoNeedsToReadTracefs) {
 TEST(Privileges, FeaturesListTheCapabilitiesHeldAndNeeded) {
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
     auto argv = with_caps("+bpf,+perfmon", "65534");
-    argv.push_back("features");
+    argv.insert(argv.end(), {"features", "--json"});
     const auto r = run(argv);
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\nCAP_BPF +yes +needed for loading BPF programs)"))) << r.out;
-    EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\nCAP_PERFMON +yes +needed for )"))) << r.out;
+    const auto caps = nlohmann::json::parse(r.out).at("capabilities");
+    EXPECT_TRUE(caps.at("CAP_BPF").at("held")) << r.out;
+    EXPECT_TRUE(caps.at("CAP_BPF").at("needed")) << r.out;
+    EXPECT_EQ(caps.at("CAP_BPF").at("reason"), "loading BPF programs and creating maps (or CAP_SYS_ADMIN)");
+    EXPECT_TRUE(caps.at("CAP_PERFMON").at("held")) << r.out;
+    EXPECT_TRUE(caps.at("CAP_PERFMON").at("needed")) << r.out;
+    EXPECT_FALSE(caps.at("CAP_SYS_ADMIN").at("held")) << r.out;
     if ((fs::status(tracing_dir()).permissions() & fs::perms::others_read) == fs::perms::none) {
-        EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\nCAP_DAC_READ_SEARCH +no +needed for reading tracepoint formats)")))
-            << r.out;
+        EXPECT_FALSE(caps.at("CAP_DAC_READ_SEARCH").at("held")) << r.out;
+        EXPECT_TRUE(caps.at("CAP_DAC_READ_SEARCH").at("needed")) << r.out;
+        EXPECT_TRUE(caps.at("CAP_DAC_READ_SEARCH").at("reason").get<std::string>().starts_with("reading tracepoint formats")) << r.out;
     }
 }
 

@@ -12,6 +12,7 @@
 #include <regex>
 #include <set>
 
+#include "backends.h"
 #include "process.h"
 #include "traffic.h"
 
@@ -21,18 +22,8 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-bool has_feature(const std::string& name) {
-    auto r = run({ksurf_bin(), "features"});
-    return std::regex_search(r.out, std::regex("(^|\n)" + name + " +yes"));
-}
-
 // The features line of kprobes, as the error quotes it.
-std::string kprobe_reason() {
-    auto r = run({ksurf_bin(), "features"});
-    std::smatch m;
-    std::regex_search(r.out, m, std::regex(R"((^|\n)kprobe +no +([^\n]*))"));
-    return m[2];
-}
+std::string kprobe_reason() { return kernel_features().at("features").at("kprobe").at("reason"); }
 
 struct Path {
     std::vector<json> events;  // in output order

@@ -9,10 +9,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <regex>
 #include <string>
 #include <thread>
 
+#include "backends.h"
 #include "process.h"
 
 namespace ksurf::test {
@@ -63,10 +63,7 @@ void udp(int count) {
     close(rx);
 }
 
-bool kernel_can_probe_functions() {
-    auto r = run({ksurf_bin(), "features"});
-    return std::regex_search(r.out, std::regex(R"((^|\n)(fentry|kprobe|kprobe_events) +yes)"));
-}
+bool kernel_can_probe_functions() { return has_feature("fentry") || has_feature("kprobe") || has_feature("kprobe_events"); }
 
 
 void tcp_exchanges(std::uint16_t port) {
