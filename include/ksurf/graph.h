@@ -124,6 +124,7 @@ struct RecorderOptions {
     FunctionAttach attach = FunctionAttach::Auto;  // of the callees; ROOT takes fentry, else kprobes
     Features* features = nullptr;                  // borrowed, required
     const Btf* btf = nullptr;                      // borrowed, required
+    const Kallsyms* syms = nullptr;                // borrowed, required: loaded with kPreemptCountSymbols
     ksurf_graph_config config{};                   // sample, max, max_depth
     std::function<void(const std::string&)> note;  // attach progress and choices, for stderr
 };
@@ -148,8 +149,9 @@ public:
 };
 
 // Where CONFIG's programs read preempt_count on a kernel whose BTF has no per-CPU
-// variables (Debian's 5.10): the kallsyms addresses of __preempt_count and __per_cpu_offset.
-void find_preempt_count(ksurf_graph_config& config);
+// variables (Debian's 5.10): the kallsyms addresses of these, from SYMS loaded with them.
+inline const std::vector<std::string> kPreemptCountSymbols{"__preempt_count", "__per_cpu_offset"};
+void find_preempt_count(ksurf_graph_config& config, const Kallsyms& syms);
 
 // ROOT (a resolved p probe: its fields are printed, its filter is the predicate) and the
 // CALLEES to record under it; ON_GRAPH gets every completed graph.

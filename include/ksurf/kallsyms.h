@@ -20,9 +20,10 @@ struct KernelSymbol {
 
 class Kallsyms {
 public:
-    // Text symbols only (t/T), sorted by address.
-    static Kallsyms load(const std::string& path = "/proc/kallsyms");
-    static Kallsyms parse(std::string_view text);
+    // Text symbols only (t/T), sorted by address, and the addresses of the VARIABLES named
+    // (any type: the data a BPF program reads), from one read of the file.
+    static Kallsyms load(const std::string& path = "/proc/kallsyms", const std::vector<std::string>& variables = {});
+    static Kallsyms parse(std::string_view text, const std::vector<std::string>& variables = {});
 
     // The symbol whose [addr, end) holds ADDR; nullptr outside kernel text.
     const KernelSymbol* at(std::uint64_t addr) const;
@@ -32,9 +33,12 @@ public:
     // static functions that share a name.
     std::vector<const KernelSymbol*> find(std::string_view name) const;
     const std::vector<KernelSymbol>& symbols() const { return syms_; }
+    // The address of VARIABLE, one of those load() was asked for; 0 when the kernel has none.
+    std::uint64_t variable(std::string_view name) const;
 
 private:
     std::vector<KernelSymbol> syms_;
+    std::vector<std::pair<std::string, std::uint64_t>> variables_;
 };
 
 }  // namespace ksurf

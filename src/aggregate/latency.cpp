@@ -13,6 +13,7 @@
 #include "ksurf/features.h"
 #include "ksurf/graph.h"
 #include "ksurf/graph_record.h"
+#include "ksurf/kallsyms.h"
 #include "ksurf/latency.h"
 // After the types its rodata uses.
 #include "lat.skel.h"
@@ -58,7 +59,12 @@ public:
         if (cfg.ncbpf || std::any_of(cfg.fields, cfg.fields + cfg.nfields, [](const auto& f) { return f.packet_step != KSURF_NO_PACKET; }))
             cfg.layout = kernel_layout(btf);
         ksurf_graph_config g{};
-        find_preempt_count(g);
+        try {
+            find_preempt_count(g, Kallsyms::load("/proc/kallsyms", kPreemptCountSymbols));
+        } catch (const Error&) {
+            // Addresses hidden (kptr_restrict): the programs use BTF's per-CPU variables then,
+            // which every kernel but 5.10 has.
+        }
         AttachTarget t;
         t.name = plan.function;
         if (fentry) {

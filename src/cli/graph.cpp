@@ -168,7 +168,7 @@ int run_graph(const CommonOptions& common, const GraphOptions& opt) {
         root_function = root->function;
     }
 
-    const Kallsyms syms = Kallsyms::load();
+    const Kallsyms syms = Kallsyms::load("/proc/kallsyms", kPreemptCountSymbols);
     // Without kernel text (no /proc/kcore, lockdown) --depth 0 --funcs still works.
     const std::optional<KernelText> text = opt.depth ? std::optional(KernelText::open()) : std::nullopt;
     const CalleeSet callees = find_callees(root_function, opt.depth, opt.funcs, syms, text, filter_functions());
@@ -219,6 +219,7 @@ int run_graph(const CommonOptions& common, const GraphOptions& opt) {
         ro.attach = opt.attach;
         ro.features = &features;
         ro.btf = &*btf;
+        ro.syms = &syms;
         ro.config = gcfg;
         ro.note = note;
         rec = make_graph_recorder(*root, callees.functions, ro, sink);

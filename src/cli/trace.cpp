@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 
+#include "ksurf/file.h"
 #include "ksurf/aggregate_report.h"
 #include "ksurf/backend_choice.h"
 #include "ksurf/bpf_backend.h"
@@ -35,19 +36,17 @@
 namespace ksurf {
 namespace {
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) fail("cannot read probe file '{}'", path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+std::string read_probe_file(const std::string& path) {
+    auto text = read_file(path);
+    if (!text) fail("cannot read probe file '{}'", path);
+    return std::move(*text);
 }
 
 std::vector<Probe> parse_all(const TraceOptions& opt) {
     std::vector<Probe> probes;
     for (const auto& text : opt.probes) probes.push_back(parse_probe(text));
     if (!opt.probe_file.empty())
-        for (auto& p : parse_probe_file(read_file(opt.probe_file), opt.probe_file)) probes.push_back(std::move(p));
+        for (auto& p : parse_probe_file(read_probe_file(opt.probe_file), opt.probe_file)) probes.push_back(std::move(p));
     if (probes.empty()) fail("no probe given (try 'ksurf --help')");
     return probes;
 }

@@ -4,26 +4,24 @@
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
-#include <sstream>
 
+#include "ksurf/file.h"
 #include "ksurf/error.h"
 
 namespace ksurf {
 
-Kallsyms Kallsyms::load(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) fail("cannot read {}: {}", path, errno_text(errno));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    Kallsyms k = parse(ss.str());
+Kallsyms Kallsyms::load(const std::string& path, const std::vector<std::string>& variables) {
+    const auto text = read_file(path);
+    if (!text) fail("cannot read {}: {}", path, errno_text(errno));
+    Kallsyms k = parse(*text, variables);
     if (k.syms_.empty()) fail("{} lists no kernel text addresses (kptr_restrict hides them without CAP_SYSLOG)", path);
     return k;
 }
 
 // Lines are "ADDR TYPE NAME[\t[MODULE]]".
-Kallsyms Kallsyms::parse(std::string_view text) {
+Kallsyms Kallsyms::parse(std::string_view text, const std::vector<std::string>& variables) {
     Kallsyms k;
+    for (const auto& v : variables) k.variables_.emplace_back(v, 0);
     std::vector<std::uint64_t> all;  // every symbol's address bounds the text one before it
     while (!text.empty()) {
         const auto nl = text.find('\n');
@@ -42,6 +40,8 @@ Kallsyms Kallsyms::parse(std::string_view text) {
         }
         all.push_back(addr);
         if (type == 't' || type == 'T') k.syms_.push_back({addr, 0, std::string(rest), std::string(module)});
+        for (auto& [name, at] : k.variables_)
+            if (!at && module.empty() && rest == name) at = addr;
     }
     std::sort(all.begin(), all.end());
     std::stable_sort(k.syms_.begin(), k.syms_.end(), [](const auto& a, const auto& b) { return a.addr < b.addr; });
@@ -50,6 +50,12 @@ Kallsyms Kallsyms::parse(std::string_view text) {
         s.end = next == all.end() ? s.addr + 1 : *next;
     }
     return k;
+}
+
+std::uint64_t Kallsyms::variable(std::string_view name) const {
+    for (const auto& [n, at] : variables_)
+        if (n == name) return at;
+    return 0;
 }
 
 const KernelSymbol* Kallsyms::at(std::uint64_t addr) const {

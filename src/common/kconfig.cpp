@@ -4,8 +4,9 @@
 #include <sys/utsname.h>
 #include <zlib.h>
 
-#include <fstream>
 #include <sstream>
+
+#include "ksurf/file.h"
 
 namespace ksurf {
 namespace {
@@ -21,12 +22,7 @@ std::optional<std::string> read_config_text() {
     }
     utsname u{};
     if (uname(&u) == 0) {
-        std::ifstream in(std::string("/boot/config-") + u.release);
-        if (in) {
-            std::stringstream ss;
-            ss << in.rdbuf();
-            return ss.str();
-        }
+        if (auto text = read_file(std::string("/boot/config-") + u.release)) return text;
     }
     return std::nullopt;
 }

@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "../backend/tracefs/libtracefs.h"
+#include "ksurf/file.h"
 #include "ksurf/error.h"
 #include "ksurf/graph.h"
 #include "ksurf/kallsyms.h"
@@ -39,12 +40,7 @@ constexpr const char* kSaved[] = {"current_tracer", "tracing_on",      "trace_cl
 // The trace flags of a record's header (include/linux/trace_events.h, stable since 2.6).
 constexpr unsigned long kFlagHardirq = 0x08, kFlagSoftirq = 0x10, kFlagNmi = 0x40;
 
-std::string slurp(const fs::path& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+std::string slurp(const fs::path& path) { return read_file(path).value_or(""); }
 
 // A tracefs file's value as words to write back: the selected one of "[local] global ...",
 // the names of a filter list ("#### all functions enabled ####" and "no pid" are none).

@@ -17,6 +17,7 @@
 #include "ksurf/attach.h"
 #include "ksurf/bpf_config.h"
 #include "ksurf/graph_record.h"
+#include "ksurf/kallsyms.h"
 // After the types its rodata uses.
 #include "graph.skel.h"
 #include "graph_legacy.skel.h"
@@ -290,19 +291,14 @@ bool kernel_has_atomic_fetch() {
 
 }  // namespace
 
-void find_preempt_count(ksurf_graph_config& config) {
-    std::ifstream in("/proc/kallsyms");
-    std::string addr, type, name;
-    while (in >> addr >> type >> name && !(config.preempt_count && config.per_cpu_offset)) {
-        in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
-        if (name == "__preempt_count") config.preempt_count = std::stoull(addr, nullptr, 16);
-        if (name == "__per_cpu_offset") config.per_cpu_offset = std::stoull(addr, nullptr, 16);
-    }
+void find_preempt_count(ksurf_graph_config& config, const Kallsyms& syms) {
+    config.preempt_count = syms.variable("__preempt_count");
+    config.per_cpu_offset = syms.variable("__per_cpu_offset");
 }
 
 std::unique_ptr<GraphRecorder> make_graph_recorder(const PlannedProbe& root, const std::vector<std::string>& callees,
                                                    RecorderOptions opt, std::function<void(const Graph&)> on_graph) {
-    find_preempt_count(opt.config);
+    find_preempt_count(opt.config, *opt.syms);
     if (kernel_has_atomic_fetch()) {
         if (opt.note) opt.note("exact --sample and --max (atomic fetch-add)");
         return std::make_unique<Recorder<graph_bpf>>(root, callees, std::move(opt), std::move(on_graph));

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "ksurf/file.h"
 #include "ksurf/error.h"
 
 namespace ksurf::tracefs {
@@ -19,13 +20,7 @@ namespace {
 
 constexpr const char* kDefaultMount = "/sys/kernel/tracing";
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) return {};
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+std::string slurp(const std::string& path) { return read_file(path).value_or(""); }
 
 std::uint32_t number_after(std::string_view line, std::string_view key) {
     auto at = line.find(key);
@@ -159,11 +154,18 @@ std::vector<std::string> available_filter_functions(std::string* why_not) {
         if (why_not) *why_not = e.what();
         return lines;
     }
-    std::ifstream in(path);
-    const int open_error = errno;
-    for (std::string l; std::getline(in, l);) lines.push_back(std::move(l));
-    if (in.bad()) lines.clear();
-    if (lines.empty() && why_not) *why_not = fmt::format("cannot read {}: {}", path, errno_text(in.is_open() ? EIO : open_error));
+    const auto text = read_file(path);
+    if (!text || text->empty()) {
+        if (why_not) *why_not = fmt::format("cannot read {}: {}", path, errno_text(text ? EIO : errno));
+        return lines;
+    }
+    // Tens of thousands of lines: one read, then split (a stream read them a line at a time).
+    lines.reserve(std::count(text->begin(), text->end(), '\n') + 1);
+    for (std::string_view rest = *text; !rest.empty();) {
+        const std::size_t nl = rest.find('\n');
+        lines.emplace_back(rest.substr(0, nl));
+        rest.remove_prefix(nl == rest.npos ? rest.size() : nl + 1);
+    }
     return lines;
 }
 

@@ -40,6 +40,19 @@ TEST(Kallsyms, FindByNameAndModule) {
     EXPECT_TRUE(k.find("hidden_by_kptr_restrict").empty());
 }
 
+// Variables asked for are found whatever their type, but not a module's namesake; one not
+// in the file reads as 0.
+TEST(Kallsyms, VariablesAskedForByName) {
+    const auto k = Kallsyms::parse(std::string(kText) + "0000000000021c10 A __preempt_count\n"
+                                                        "ffffffffc0002000 d some_data\t[nf_conntrack]\n",
+                                   {"some_data", "__preempt_count", "absent"});
+    EXPECT_EQ(k.variable("some_data"), 0xffffffff81000180u);
+    EXPECT_EQ(k.variable("__preempt_count"), 0x21c10u);
+    EXPECT_EQ(k.variable("absent"), 0u);
+    EXPECT_EQ(k.variable("tcp_v4_rcv"), 0u);  // not asked for
+    EXPECT_EQ(k.symbols().size(), 5u);        // still only text
+}
+
 TEST(Kallsyms, LoadFailsWithoutAddresses) {
     EXPECT_THROW(Kallsyms::load("/nonexistent/kallsyms"), Error);
 }

@@ -18,6 +18,7 @@
 
 #include "bits.h"
 #include "libtracefs.h"
+#include "ksurf/file.h"
 #include "ksurf/error.h"
 #include "ksurf/kallsyms.h"
 #include "ksurf/kconfig.h"
@@ -29,12 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 using tracefs::FieldSource;
 
-std::string slurp(const fs::path& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+std::string slurp(const fs::path& path) { return read_file(path).value_or(""); }
 
 // Mounts tracefs when needed and points libtracefs at the same mount.
 std::string tracing_root() {
