@@ -54,5 +54,40 @@ inline std::uint64_t swap_low(std::uint64_t v, unsigned bits) {
 // The fields of a raw tracepoint record laid out as FMT says, in order, without the
 // common_* header fields. Reads never leave RECORD: truncated fields are skipped.
 std::vector<FieldValue> decode_tracepoint(const tracefs::EventFormat& fmt, std::span<const std::uint8_t> record);
+// The same into OUT, whose storage a reader reuses from one event to the next.
+void decode_tracepoint(const tracefs::EventFormat& fmt, std::span<const std::uint8_t> record, std::vector<FieldValue>& out);
+
+// Writes one event's fields over the previous event's in OUT: names and strings keep their
+// storage, so a steady stream of events allocates nothing. OUT holds exactly the fields
+// written once the writer is gone.
+class FieldWriter {
+public:
+    explicit FieldWriter(std::vector<FieldValue>& out) : out_(out) {}
+    ~FieldWriter() { out_.resize(n_); }
+    FieldWriter(const FieldWriter&) = delete;
+    FieldWriter& operator=(const FieldWriter&) = delete;
+
+    // The value of the next field, NAME, shown as DISPLAY; the caller sets its number.
+    Value& next(const std::string& name, Display display = Display::Decimal) {
+        if (n_ == out_.size()) out_.emplace_back();
+        FieldValue& f = out_[n_++];
+        if (f.name != name) f.name = name;
+        f.value.display = display;
+        return f.value;
+    }
+    // The next field as a string, cleared, for the caller to fill.
+    std::string& text(const std::string& name, Display display = Display::String) {
+        Value& v = next(name, display);
+        if (auto* s = std::get_if<std::string>(&v.v)) {
+            s->clear();
+            return *s;
+        }
+        return v.v.emplace<std::string>();
+    }
+
+private:
+    std::vector<FieldValue>& out_;
+    std::size_t n_ = 0;
+};
 
 }  // namespace ksurf

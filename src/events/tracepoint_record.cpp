@@ -8,9 +8,9 @@
 namespace ksurf {
 namespace {
 
-std::string c_string(std::span<const std::uint8_t> bytes) {
-    auto end = std::find(bytes.begin(), bytes.end(), std::uint8_t{0});
-    return std::string(bytes.begin(), end);
+// BYTES up to their first NUL, into OUT's storage.
+void assign_c_string(std::string& out, std::span<const std::uint8_t> bytes) {
+    out.assign(bytes.begin(), std::find(bytes.begin(), bytes.end(), std::uint8_t{0}));
 }
 
 std::uint64_t load_unsigned(const std::uint8_t* p, std::uint32_t size) {
@@ -32,6 +32,12 @@ std::int64_t sign_extend(std::uint64_t v, std::uint32_t size) {
 
 std::vector<FieldValue> decode_tracepoint(const tracefs::EventFormat& fmt, std::span<const std::uint8_t> record) {
     std::vector<FieldValue> out;
+    decode_tracepoint(fmt, record, out);
+    return out;
+}
+
+void decode_tracepoint(const tracefs::EventFormat& fmt, std::span<const std::uint8_t> record, std::vector<FieldValue>& out) {
+    FieldWriter w(out);
     for (const auto& f : fmt.fields) {
         if (f.is_common() || f.offset + f.size > record.size()) continue;
         const std::uint8_t* at = record.data() + f.offset;
@@ -41,22 +47,23 @@ std::vector<FieldValue> decode_tracepoint(const tracefs::EventFormat& fmt, std::
             std::uint32_t len = loc >> 16;
             if (off > record.size()) continue;
             len = std::min<std::uint32_t>(len, record.size() - off);
-            out.push_back({f.name, {c_string(record.subspan(off, len)), Display::String}});
+            assign_c_string(w.text(f.name), record.subspan(off, len));
         } else if (f.is_string()) {
-            out.push_back({f.name, {c_string(record.subspan(f.offset, f.size)), Display::String}});
+            assign_c_string(w.text(f.name), record.subspan(f.offset, f.size));
         } else if (f.size == 1 || f.size == 2 || f.size == 4 || f.size == 8) {
-            std::uint64_t raw = load_unsigned(at, f.size);
-            Value v = f.is_signed ? Value{sign_extend(raw, f.size)} : Value{raw};
-            if (f.is_pointer()) v.display = Display::Hex;
-            out.push_back({f.name, v});
+            const std::uint64_t raw = load_unsigned(at, f.size);
+            Value& v = w.next(f.name, f.is_pointer() ? Display::Hex : Display::Decimal);
+            if (f.is_signed)
+                v.v = sign_extend(raw, f.size);
+            else
+                v.v = raw;
         } else {
             // Arrays of integers and odd-sized fields print as their raw bytes in hex.
-            std::string hex = "0x";
-            for (std::uint32_t i = 0; i < f.size; i++) hex += fmt::format("{:02x}", at[i]);
-            out.push_back({f.name, {hex, Display::String}});
+            std::string& hex = w.text(f.name);
+            hex.assign("0x");
+            for (std::uint32_t i = 0; i < f.size; i++) fmt::format_to(std::back_inserter(hex), "{:02x}", at[i]);
         }
     }
-    return out;
 }
 
 }  // namespace ksurf

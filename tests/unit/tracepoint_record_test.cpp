@@ -108,6 +108,33 @@ TEST(TracepointRecord, DecodesCharArrayAndPointerAsHex) {
               "prev_comm=swapper/1 prev_pid=0 prev_prio=120 prev_state=2 ptr=0xffff888012345678 ");
 }
 
+// A reader decodes every record into the same vector: what the last record left there,
+// longer strings, other fields, other value types, never shows through.
+TEST(TracepointRecord, DecodingIntoAReusedVectorLeavesOnlyTheNewRecord) {
+    auto exec = ksurf::tracefs::parse_format("sched", "sched_process_exec", kExecFormat);
+    auto sw = ksurf::tracefs::parse_format("sched", "sched_switch", kSwitchFormat);
+    std::vector<std::uint8_t> switch_rec(48);
+    std::memcpy(switch_rec.data() + 8, "a-much-longer-c", 16);
+    put<std::int32_t>(switch_rec, 24, 7);
+    std::vector<std::uint8_t> exec_rec(20);
+    const char path[] = "/x";
+    put<std::uint32_t>(exec_rec, 8, (sizeof path << 16) | 20);
+    put<std::int32_t>(exec_rec, 12, 1);
+    put<std::int32_t>(exec_rec, 16, -2);
+    exec_rec.insert(exec_rec.end(), path, path + sizeof path);
+
+    std::vector<ksurf::FieldValue> fields;
+    ksurf::decode_tracepoint(sw, switch_rec, fields);
+    ASSERT_EQ(fields.size(), 5u);
+    ksurf::decode_tracepoint(exec, exec_rec, fields);
+    EXPECT_EQ(text_of(fields), "filename=/x pid=1 old_pid=-2 ");
+    ksurf::decode_tracepoint(sw, switch_rec, fields);
+    EXPECT_EQ(text_of(fields), text_of(ksurf::decode_tracepoint(sw, switch_rec)));
+    exec_rec.resize(14);  // nothing decodable: the vector ends up empty
+    ksurf::decode_tracepoint(exec, exec_rec, fields);
+    EXPECT_TRUE(fields.empty());
+}
+
 ksurf::Event event(std::uint64_t ts, std::uint32_t pid, std::uint32_t tgid, std::uint32_t cpu, std::string comm,
                    std::string probe, std::vector<ksurf::FieldValue> fields) {
     ksurf::Event ev;

@@ -477,7 +477,7 @@ private:
                 ev.stack.push_back(kallsyms_->describe(ip));
             }
         if (probe.spec.raw_record && probe.format && probe.spec.config.record_out <= payload.size())
-            ev.fields = decode_tracepoint(*probe.format, payload.subspan(probe.spec.config.record_out));
+            decode_tracepoint(*probe.format, payload.subspan(probe.spec.config.record_out), ev.fields);
         delivered_++;
         sink_(ev);
     }

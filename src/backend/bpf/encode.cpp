@@ -599,7 +599,7 @@ std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const s
 }
 
 void decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload, std::vector<FieldValue>& out) {
-    out.clear();
+    FieldWriter w(out);
     for (const auto& o : spec.outputs) {
         if (std::size_t(o.at) + o.size > payload.size()) continue;
         const auto bytes = payload.subspan(o.at, o.size);
@@ -615,30 +615,28 @@ void decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payloa
                     v = static_cast<std::uint64_t>(static_cast<std::int64_t>(v << shift) >> shift);
                 }
             }
-            FieldValue fv{o.name, {}};
+            Value& value = w.next(o.name, o.display);
             if (o.is_signed)
-                fv.value.v = static_cast<std::int64_t>(v);
+                value.v = static_cast<std::int64_t>(v);
             else
-                fv.value.v = v;
-            fv.value.display = o.display;
-            out.push_back(std::move(fv));
+                value.v = v;
             break;
         }
         case Kind::String: {
             auto end = std::find(bytes.begin(), bytes.end(), std::uint8_t{0});
-            out.push_back({o.name, {std::string(bytes.begin(), end), Display::String}});
+            w.text(o.name).assign(bytes.begin(), end);
             break;
         }
         case Kind::Bytes: {
             if (o.display == Display::IPv6 && bytes.size() == 16) {
-                char text[INET6_ADDRSTRLEN];
-                inet_ntop(AF_INET6, bytes.data(), text, sizeof text);
-                out.push_back({o.name, {std::string(text), Display::IPv6}});
+                char addr[INET6_ADDRSTRLEN];
+                inet_ntop(AF_INET6, bytes.data(), addr, sizeof addr);
+                w.text(o.name, Display::IPv6).assign(addr);
                 break;
             }
-            std::string hex = "0x";
-            for (auto b : bytes) hex += fmt::format("{:02x}", b);
-            out.push_back({o.name, {hex, Display::String}});
+            std::string& hex = w.text(o.name);
+            hex.assign("0x");
+            for (auto b : bytes) fmt::format_to(std::back_inserter(hex), "{:02x}", b);
             break;
         }
         }
