@@ -16,6 +16,28 @@
 
 namespace ksurf {
 
+// A T kept on the heap with the semantics of a value: a copy copies what it holds. It lets
+// a type hold one of its own kind (a packet's Fetch holds the Fetch of its sk_buff) and
+// still be copied, assigned and compared by the compiler's own members.
+template <class T>
+class Boxed {
+public:
+    Boxed() = default;
+    Boxed(T value) : p_(std::make_unique<T>(std::move(value))) {}
+    Boxed(const Boxed& o) : p_(o.p_ ? std::make_unique<T>(*o.p_) : nullptr) {}
+    Boxed(Boxed&&) noexcept = default;
+    Boxed& operator=(Boxed o) noexcept {
+        p_ = std::move(o.p_);
+        return *this;
+    }
+    explicit operator bool() const { return p_ != nullptr; }
+    T& operator*() const { return *p_; }
+    T* operator->() const { return p_.get(); }
+
+private:
+    std::unique_ptr<T> p_;
+};
+
 struct Fetch {
     enum class Base : std::uint8_t {
         Arg,        // function argument `arg` by the calling convention
@@ -42,7 +64,7 @@ struct Fetch {
     unsigned arg = 0;
     std::string reg;
     Layer layer = Layer::L3;
-    std::unique_ptr<Fetch> skb;  // Packet only: yields a `struct sk_buff *`
+    Boxed<Fetch> skb;            // Packet only: yields a `struct sk_buff *`
 
     // Applied in order before the final access: value = *(u64 *)(value + off).
     std::vector<std::int64_t> derefs;

@@ -212,24 +212,6 @@ std::uint64_t ip_protocol(Proto p) {
     }
 }
 
-Fetch clone(const Fetch& f) {
-    Fetch out;
-    out.base = f.base;
-    out.arg = f.arg;
-    out.reg = f.reg;
-    out.layer = f.layer;
-    if (f.skb) out.skb = std::make_unique<Fetch>(clone(*f.skb));
-    out.derefs = f.derefs;
-    out.access = f.access;
-    out.offset = f.offset;
-    out.size = f.size;
-    out.is_signed = f.is_signed;
-    out.bit_offset = f.bit_offset;
-    out.bit_size = f.bit_size;
-    out.user = f.user;
-    return out;
-}
-
 PlannedComparison compare_field(std::size_t field, CmpOp op, std::variant<std::int64_t, std::uint64_t, std::string> v,
                                 Span s) {
     PlannedComparison c;
@@ -274,7 +256,7 @@ public:
     void fields(const std::vector<Field>& fields) {
         // A field named `skb` chooses the packet of the packet names, wherever it is written.
         for (const Field& f : fields)
-            if (f.name == "skb") skb_ = std::make_unique<Fetch>(skb_field(field(f), f.expr.span));
+            if (f.name == "skb") skb_ = skb_field(field(f), f.expr.span);
         for (const Field& f : fields) plan_.fields.push_back(field(f));
         if (!format_ || !fields.empty()) return;
         // A bare `e SUBSYS/EVENT` prints the tracepoint's own fields, less what cannot be read.
@@ -719,13 +701,13 @@ private:
         if (is_string(field) || f.bit_size || f.size != 8 || (field.c_type.find('*') == std::string::npos && !format_))
             fail_at(s, fmt::format("the field 'skb' chooses the packet, so it must be a struct sk_buff *, but it is {}",
                                    field.c_type));
-        return clone(f);
+        return f;
     }
 
     // The struct sk_buff * the packet names read: the field named `skb`, else the first
     // parameter of that type, else (e probes) the record's `skbaddr`.
     Fetch packet_skb(Span s) const {
-        if (skb_) return clone(*skb_);
+        if (skb_) return *skb_;
         for (const PlannedField& f : plan_.fields)
             if (f.name == "skb" && !f.hidden) return skb_field(f, s);
         if (format_) {
@@ -742,7 +724,7 @@ private:
         Place p{{}, type(fmt::format("struct {} *", n.header), s), false};
         p.fetch.base = Base::Packet;
         p.fetch.layer = n.layer;
-        p.fetch.skb = std::make_unique<Fetch>(packet_skb(s));
+        p.fetch.skb = packet_skb(s);
         select(p, n.member, s, s);
         PlannedField out;
         if (n.display == Display::IPv6) {  // a struct in6_addr: its 16 bytes
@@ -1035,7 +1017,7 @@ private:
     std::optional<Function> fn_;                  // p, r
     std::optional<tracefs::EventFormat> format_;  // e
     std::optional<Kallsyms> kallsyms_;            // for `caller`, loaded when one is used
-    std::unique_ptr<Fetch> skb_;                  // the field named `skb`, if any
+    std::optional<Fetch> skb_;                    // the field named `skb`, if any
 };
 
 // What a probe's target errors point at: FUNC, or SUBSYS/EVENT.

@@ -470,7 +470,7 @@ PlannedProbe maximal(PlannedProbe p, Base base) {
     };
     PlannedField packet = field("ip_saddr", Base::Packet, Access::Load, 4, 12, false, Display::IPv4);
     packet.fetch.layer = Layer::L3;
-    packet.fetch.skb = std::make_unique<Fetch>(std::move(chain("skb", Access::Value, 8, 0).fetch));
+    packet.fetch.skb = std::move(chain("skb", Access::Value, 8, 0).fetch);
     packet.fetch.skb->derefs.resize(3);
     packet.fetch.derefs.assign(KSURF_MAX_STEPS - 3, 16);
     p.fields.push_back(std::move(packet));

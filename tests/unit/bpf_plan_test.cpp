@@ -326,14 +326,14 @@ TEST(BpfPlanKprobe, KretprobeHasTheReturnValueOnly) {
 TEST(BpfPlanPacket, HeaderFromTheSkbThenTheFieldsChain) {
     // ip.saddr of the skb at *(%0 + 0x10) (an object's pointer member, as `skb=%0->...`):
     // header at L3, then saddr at 12 of the header.
-    auto skb = std::make_unique<Fetch>(fetch(Base::Arg, Access::Load, 8, 0x10));
-    skb->derefs = {0x20};
+    Fetch skb = fetch(Base::Arg, Access::Load, 8, 0x10);
+    skb.derefs = {0x20};
     Fetch saddr = fetch(Base::Packet, Access::Load, 4, 12);
     saddr.layer = Layer::L3;
     saddr.skb = std::move(skb);
     Fetch deref = fetch(Base::Packet, Access::Load, 2, 4);
     deref.layer = Layer::L4;
-    deref.skb = std::make_unique<Fetch>(fetch(Base::Arg, Access::Value, 8));
+    deref.skb = fetch(Base::Arg, Access::Value, 8);
     deref.derefs = {0x30};
     auto p = function_probe(ProbeKind::Entry, field("ip_saddr", std::move(saddr), Display::IPv4), field("d", std::move(deref)));
     const auto c = encode_bpf(p, frame(BpfAttach::Fentry)).config;

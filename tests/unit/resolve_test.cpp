@@ -989,3 +989,25 @@ TEST_F(ResolveKernel, VariadicArgumentsAreUntyped) {
 
 }  // namespace
 }  // namespace ksurf
+
+namespace ksurf {
+namespace {
+
+// A packet's Fetch holds its sk_buff's: a copy is a copy of both, never shared.
+TEST(Fetch, CopiesAreValues) {
+    Fetch packet;
+    packet.base = Fetch::Base::Packet;
+    Fetch skb;
+    skb.derefs = {0x10};
+    packet.skb = skb;
+    Fetch copy = packet;
+    copy.skb->derefs.push_back(0x20);
+    EXPECT_EQ(packet.skb->derefs, std::vector<std::int64_t>{0x10});
+    EXPECT_EQ(copy.skb->derefs, (std::vector<std::int64_t>{0x10, 0x20}));
+    copy = Fetch{};
+    EXPECT_FALSE(copy.skb);
+    EXPECT_TRUE(packet.skb);
+}
+
+}  // namespace
+}  // namespace ksurf

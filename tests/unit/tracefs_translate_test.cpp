@@ -66,7 +66,7 @@ Fetch bitfield(Fetch f, std::int64_t offset, std::uint8_t bit_offset, std::uint8
 Fetch packet(Layer layer, Fetch skb, std::int64_t offset, std::uint32_t size) {
     Fetch f = base(Fetch::Base::Packet);
     f.layer = layer;
-    f.skb = std::make_unique<Fetch>(std::move(skb));
+    f.skb = std::move(skb);
     return load(std::move(f), offset, size);
 }
 
@@ -316,7 +316,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(TracefsTranslateFetch, AnL2HeaderAddressIsNotFetchable) {
     Fetch f = base(Fetch::Base::Packet);
     f.layer = Layer::L2;
-    f.skb = std::make_unique<Fetch>(value(arg(0), 8));
+    f.skb = value(arg(0), 8);
     f = value(std::move(f), 8);
     std::vector<PlannedField> fields;
     fields.push_back(field("x", std::move(f)));
