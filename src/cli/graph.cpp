@@ -47,8 +47,7 @@ PlannedProbe plan_root(const GraphOptions& opt, const Btf& btf) {
     const Probe probe = root_probe(opt.root, btf);
     if (probe.kind != ProbeKind::Entry || probe.target.offset || probe.target.is_glob)
         fail("ROOT must be one function, or a probe 'p FUNC ...' at its entry");
-    const ResolveContext ctx{btf, [](std::string_view s, std::string_view e) { return tracefs::read_format(tracefs::root(), s, e); },
-                             filter_functions};
+    const ResolveContext ctx = kernel_context(btf, filter_functions);
     PlannedProbe plan = resolve(probe, ctx);
     if (!opt.where.empty()) resolve_filter(parse_filter(opt.where), opt.where, plan, ctx);
     // What the predicate reads is worth seeing next to the arguments.

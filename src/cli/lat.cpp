@@ -64,8 +64,7 @@ int run_lat(const CommonOptions& common, LatOptions opt) {
     if (geteuid() != 0 && !features.has(Feature::Bpf)) fail("cannot trace: {}", features.get(Feature::Bpf).reason);
     const Btf btf = common.btf_file.empty() ? Btf::kernel() : Btf::from_file(common.btf_file);
     features.use_btf(btf);
-    const ResolveContext ctx{btf, [](std::string_view s, std::string_view e) { return tracefs::read_format(tracefs::root(), s, e); },
-                             [] { return tracefs::available_filter_functions(); }};
+    const ResolveContext ctx = kernel_context(btf, [] { return tracefs::available_filter_functions(); });
     const PlannedProbe plan = plan_function(opt, ctx);
     const auto tracer = make_latency_tracer(plan, opt.agg, btf, features, common.pids);
     AggregateOptions shown = opt.agg;

@@ -208,9 +208,7 @@ int run_trace(const TraceOptions& opt) {
         if (!functions) functions = filter_functions(btf);
         return *functions;
     };
-    const ResolveContext ctx{
-        btf, [](std::string_view s, std::string_view e) { return tracefs::read_format(tracefs::root(), s, e); },
-        traceable, [] { return tracefs::events(tracefs::root()); }};
+    const ResolveContext ctx = kernel_context(btf, traceable);
     std::vector<PlannedProbe> plans;
     for (const auto& p : probes) {
         auto resolved = resolve_all(p, ctx);

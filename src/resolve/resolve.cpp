@@ -870,8 +870,8 @@ private:
             fail_at(c.name_span, "'caller' is known at a kernel function's entry only (p FUNC, without an offset)");
         if (c.op != CmpOp::Eq && c.op != CmpOp::Ne) fail_at(c.op_span, "'caller' compares with == and != only");
         const std::string sym = c.value.kind == Literal::Kind::String ? c.value.string : c.value.text;
-        if (!kallsyms_) kallsyms_.emplace(Kallsyms::load());
-        const auto found = kallsyms_->find(sym);
+        if (!ctx_.kallsyms) fail_at(c.name_span, "'caller' needs the kernel's symbols (/proc/kallsyms)");
+        const auto found = ctx_.kallsyms().find(sym);
         if (found.empty()) fail_at(c.value.span, fmt::format("no kernel function '{}' in /proc/kallsyms", sym));
         std::size_t field = 0;
         while (field < plan_.fields.size() && plan_.fields[field].fetch.base != Base::Caller) field++;
@@ -1016,7 +1016,6 @@ private:
     PlannedProbe& plan_;
     std::optional<Function> fn_;                  // p, r
     std::optional<tracefs::EventFormat> format_;  // e
-    std::optional<Kallsyms> kallsyms_;            // for `caller`, loaded when one is used
     std::optional<Fetch> skb_;                    // the field named `skb`, if any
 };
 

@@ -2,6 +2,7 @@
 // the fixture header whose clang-built BTF it reads, and the running kernel's BTF checked
 // against UAPI headers (or the BTF layer's own, oracle-tested member()).
 #include "formats.h"
+#include "ksurf/kallsyms.h"
 #include "ksurf/resolve.h"
 
 #include <gtest/gtest.h>
@@ -1007,6 +1008,35 @@ TEST(Fetch, CopiesAreValues) {
     copy = Fetch{};
     EXPECT_FALSE(copy.skb);
     EXPECT_TRUE(packet.skb);
+}
+
+}  // namespace
+}  // namespace ksurf
+
+namespace ksurf {
+namespace {
+
+// caller==FUNC takes FUNC's bounds from the context's symbols (every function of that
+// name); without symbols it is an error at `caller`, not a read of /proc/kallsyms.
+TEST_F(ResolveFixture, CallerBoundsComeFromTheContextsSymbols) {
+    const Kallsyms syms = Kallsyms::parse(
+        "ffffffff81000000 T rs_parent\nffffffff81000040 T rs_next\nffffffffc0000000 t rs_parent\t[rsmod]\nffffffffc0000100 t z\t[rsmod]\n");
+    ResolveContext with = ctx;
+    with.kallsyms = [&]() -> const Kallsyms& { return syms; };
+    const PlannedProbe p = resolve(parse_probe("p rs_open f:caller==rs_parent"), with);
+    const auto& any = *std::get<std::unique_ptr<PlannedFilter>>(p.filter.value());
+    ASSERT_EQ(any.operands.size(), 2u);  // vmlinux's and the module's
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+    for (const auto& in : any.operands) {
+        const auto& both = *std::get<std::unique_ptr<PlannedFilter>>(in);
+        ranges.emplace_back(std::get<std::uint64_t>(std::get<PlannedComparison>(both.operands[0]).value),
+                            std::get<std::uint64_t>(std::get<PlannedComparison>(both.operands[1]).value));
+    }
+    EXPECT_EQ(ranges, (std::vector<std::pair<std::uint64_t, std::uint64_t>>{{0xffffffff81000000, 0xffffffff81000040},
+                                                                          {0xffffffffc0000000, 0xffffffffc0000100}}));
+    auto [message, caret] = error_of([&] { resolve(parse_probe("p rs_open f:caller==rs_parent"), ctx); });
+    EXPECT_EQ(message, "'caller' needs the kernel's symbols (/proc/kallsyms)");
+    EXPECT_EQ(caret, "            ^^^^^^");
 }
 
 }  // namespace
