@@ -131,6 +131,7 @@ public:
         if (probe_.aggregate) value(c);
         for (std::size_t i = 0; i < probe_.fields.size(); i++)
             if (!probe_.fields[i].hidden) spec.outputs.push_back(output(i));
+        spec.presence = packet_presence(probe_);
         return spec;
     }
 
@@ -637,6 +638,7 @@ std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const s
         }
         }
     }
+    settle_packet_names(spec.presence, out);
     return out;
 }
 
