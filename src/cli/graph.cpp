@@ -129,7 +129,9 @@ Examples:
         "Print only graphs lasting at least this long (10us, 2ms; bare: ns)");
     graph->add_option_function<std::string>(
         "--attach", [&opt](const std::string& s) { opt.attach = parse_attach(s); },
-        "Callees on auto, fentry, kprobe or kprobe.multi (default auto)");
+        "How the callees attach (default auto)")
+        ->type_name("ATTACH")
+        ->check(one_of(attach_names()));
     return graph;
 }
 
