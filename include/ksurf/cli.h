@@ -23,7 +23,7 @@ namespace ksurf {
 
 // 0: the run ended as asked. 1: ksurf could not do what was asked, the line before says
 // why: bad usage or input, or the kernel refused (load, attach, permission). With -c, the
-// command's own status. Documented in --help and README.
+// command's own status. Documented in --help, ksurf.1 and docs/RUNNING.md.
 inline constexpr int kExitFailure = 1;
 inline constexpr const char* kExitStatusHelp = R"(Exit status:
   0   the run ended (-d, Ctrl-C, SIGTERM, SIGHUP, or -c's command exited with 0)
