@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     ksurf::add_common_options(app, opt);
     // The options below are tracing's alone; a subcommand given one is told so.
     std::vector<CLI::Option*> trace_only{
-        app.add_option("probes", opt.probes, "Probes (see below)"),
+        app.add_option("probes", opt.probes, "Probes (see below)")->type_name("PROBE"),
         app.add_option("-f,--file", opt.probe_file, "Read probes from FILE, one per line")->check(CLI::ExistingFile),
         app.add_flag("-S,--script", opt.script, "Print the tracefs translation as a shell script; attach nothing"),
         app.add_option("-o,--output-script", opt.script_file, "Write the tracefs translation to FILE (mode 0600)")

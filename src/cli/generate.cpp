@@ -171,13 +171,32 @@ std::string completion_case(CLI::App& cmd, const std::string& label) {
                                                                                           : "()";
         values += fmt::format("        {}) COMPREPLY={}; return ;;\n", fmt::join(n, "|"), reply);
     }
-    return fmt::format("    {})\n        case $prev in\n{}        esac\n        opts='{}' ;;\n", label, values, words(all));
+    // What its positional arguments are, for _ksurf_names: probe texts, functions or globs.
+    std::string names;
+    for (const CLI::Option* o : cmd.get_options())
+        if (o->get_positional()) names = o->get_type_name();
+    return fmt::format("    {})\n        case $prev in\n{}        esac\n        opts='{}' names={} ;;\n", label, values, words(all),
+                       names);
 }
 
 std::string completion(CLI::App& app) {
     std::string out = R"(# bash completion for ksurf; written by `ksurf --generate bash-completion`.
+
+# What `ksurf list` names for the word being completed ($cur, its opening quote left out):
+# PROBE completes a probe text's target ('e sched/sched_sw' to 'e sched/sched_switch'),
+# FUNC a function, GLOB any name `ksurf list` takes.
+_ksurf_names() {
+    local word=${cur#[\"\']} IFS=$'\n'
+    case $1 in
+    PROBE) [[ $word == [pre]\ * ]] &&
+        COMPREPLY=($(ksurf list "$word*" 2>/dev/null | awk -v kind="${word%% *}" '{print kind " " $2}')) ;;
+    FUNC) COMPREPLY=($(ksurf list "p $word*" 2>/dev/null | awk '{print $2}')) ;;
+    GLOB) COMPREPLY=($(ksurf list "$word*" 2>/dev/null | awk '{print $2}')) ;;
+    esac
+}
+
 _ksurf() {
-    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} cmd= i opts
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} cmd= i opts names
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
 )";
@@ -197,8 +216,9 @@ _ksurf() {
     out += fmt::format(R"(    esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
-    elif [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W '{}' -- "$cur"))
+    else
+        _ksurf_names "$names"
+        [[ -n $cmd || ${{#COMPREPLY[@]}} != 0 ]] || COMPREPLY=($(compgen -W '{}' -- "$cur"))
     fi
 }}
 complete -F _ksurf ksurf

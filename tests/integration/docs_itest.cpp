@@ -104,13 +104,16 @@ TEST(ManPage, RendersWithoutWarnings) {
     EXPECT_NE(man.out.find("EXIT STATUS"), std::string::npos) << man.out;
 }
 
-// The words _ksurf offers for WORDS with the cursor on the last one.
+// The words _ksurf offers for WORDS with the cursor on the last one; the script runs the
+// ksurf under test for names.
 std::set<std::string> complete(const TempFile& script, const std::vector<std::string>& words) {
     std::string array;
-    for (const auto& w : words) array += fmt::format(" '{}'", w);
+    for (const auto& w : words) array += " '" + std::regex_replace(w, std::regex("'"), "'\\''") + "'";
+    const std::string bin = ksurf_bin();
     const Result r = run({"/bin/bash", "-c",
-                          fmt::format("source {} && COMP_WORDS=({}) && COMP_CWORD={} && _ksurf && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
-                                      script.path(), array, words.size() - 1)});
+                          fmt::format("PATH={}:$PATH && source {} && COMP_WORDS=({}) && COMP_CWORD={} && _ksurf && "
+                                      "printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                                      bin.substr(0, bin.rfind('/')), script.path(), array, words.size() - 1)});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err, "");
     std::set<std::string> out;
@@ -131,6 +134,10 @@ TEST(BashCompletion, CompletesCommandsOptionsAndTheirValues) {
     EXPECT_EQ(complete(script, {"ksurf", "skb", "--attach", ""}), (Words{"auto", "kprobe", "kprobe.multi"}));
     EXPECT_EQ(complete(script, {"ksurf", "-d", "5", "gr"}), Words{"graph"});
     EXPECT_EQ(complete(script, {"ksurf", "-c", "tru"}).count("true"), 1u);
+    // Probe targets and functions, as `ksurf list` names them.
+    EXPECT_EQ(complete(script, {"ksurf", "'e sched/sched_proc"}).count("e sched/sched_process_exec"), 1u);
+    EXPECT_EQ(complete(script, {"ksurf", "list", "sched/sched_proc"}).count("sched/sched_process_fork"), 1u);
+    EXPECT_EQ(complete(script, {"ksurf", "lat", "do_nanosl"}), Words{"do_nanosleep"});
 
     // Every option --help lists, for its command; the common options for each command too.
     const auto top = help_options("");
