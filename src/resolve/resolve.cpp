@@ -290,9 +290,9 @@ public:
         // Each event must carry what says whether its packet is of a printed name's protocol;
         // after the printed fields, whose indices are their order in the probe.
         const std::size_t printed = plan_.fields.size();
+        const Span s{0, 0};  // the printed name resolved, so its guards do too
         for (std::size_t i = 0; i < printed; ++i) {
             if (plan_.fields[i].packet.empty()) continue;
-            const Span s{0, 0};
             for (std::string_view g : protocol_names(packet_name_ok(plan_.fields[i].packet).proto)) {
                 PlannedField& f = plan_.fields[packet_slot(packet_name_ok(g), s)];
                 if (f.hidden) {
@@ -1233,7 +1233,7 @@ void settle_packet_names(const PacketPresence& presence, std::vector<FieldValue>
     std::vector<std::size_t> absent;
     for (const auto& [at, proto] : presence.names)
         if (!of(proto)) absent.push_back(at);
-    // Only once every test has read the values: a printed ip.proto may also be a guard.
+    // Only once every test has read the values: a printed ip.proto is one the tests read.
     for (std::size_t at : absent) values[at].value.v = Absent{};
     for (auto it = presence.guards.rbegin(); it != presence.guards.rend(); ++it)
         values.erase(values.begin() + static_cast<std::ptrdiff_t>(*it));
