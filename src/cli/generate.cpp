@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <cctype>
 #include <sstream>
 
 #include "ksurf/cli.h"
@@ -23,6 +24,10 @@ std::string roff(std::string_view text) {
         else out += c;
     }
     return out;
+}
+
+std::string joined(const std::vector<std::string>& words, std::string_view sep = " ") {
+    return fmt::format("{}", fmt::join(words, sep));
 }
 
 bool hidden(const CLI::Option* o) { return o->get_group().empty(); }
@@ -96,7 +101,7 @@ std::string man_options(const std::vector<CLI::Option*>& options) {
             const auto values = values_of(o);
             std::string type = o->get_type_name();
             if (const auto colon = type.find(':'); colon != std::string::npos) type.resize(colon);
-            label += fmt::format(" \\fI{}\\fR", roff(values.empty() ? type : fmt::format("{}", fmt::join(values, "|"))));
+            label += fmt::format(" \\fI{}\\fR", roff(values.empty() ? type : joined(values, "|")));
         }
         std::string text = o->get_description();
         if (!o->get_default_str().empty()) text += fmt::format(" (default {})", o->get_default_str());
@@ -126,7 +131,9 @@ std::string man(CLI::App& app, std::string_view version) {
     for (CLI::App* c : commands) out += ".br\n" + usage(*c) + "\n";
 
     std::string examples, exit_status;
-    out += ".SH DESCRIPTION\n" + roff(description) + ".\n";
+    std::string sentence = description;
+    sentence[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(sentence[0])));
+    out += ".SH DESCRIPTION\n" + roff(sentence) + ".\n";
     for (const Block& b : blocks(app.get_footer())) {
         if (b.heading == "Examples") examples = verbatim(b.text);
         else if (b.heading == "Exit status") exit_status = verbatim(b.text);
@@ -154,8 +161,6 @@ std::string man(CLI::App& app, std::string_view version) {
     return out;
 }
 
-std::string words(const std::vector<std::string>& w) { return fmt::format("{}", fmt::join(w, " ")); }
-
 // One command's case in _ksurf: the words after `-`, and how each option's value completes.
 std::string completion_case(CLI::App& cmd, const std::string& label) {
     std::vector<std::string> all, plain;
@@ -166,16 +171,16 @@ std::string completion_case(CLI::App& cmd, const std::string& label) {
         // An option whose value may be left out (--count) lets the next word complete as usual.
         if (!takes_value(o) || o->get_expected_min() == 0) continue;
         const auto choices = values_of(o);
-        const std::string reply = !choices.empty() ? fmt::format("($(compgen -W '{}' -- \"$cur\"))", words(choices))
+        const std::string reply = !choices.empty() ? fmt::format("($(compgen -W '{}' -- \"$cur\"))", joined(choices))
                                   : o->get_type_name().find("FILE") != std::string::npos ? "($(compgen -f -- \"$cur\"))"
                                                                                           : "()";
-        values += fmt::format("        {}) COMPREPLY={}; return ;;\n", fmt::join(n, "|"), reply);
+        values += fmt::format("        {}) COMPREPLY={}; return ;;\n", joined(n, "|"), reply);
     }
     // What its positional arguments are, for _ksurf_names: probe texts, functions or globs.
     std::string names;
     for (const CLI::Option* o : cmd.get_options())
         if (o->get_positional()) names = o->get_type_name();
-    return fmt::format("    {})\n        case $prev in\n{}        esac\n        opts='{}' names={} ;;\n", label, values, words(all),
+    return fmt::format("    {})\n        case $prev in\n{}        esac\n        opts='{}' names={} ;;\n", label, values, joined(all),
                        names);
 }
 
@@ -202,7 +207,7 @@ _ksurf() {
 )";
     std::vector<std::string> command_names;
     for (CLI::App* c : app.get_subcommands([](CLI::App*) { return true; })) command_names.push_back(c->get_name());
-    out += fmt::format("        {}) cmd=${{COMP_WORDS[i]}}; break ;;\n", fmt::join(command_names, "|"));
+    out += fmt::format("        {}) cmd=${{COMP_WORDS[i]}}; break ;;\n", joined(command_names, "|"));
     out += R"(        # -c takes the rest of the line: a command, then its own words.
         -c|--command)
             if ((i == COMP_CWORD - 1)); then COMPREPLY=($(compgen -c -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi
@@ -223,7 +228,7 @@ _ksurf() {
 }}
 complete -F _ksurf ksurf
 )",
-                       words(command_names));
+                       joined(command_names));
     return out;
 }
 
