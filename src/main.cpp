@@ -71,17 +71,19 @@ Examples:
 
 int main(int argc, char** argv) {
     CLI::App app{"ksurf: trace kernel functions and events with typed fields and in-kernel filters"};
-    app.set_version_flag("--version", std::string("ksurf ") + KSURF_VERSION);
+    const std::string version = std::string("ksurf ") + KSURF_VERSION;
+    app.set_version_flag("--version", version);
     // The tracing options extend the common ones, which graph and skb take on their own.
     ksurf::TraceOptions opt;
     bool list_mode = false;
     ksurf::add_common_options(app, opt);
     // The options below are tracing's alone; a subcommand given one is told so.
     std::vector<CLI::Option*> trace_only{
-        app.add_option("probes", opt.probes, "Probes (see below)"),
+        app.add_option("probes", opt.probes, "Probes (see below)")->type_name("PROBE"),
         app.add_option("-f,--file", opt.probe_file, "Read probes from FILE, one per line")->check(CLI::ExistingFile),
         app.add_flag("-S,--script", opt.script, "Print the tracefs translation as a shell script; attach nothing"),
-        app.add_option("-o,--output-script", opt.script_file, "Write the tracefs translation to FILE (mode 0600)"),
+        app.add_option("-o,--output-script", opt.script_file, "Write the tracefs translation to FILE (mode 0600)")
+            ->type_name("FILE"),
         app.add_flag("-s,--stack", opt.stacks, "Print each event's kernel stack under it"),
         app.add_option("-F,--disassemble", opt.disassemble,
                        "Print a kernel function's instructions with the offsets 'p FUNC+OFF' takes; trace nothing"),
@@ -92,7 +94,8 @@ int main(int argc, char** argv) {
                        "Trace only tasks in this cgroup v2 directory (absolute or under /sys/fs/cgroup; BPF only)"),
         app.add_option("--pcap", opt.pcap,
                        "Only packets this tcpdump expression matches, tested in the kernel on each probe's sk_buff (BPF only)"),
-        app.add_option("-w,--write", opt.pcap_file, "Write the matched packets to this pcapng file (mode 0600; BPF only)"),
+        app.add_option("-w,--write", opt.pcap_file, "Write the matched packets to this pcapng file (mode 0600; BPF only)")
+            ->type_name("FILE"),
         app.add_option("--snaplen", opt.snaplen, "-w: bytes kept per packet from its network header")
             ->capture_default_str()
             ->check(CLI::Range(1, 2048)),
@@ -114,6 +117,8 @@ int main(int argc, char** argv) {
     auto* list = ksurf::add_list_command(app, list_opt);
     ksurf::LatOptions lat_opt;
     auto* lat = ksurf::add_lat_command(app, lat_opt);
+    std::string generate;
+    app.add_option("--generate", generate, "The man page or the bash completion, for the build")->group("");
     app.require_subcommand(0, 1);
     // After the subcommands, which would copy it: theirs show their own examples.
     app.footer(std::string(kHelpFooter) + "\n\n" + ksurf::kExitStatusHelp);
@@ -129,6 +134,10 @@ int main(int argc, char** argv) {
             if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
             fmt::print(stderr, "{}\n", ksurf::option_error(e));
             return ksurf::kExitFailure;
+        }
+        if (!generate.empty()) {
+            fmt::print("{}", ksurf::generate(app, generate, version));
+            return 0;
         }
         if (cut < argc) {
             if (command.empty()) ksurf::fail("-c needs a command");

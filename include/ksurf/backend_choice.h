@@ -18,6 +18,7 @@ enum class BackendKind { Bpf, Tracefs };
 enum class BackendRequest { Auto, Bpf, Fentry, Kprobe, Tracefs };
 BackendRequest parse_backend_request(std::string_view text);  // throws on unknown names
 std::string_view backend_name(BackendRequest req);             // as --backend spells it
+std::vector<std::string> backend_names();                      // every name --backend takes
 
 struct BackendChoice {
     BackendKind kind = BackendKind::Bpf;

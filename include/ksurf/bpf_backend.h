@@ -66,6 +66,7 @@ struct BpfProgramSpec {
     std::vector<BpfOutput> outputs;   // the plan's visible fields, in order
     std::vector<BpfOutput> key_outputs;  // an aggregation's key fields, in key order
     bool raw_record = false;          // the payload ends with the record (config.record_out)
+    PacketPresence presence;          // decode_bpf() prints packet names as filters test them
 };
 
 // The payload bytes field F takes, as encode_bpf() lays it out: an aggregation's key is

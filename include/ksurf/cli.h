@@ -16,13 +16,14 @@ namespace CLI {
 class App;
 class Option;
 class ParseError;
+class Validator;
 }  // namespace CLI
 
 namespace ksurf {
 
 // 0: the run ended as asked. 1: ksurf could not do what was asked, the line before says
 // why: bad usage or input, or the kernel refused (load, attach, permission). With -c, the
-// command's own status. Documented in --help and README.
+// command's own status. Documented in --help, ksurf.1 and docs/RUNNING.md.
 inline constexpr int kExitFailure = 1;
 inline constexpr const char* kExitStatusHelp = R"(Exit status:
   0   the run ended (-d, Ctrl-C, SIGTERM, SIGHUP, or -c's command exited with 0)
@@ -42,7 +43,24 @@ struct CommonOptions {
     std::uint32_t buffer_kb = 0;     // --buffer-size: KB of kernel buffer; 0: the backend's default
 };
 
+// Adds them to APP in the option group kCommonGroup, which every command takes.
 void add_common_options(CLI::App& app, CommonOptions& opt);
+inline constexpr const char* kCommonGroup = "Options of every command";
+
+// "a, b or c": a set of values in an error's words.
+std::string either(const std::vector<std::string>& values);
+// Names the fixed VALUES an option takes for --help, the man page and the completion
+// (validator kOneOf, read back by generate.cpp); the option's own parser checks the value
+// and words its error.
+CLI::Validator one_of(const std::vector<std::string>& values);
+inline constexpr const char* kOneOf = "one of";
+// The names --attach takes.
+std::vector<std::string> attach_names();
+
+// `ksurf --generate man|bash-completion`: APP's commands and options as a man page
+// (groff, its header naming VERSION) or a bash completion script, so neither is a second
+// copy of --help to drift. Throws for another KIND.
+std::string generate(CLI::App& app, std::string_view kind, std::string_view version);
 
 // An option's value in OPTION's words ("-d takes ..."); each throws a one-line Error.
 // -d: 5, 1.5 (seconds), 500ms, 2m; more than 0 and at most a year.

@@ -14,8 +14,12 @@ namespace ksurf {
 // IPv6: a 16-byte address, decoded to its text (a string value) by the backend.
 enum class Display { Decimal, Hex, IPv4, IPv6, String };
 
+// A packet name of another protocol than the packet's (`udp.dport` of a TCP segment): text
+// prints it as `-`, JSON leaves it out, as a filter's comparison of it is false.
+struct Absent {};
+
 struct Value {
-    std::variant<std::int64_t, std::uint64_t, std::string> v;
+    std::variant<std::int64_t, std::uint64_t, std::string, Absent> v;
     Display display = Display::Decimal;
 };
 

@@ -91,6 +91,10 @@ struct PlannedField {
     unsigned swap_bits = 0;              // byte-swap the low 16/32/64 bits before display
     std::string c_type;                  // resolved C type, for -v and -S comments
     bool hidden = false;                 // fetched only because the filter needs it
+    std::string packet;                  // the packet name it reads ("udp.dport"); empty: none
+    // Sent by the backends but not printed: the packet's ipver, ip.proto or ip6.nexthdr,
+    // which say whether the printed packet names apply to it (settle_packet_names()).
+    bool guard = false;
 };
 
 // The filter with every name bound: to a field of the plan, or to a value the kernel
@@ -162,6 +166,20 @@ struct PlannedProbe {
     std::optional<PacketCapture> packet;
     std::optional<PlannedAggregate> aggregate;
 };
+
+// Which of a probe's decoded fields (its visible ones, in order) are packet names and which
+// hold the packet's protocol, so that a name of another protocol prints as absent.
+struct PacketPresence {
+    enum class Proto : std::uint8_t { Any, Ip, Ip6, Tcp, Udp, Icmp, Icmp6 };
+    std::size_t visible = 0;                                 // the fields a backend decodes
+    std::vector<std::pair<std::size_t, Proto>> names;        // position, the name's protocol
+    std::optional<std::size_t> ipver, ip_proto, ip6_nexthdr; // positions
+    std::vector<std::size_t> guards;                         // positions not printed
+};
+PacketPresence packet_presence(const PlannedProbe& plan);  // in src/resolve
+// VALUES, decoded as PRESENCE's probe lays them out: the packet names of another protocol
+// become Absent and the guards are removed. Values of another layout are left as they are.
+void settle_packet_names(const PacketPresence& presence, std::vector<FieldValue>& values);
 
 // How errors and -v name P: "p vfs_read+0x5", "r tcp_v4_rcv", "P /bin/bash:readline", "e sched/sched_switch".
 std::string probe_label(const PlannedProbe& p);

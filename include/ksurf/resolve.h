@@ -36,7 +36,8 @@
 // first struct sk_buff * parameter, else (e probes) the record's `skbaddr`. L4 names read
 // the transport header the kernel set (skb->transport_header); the IPv6 next header is the
 // fixed header's, extension headers are not followed. A parameter or tracepoint field
-// named like the prefix (`ip`) hides the packet names.
+// named like the prefix (`ip`) hides the packet names. A printed packet name agrees: for a
+// packet of another protocol it is absent (settle_packet_names()).
 //
 // e probes print tracepoint fields by name only (`NAME=FIELD`); without fields, every
 // non-common field of the format except __rel_loc and non-string dynamic arrays, which

@@ -68,6 +68,7 @@ struct TracefsProbe {
     // The plan's printed fields, in order. Empty for an e probe that prints none: then
     // every field of the tracepoint is printed, as the BPF backend does.
     std::vector<FieldSource> fields;
+    PacketPresence presence;  // printed packet names as filters test them
 
     // What this translation prints differently from the BPF backend, one line each.
     std::vector<std::string> notes;

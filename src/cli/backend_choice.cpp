@@ -6,6 +6,7 @@
 #include <optional>
 #include <utility>
 
+#include "ksurf/cli.h"
 #include "ksurf/error.h"
 
 namespace ksurf {
@@ -72,7 +73,13 @@ constexpr std::pair<BackendRequest, std::string_view> kBackendNames[] = {{Backen
 BackendRequest parse_backend_request(std::string_view text) {
     for (const auto& [req, name] : kBackendNames)
         if (text == name) return req;
-    fail("unknown backend '{}': expected auto, bpf, fentry, kprobe or tracefs", printable(text));
+    fail("unknown backend '{}': expected {}", printable(text), either(backend_names()));
+}
+
+std::vector<std::string> backend_names() {
+    std::vector<std::string> out;
+    for (const auto& [req, name] : kBackendNames) out.emplace_back(name);
+    return out;
 }
 
 std::string_view backend_name(BackendRequest req) {

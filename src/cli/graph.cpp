@@ -114,7 +114,7 @@ Examples:
   ksurf graph 'p tcp_v4_rcv b16_dport=@(struct tcphdr *)l4%0->dest f:b16_dport==9000' --json
   ksurf graph vfs_read --where 'comm=="cat"' --depth 2 --funcs 'ext4_*' --max 10 --sample 1/4 --min-duration 50us
   ksurf graph do_sys_openat2 --backend tracefs -p 1234     # ftrace's function_graph, one process)");
-    graph->add_option("root", opt.root, "FUNC, or a probe 'p FUNC [NAME=EXPR...] [f:FILTER]'")->required();
+    graph->add_option("root", opt.root, "FUNC, or a probe 'p FUNC [NAME=EXPR...] [f:FILTER]'")->required()->type_name("FUNC");
     graph->add_option("--where", opt.where, "Predicate on ROOT's arguments and packet, checked in the kernel");
     graph->add_option("--pcap", opt.pcap, "tcpdump expression over ROOT's sk_buff");
     graph->add_option("--funcs", opt.funcs, "Also trace the functions these globs match")->expected(1, -1);
@@ -128,7 +128,9 @@ Examples:
         "Print only graphs lasting at least this long (10us, 2ms; bare: ns)");
     graph->add_option_function<std::string>(
         "--attach", [&opt](const std::string& s) { opt.attach = parse_attach(s); },
-        "Callees on auto, fentry, kprobe or kprobe.multi (default auto)");
+        "How the callees attach (default auto)")
+        ->type_name("ATTACH")
+        ->check(one_of(attach_names()));
     return graph;
 }
 

@@ -48,7 +48,7 @@ Examples:
   ksurf lat vfs_read --by comm --interval 1s
   ksurf lat do_nanosleep --where 'comm=="sleep"'
   ksurf lat ip_rcv --pcap 'udp port 53' --json)");
-    lat->add_option("function", opt.function, "The function to time")->required();
+    lat->add_option("function", opt.function, "The function to time")->required()->type_name("FUNC");
     lat->add_option("--where", opt.where, "Predicate on the arguments and packet, checked in the kernel at entry");
     lat->add_option("--pcap", opt.pcap, "tcpdump expression over the function's sk_buff");
     add_aggregate_options(*lat, opt.agg, false);

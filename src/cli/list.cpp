@@ -50,7 +50,7 @@ Examples:
   ksurf list -v 'e sched/sched_switch'
   ksurf list 'struct sk_buff'
   ksurf -l 'vfs_*'                      # as bpftrace -l)");
-    list->add_option("glob", opt.globs, "Probe globs or type names; none lists everything");
+    list->add_option("glob", opt.globs, "Probe globs or type names; none lists everything")->type_name("GLOB");
     return list;
 }
 

@@ -58,12 +58,34 @@ std::uint64_t parse_duration_ns(std::string_view text, std::string_view option) 
     return static_cast<std::uint64_t>(*ns);
 }
 
+constexpr std::pair<std::string_view, FunctionAttach> kAttachNames[] = {{"auto", FunctionAttach::Auto},
+                                                                       {"fentry", FunctionAttach::Fentry},
+                                                                       {"kprobe", FunctionAttach::Kprobe},
+                                                                       {"kprobe.multi", FunctionAttach::KprobeMulti}};
+
 FunctionAttach parse_attach(std::string_view text) {
-    if (text == "auto") return FunctionAttach::Auto;
-    if (text == "fentry") return FunctionAttach::Fentry;
-    if (text == "kprobe") return FunctionAttach::Kprobe;
-    if (text == "kprobe.multi") return FunctionAttach::KprobeMulti;
-    fail("--attach takes auto, fentry, kprobe or kprobe.multi, not '{}'", printable(text));
+    for (const auto& [name, attach] : kAttachNames)
+        if (text == name) return attach;
+    fail("--attach takes {}, not '{}'", either(attach_names()), printable(text));
+}
+
+std::vector<std::string> attach_names() {
+    std::vector<std::string> out;
+    for (const auto& [name, attach] : kAttachNames) out.emplace_back(name);
+    return out;
+}
+
+std::string either(const std::vector<std::string>& values) {
+    std::string out;
+    for (std::size_t i = 0; i < values.size(); i++)
+        out += (i == 0 ? "" : i + 1 == values.size() ? " or " : ", ") + values[i];
+    return out;
+}
+
+CLI::Validator one_of(const std::vector<std::string>& values) {
+    std::string set;
+    for (const auto& v : values) set += (set.empty() ? "" : ",") + v;
+    return CLI::Validator([](const std::string&) { return std::string(); }, "{" + set + "}", kOneOf);
 }
 
 std::uint32_t parse_pid(std::string_view text) {
@@ -77,6 +99,7 @@ std::uint32_t parse_pid(std::string_view text) {
 }
 
 void add_common_options(CLI::App& app, CommonOptions& opt) {
+    const std::size_t before = app.get_options().size();
     app.add_option_function<std::string>(
            "-d,--duration", [&opt](const std::string& s) { opt.duration = parse_seconds(s, "-d"); },
            "Stop after this long: 5 or 1.5 (seconds), 500ms, 2m")
@@ -84,9 +107,10 @@ void add_common_options(CLI::App& app, CommonOptions& opt) {
     app.add_flag("--json", opt.json, "Print events as JSON lines");
     app.add_option_function<std::string>(
            "--backend", [&opt](const std::string& s) { opt.backend = parse_backend_request(s); },
-           "auto, bpf, fentry, kprobe or tracefs (default auto)")
-        ->type_name("BACKEND");
-    app.add_option("--btf", opt.btf_file, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux");
+           "Which backend runs the probes (default auto)")
+        ->type_name("BACKEND")
+        ->check(one_of(backend_names()));
+    app.add_option("--btf", opt.btf_file, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux")->type_name("FILE");
     app.add_flag("-v,--verbose", opt.verbose, "Explain ksurf's choices and their reasons; -vv adds libbpf's log");
     app.add_option_function<std::vector<std::string>>(
            "-p,--pid",
@@ -101,6 +125,8 @@ void add_common_options(CLI::App& app, CommonOptions& opt) {
                    "KB of kernel buffer events wait in: the BPF ring buffer (rounded up to a power of two; default "
                    "1024) or each CPU's tracefs buffer. Events that find it full are dropped and counted")
         ->check(CLI::Range(4, 1 << 20));
+    const auto options = app.get_options();
+    for (auto it = options.begin() + static_cast<std::ptrdiff_t>(before); it != options.end(); ++it) (*it)->group(kCommonGroup);
 }
 
 std::vector<CLI::Option*> add_aggregate_options(CLI::App& app, AggregateOptions& opt, bool values) {
@@ -148,7 +174,8 @@ std::vector<CLI::Option*> add_aggregate_options(CLI::App& app, AggregateOptions&
     added.push_back(app.add_option("--top", opt.top, "Print only the N largest keys")->check(CLI::Range(1, 1 << 30)));
     added.push_back(app.add_flag("--folded", opt.folded, "Stack keys as folded lines (key;outer;...;inner value)"));
     added.push_back(app.add_option("--metrics-file", opt.metrics_file,
-                                   "Replace this file atomically with OpenMetrics text at every print"));
+                                   "Replace this file atomically with OpenMetrics text at every print")
+                        ->type_name("FILE"));
     added.push_back(app.add_option("--map-size", opt.map_size, "Keys the kernel aggregates at most; hits with more are counted")
                         ->capture_default_str()
                         ->check(CLI::Range(1, 1 << 22)));

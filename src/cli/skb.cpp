@@ -28,17 +28,21 @@ Examples:
     skb->add_option("--pcap", opt.pcap, "tcpdump expression, tested in the kernel until a packet matches once");
     skb->add_option("--funcs", opt.funcs, "Only the functions these globs match")->expected(1, -1);
     skb->add_flag("--no-return{false}", opt.returns, "No return probes: no return values, and half the probe cost");
+    // fentry cannot follow an skb through clones and frees: it needs kprobes.
+    const std::vector<std::string> attach{"auto", "kprobe", "kprobe.multi"};
     skb->add_option_function<std::string>(
         "--attach",
-        [&opt](const std::string& s) {
+        [&opt, attach](const std::string& s) {
             switch (parse_attach(s)) {
             case FunctionAttach::Auto: opt.attach = SkbAttach::Auto; break;
             case FunctionAttach::Kprobe: opt.attach = SkbAttach::Kprobe; break;
             case FunctionAttach::KprobeMulti: opt.attach = SkbAttach::KprobeMulti; break;
-            case FunctionAttach::Fentry: fail("ksurf skb takes --attach auto, kprobe or kprobe.multi: it needs kprobes");
+            case FunctionAttach::Fentry: fail("ksurf skb takes --attach {}: it needs kprobes", either(attach));
             }
         },
-        "auto, kprobe or kprobe.multi (default auto)");
+        "How the functions attach (default auto)")
+        ->type_name("ATTACH")
+        ->check(one_of(attach));
     return skb;
 }
 

@@ -107,7 +107,11 @@ bool add_all(Backend& backend, const std::vector<PlannedProbe>& plans) {
 void print_plan(const PlannedProbe& p) {
     fmt::print(stderr, "ksurf: {}\n", p.text);
     for (const auto& f : p.fields)
-        fmt::print(stderr, "         {}{} : {}\n", f.name, f.hidden ? " (for the filter)" : "", f.c_type);
+        fmt::print(stderr, "         {}{} : {}\n", f.name,
+                   f.hidden  ? " (for the filter)"
+                   : f.guard ? " (whether the packet names apply)"
+                             : "",
+                   f.c_type);
 }
 
 void say_stale(const std::vector<tracefs::StaleRun>& stale) {

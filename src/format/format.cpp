@@ -76,6 +76,10 @@ std::size_t value_bound(const Value& v) {
 // format_value(V) at P.
 char* put_value(char* p, const Value& v) {
     if (const auto* s = std::get_if<std::string>(&v.v)) return put_printable(p, *s);
+    if (std::holds_alternative<Absent>(v.v)) {
+        *p++ = '-';
+        return p;
+    }
     const auto* i = std::get_if<std::int64_t>(&v.v);
     const std::uint64_t bits = i ? static_cast<std::uint64_t>(*i) : std::get<std::uint64_t>(v.v);
     switch (v.display) {
@@ -305,9 +309,10 @@ public:
         p = fmt::format_to(p, FMT_COMPILE(",\"pid\":{},\"tgid\":{},\"cpu\":{},\"probe\":"), ev.pid, ev.tgid, ev.cpu);
         p = put_json_string(p, ev.probe);
         p = put(p, ",\"fields\":{");
-        for (std::size_t i = 0; i < ev.fields.size(); i++) {
-            const auto& f = ev.fields[i];
-            if (i) *p++ = ',';
+        bool first = true;
+        for (const auto& f : ev.fields) {
+            if (std::holds_alternative<Absent>(f.value.v)) continue;
+            if (!std::exchange(first, false)) *p++ = ',';
             p = put_json_string(p, f.name);
             *p++ = ':';
             p = put_json_value(p, f.value);

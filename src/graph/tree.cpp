@@ -126,9 +126,11 @@ std::string format_graph(const Graph& g, const std::vector<std::string>& names) 
 std::string graph_json(const Graph& g, const std::vector<std::string>& names) {
     nlohmann::json args = nlohmann::json::object();
     for (const auto& f : g.root.fields) {
+        if (std::holds_alternative<Absent>(f.value.v)) continue;
         if (const auto* s = std::get_if<std::string>(&f.value.v)) args[f.name] = *s;
         else if (f.value.display == Display::Hex || f.value.display == Display::IPv4) args[f.name] = format_value(f.value);
-        else std::visit([&](auto v) { args[f.name] = v; }, f.value.v);
+        else if (const auto* i = std::get_if<std::int64_t>(&f.value.v)) args[f.name] = *i;
+        else args[f.name] = std::get<std::uint64_t>(f.value.v);
     }
     nlohmann::json j{{"graph", g.id},
                      {"root", names.at(0)},

@@ -147,8 +147,8 @@ void follow(Place& p) {
 // Packet names: PROTO.FIELD of the packet an sk_buff holds, and the protocol-independent
 // `ipver` and `l4proto`. A comparison of a name is true only for packets of its protocol
 // (Proto): the resolver ANDs it with that protocol's test, so bytes of another header
-// never match.
-enum class Proto : std::uint8_t { Any, Ip, Ip6, Tcp, Udp, Icmp, Icmp6 };
+// never match; a printed name of another protocol is absent (settle_packet_names()).
+using Proto = PacketPresence::Proto;
 
 struct PacketName {
     std::string_view name;
@@ -212,6 +212,18 @@ std::uint64_t ip_protocol(Proto p) {
     }
 }
 
+// The packet names whose values say whether a packet is one of PROTO.
+std::vector<std::string_view> protocol_names(Proto p) {
+    switch (p) {
+    case Proto::Any: return {};
+    case Proto::Ip:
+    case Proto::Ip6: return {"ipver"};
+    case Proto::Icmp: return {"ipver", "ip.proto"};
+    case Proto::Icmp6: return {"ipver", "ip6.nexthdr"};
+    default: return {"ipver", "ip.proto", "ip6.nexthdr"};
+    }
+}
+
 PlannedComparison compare_field(std::size_t field, CmpOp op, std::variant<std::int64_t, std::uint64_t, std::string> v,
                                 Span s) {
     PlannedComparison c;
@@ -258,6 +270,20 @@ public:
         for (const Field& f : fields)
             if (f.name == "skb") skb_ = skb_field(field(f), f.expr.span);
         for (const Field& f : fields) plan_.fields.push_back(field(f));
+        // Each event must carry what says whether its packet is of a printed name's protocol;
+        // after the printed fields, whose indices are their order in the probe.
+        const std::size_t printed = plan_.fields.size();
+        const Span s{0, 0};  // the printed name resolved, so its guards do too
+        for (std::size_t i = 0; i < printed; ++i) {
+            if (plan_.fields[i].packet.empty()) continue;
+            for (std::string_view g : protocol_names(packet_name_ok(plan_.fields[i].packet).proto)) {
+                PlannedField& f = plan_.fields[packet_slot(packet_name_ok(g), s)];
+                if (f.hidden) {
+                    f.hidden = false;
+                    f.guard = true;
+                }
+            }
+        }
         if (!format_ || !fields.empty()) return;
         // A bare `e SUBSYS/EVENT` prints the tracepoint's own fields, less what cannot be read.
         for (const tracefs::Field& f : format_->fields)
@@ -736,15 +762,16 @@ private:
             out = lower(std::move(p), s);
         }
         out.name = n.name;
+        out.packet = n.name;
         out.display = n.display;
         out.swap_bits = n.swap_bits;
         return out;
     }
 
-    // The hidden field of packet name N, shared by every comparison of it.
+    // The hidden (or guard) field of packet name N, shared by every comparison of it.
     std::size_t packet_slot(const PacketName& n, Span s) {
         for (std::size_t i = 0; i < plan_.fields.size(); ++i)
-            if (plan_.fields[i].hidden && plan_.fields[i].name == n.name) return i;
+            if ((plan_.fields[i].hidden || plan_.fields[i].guard) && plan_.fields[i].name == n.name) return i;
         return add_hidden(packet_field(n, s), n.name);
     }
 
@@ -1145,6 +1172,53 @@ std::vector<PlannedProbe> resolve_all(const Probe& probe, const ResolveContext& 
         if (plans.empty()) throw error(fmt::format("no function with BTF matches '{}'", t.name));
         return plans;
     });
+}
+
+PacketPresence packet_presence(const PlannedProbe& plan) {
+    PacketPresence out;
+    for (const PlannedField& f : plan.fields) {
+        if (f.hidden) continue;
+        const std::size_t at = out.visible++;
+        if (f.guard) out.guards.push_back(at);
+        if (f.packet.empty()) continue;
+        const Proto proto = packet_name_ok(f.packet).proto;
+        if (proto != Proto::Any && !f.guard) out.names.emplace_back(at, proto);
+        if (f.packet == "ipver") out.ipver = at;
+        if (f.packet == "ip.proto") out.ip_proto = at;
+        if (f.packet == "ip6.nexthdr") out.ip6_nexthdr = at;
+    }
+    return out;
+}
+
+void settle_packet_names(const PacketPresence& presence, std::vector<FieldValue>& values) {
+    if ((presence.names.empty() && presence.guards.empty()) || values.size() != presence.visible) return;
+    auto is = [&](const std::optional<std::size_t>& at, std::uint64_t want) {
+        if (!at) return false;
+        const auto& v = values[*at].value.v;
+        if (const auto* u = std::get_if<std::uint64_t>(&v)) return *u == want;
+        const auto* i = std::get_if<std::int64_t>(&v);
+        return i && static_cast<std::uint64_t>(*i) == want;
+    };
+    // The same tests protocol_test() puts in front of a filter's comparison.
+    const bool v4 = is(presence.ipver, 4), v6 = is(presence.ipver, 6);
+    auto of = [&](Proto p) {
+        const std::uint64_t l4 = ip_protocol(p);
+        switch (p) {
+        case Proto::Any: return true;
+        case Proto::Ip: return v4;
+        case Proto::Ip6: return v6;
+        case Proto::Icmp: return v4 && is(presence.ip_proto, l4);
+        case Proto::Icmp6: return v6 && is(presence.ip6_nexthdr, l4);
+        default: return (v4 && is(presence.ip_proto, l4)) || (v6 && is(presence.ip6_nexthdr, l4));
+        }
+    };
+    std::vector<std::size_t> absent;
+    for (const auto& [at, proto] : presence.names)
+        if (!of(proto)) absent.push_back(at);
+    // Only once every test has read the values: a printed ip.proto is one the tests read.
+    for (std::size_t at : absent) values[at].value.v = Absent{};
+    for (auto it = presence.guards.rbegin(); it != presence.guards.rend(); ++it)
+        values.erase(values.begin() + static_cast<std::ptrdiff_t>(*it));
 }
 
 std::string probe_label(const PlannedProbe& p) {

@@ -23,6 +23,7 @@
 #include "backends.h"
 #include "kernel_state.h"
 #include "process.h"
+#include "traffic.h"
 
 namespace ksurf::test {
 namespace {
@@ -164,6 +165,34 @@ INSTANTIATE_TEST_SUITE_P(Attach, Graph, testing::Values("auto", "fentry", "kprob
                              std::replace(n.begin(), n.end(), '.', '_');
                              return n;
                          });
+
+// ROOT's line prints what the predicate read; a packet name of another protocol than the
+// packet's is absent there too, as in tracing.
+TEST(GraphRoot, PacketNamesOfAnotherProtocolAreAbsent) {
+    REQUIRE_GRAPH_KERNEL();
+    for (bool as_json : {false, true}) {
+        std::vector<std::string> args{ksurf_bin(), "graph", "ip_rcv", "--where", "udp.dport==9000", "--max", "1", "--depth", "0"};
+        if (as_json) args.insert(args.begin() + 1, "--json");
+        Process g(args);
+        ASSERT_TRUE(g.wait_for_err("Hit Ctrl-C to end.", 120s)) << g.finish(5s).err;
+        udp(3);
+        auto r = g.finish(30s);
+        ASSERT_EQ(r.status, 0) << r.err;
+        if (as_json) {
+            const auto graphs = json_lines(r.out);
+            ASSERT_EQ(graphs.size(), 1u) << r.out;
+            const json& a = graphs[0]["args"];
+            EXPECT_EQ(a["ipver"], 4) << a.dump();
+            EXPECT_EQ(a["ip.proto"], 17) << a.dump();
+            EXPECT_EQ(a["udp.dport"], 9000) << a.dump();
+            EXPECT_FALSE(a.contains("ip6.nexthdr")) << a.dump();
+        } else {
+            const std::string root = lines(r.out).at(0);
+            for (const char* printed : {" ipver=4", " ip.proto=17", " ip6.nexthdr=-", " udp.dport=9000"})
+                EXPECT_NE(root.find(printed), std::string::npos) << printed << " in " << root;
+        }
+    }
+}
 
 std::uint64_t summary_count(const std::string& err, const std::string& what) {
     std::smatch m;

@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <thread>
 
@@ -186,6 +189,102 @@ TEST(Pcap, TracefsSaysItNeedsBpf) {
     EXPECT_NE(r.status, 0);
     EXPECT_EQ(r.err, "ksurf: --pcap and -w need the BPF backend: tracefs cannot run a packet filter or copy packets in the kernel\n");
 }
+
+// The printed packet names of one event: name -> value, nullopt when absent (`-` in text,
+// left out of JSON).
+using Printed = std::map<std::string, std::optional<std::string>>;
+
+// The names an event prints, from text (`... probe: a=1 b=-`) or JSON lines.
+std::vector<Printed> printed(const std::string& out, bool json, const std::vector<std::string>& names) {
+    std::vector<Printed> events;
+    for (const auto& l : lines(out)) {
+        Printed e;
+        if (json) {
+            const auto j = nlohmann::json::parse(l);
+            if (j.contains("summary")) continue;
+            for (const auto& n : names)
+                if (j["fields"].contains(n)) e[n] = j["fields"][n].dump();
+                else e[n] = std::nullopt;
+        } else {
+            for (const auto& n : names) {
+                std::smatch m;
+                const std::regex field(" " + n + "=(\\S+)");
+                EXPECT_TRUE(std::regex_search(l, m, field)) << n << " missing: " << l;
+                if (m[1] != "-") e[n] = m[1];
+                else e[n] = std::nullopt;
+            }
+        }
+        events.push_back(std::move(e));
+    }
+    return events;
+}
+
+// Printing agrees with filters: a name prints for the packets a comparison of it can be
+// true for, and is absent for the others. The test sends TCP to 9000, UDP to 9000, ICMP
+// echo requests and UDP over IPv6 to 9002, and expects to have seen each.
+void expect_names_of_the_packets_protocol(const std::vector<Printed>& events, bool ipv6) {
+    bool tcp = false, udp = false, icmp = false, udp6 = false;
+    for (const auto& e : events) {
+        std::string text;
+        for (const auto& [n, v] : e) text += fmt::format(" {}={}", n, v.value_or("-"));
+        ASSERT_TRUE(e.at("v")) << "ipver is every packet's:" << text;
+        const int v = std::stoi(*e.at("v"));
+        ASSERT_TRUE(v == 4 || v == 6) << text;
+        EXPECT_EQ(e.at("proto").has_value(), v == 4) << text;
+        EXPECT_EQ(e.at("nh").has_value(), v == 6) << text;
+        const int l4 = std::stoi(*e.at(v == 4 ? "proto" : "nh"));
+        EXPECT_EQ(e.at("udp").has_value(), l4 == 17) << text;
+        EXPECT_EQ(e.at("tcp").has_value(), l4 == 6) << text;
+        EXPECT_EQ(e.at("icmp").has_value(), v == 4 && l4 == 1) << text;
+        tcp |= e.at("tcp") == "9000";
+        udp |= v == 4 && e.at("udp") == "9000";
+        icmp |= e.at("icmp") == "8";
+        udp6 |= v == 6 && e.at("udp") == "9002";
+    }
+    EXPECT_TRUE(tcp && udp && icmp) << "tcp " << tcp << " udp " << udp << " icmp " << icmp;
+    EXPECT_TRUE(udp6 || !ipv6);
+}
+
+const std::vector<std::string> kPrintedNames{"v", "proto", "nh", "udp", "tcp", "icmp"};
+constexpr const char* kPrintedFields = "v=ipver proto=ip.proto nh=ip6.nexthdr udp=udp.dport tcp=tcp.dport icmp=icmp.type";
+
+class PacketNamesPrinted : public testing::TestWithParam<bool> {};
+
+// The host's tracepoint, on BPF (tracefs cannot follow an e probe's skbaddr), IPv4 and IPv6.
+TEST_P(PacketNamesPrinted, OfAnotherProtocolAreAbsentOnATracepoint) {
+    const bool json = GetParam();
+    std::vector<std::string> args{ksurf_bin(), "-d", "4", fmt::format("e net/netif_receive_skb {}", kPrintedFields)};
+    if (json) args.push_back("--json");
+    Process p(args);
+    ASSERT_TRUE(p.wait_for_err("Hit Ctrl-C to end.", 30s)) << "did not attach";
+    mixed_traffic();
+    auto r = p.finish();
+    ASSERT_EQ(r.status, 0) << r.err;
+    expect_names_of_the_packets_protocol(printed(r.out, json, kPrintedNames), true);
+}
+
+INSTANTIATE_TEST_SUITE_P(TextAndJson, PacketNamesPrinted, testing::Values(false, true));
+
+class PacketNamesPrintedOnFunctions : public testing::TestWithParam<const char*> {};
+
+// A function probe on each backend: the tracefs translation prints as BPF does.
+TEST_P(PacketNamesPrintedOnFunctions, OfAnotherProtocolAreAbsent) {
+    need_function_probes();
+    if (IsSkipped()) return;
+    for (bool json : {false, true}) {
+        std::vector<std::string> args{ksurf_bin(), "--backend", GetParam(), "-d", "4",
+                                      fmt::format("p ip_rcv {}", kPrintedFields)};
+        if (json) args.push_back("--json");
+        Process p(args);
+        ASSERT_TRUE(p.wait_for_err("Hit Ctrl-C to end.", 30s)) << "did not attach";
+        mixed_traffic();
+        auto r = p.finish();
+        ASSERT_EQ(r.status, 0) << r.err;
+        expect_names_of_the_packets_protocol(printed(r.out, json, kPrintedNames), false);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, PacketNamesPrintedOnFunctions, testing::Values("auto", "tracefs"));
 
 INSTANTIATE_TEST_SUITE_P(Backends, Packet, testing::Values("auto", "tracefs"));
 

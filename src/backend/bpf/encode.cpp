@@ -131,6 +131,7 @@ public:
         if (probe_.aggregate) value(c);
         for (std::size_t i = 0; i < probe_.fields.size(); i++)
             if (!probe_.fields[i].hidden) spec.outputs.push_back(output(i));
+        spec.presence = packet_presence(probe_);
         return spec;
     }
 
@@ -592,13 +593,10 @@ void decode_bpf_packet(const BpfProgramSpec& spec, std::span<const std::uint8_t>
     ev.packet_len = hdr[0];
 }
 
-std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload) {
-    std::vector<FieldValue> out;
-    decode_bpf(spec, payload, out);
-    return out;
-}
+namespace {
 
-void decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload, std::vector<FieldValue>& out) {
+// The payload's outputs over OUT's previous fields (a FieldWriter: sized when it is gone).
+void write_outputs(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload, std::vector<FieldValue>& out) {
     FieldWriter w(out);
     for (const auto& o : spec.outputs) {
         if (std::size_t(o.at) + o.size > payload.size()) continue;
@@ -641,6 +639,19 @@ void decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payloa
         }
         }
     }
+}
+
+}  // namespace
+
+std::vector<FieldValue> decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload) {
+    std::vector<FieldValue> out;
+    decode_bpf(spec, payload, out);
+    return out;
+}
+
+void decode_bpf(const BpfProgramSpec& spec, std::span<const std::uint8_t> payload, std::vector<FieldValue>& out) {
+    write_outputs(spec, payload, out);
+    settle_packet_names(spec.presence, out);
 }
 
 }  // namespace ksurf

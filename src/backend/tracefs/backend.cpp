@@ -497,6 +497,7 @@ private:
             ev.fields = decode_tracepoint(p.format, rec);
         for (const auto& s : p.slots)
             if (auto v = s.read(rec, ev, task.tgid)) ev.fields.push_back({s.name, std::move(*v)});
+        settle_packet_names(p.t.presence, ev.fields);
         if (!stack_format_) return send(ev);
         // Its kernel_stack record comes next on the same CPU.
         flush(cpu);

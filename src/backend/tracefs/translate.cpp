@@ -95,6 +95,7 @@ public:
         // tracepoint's comm has to be looked up afterwards.
         if (probe_.kind != ProbeKind::Tracepoint) t.args += "__comm=$comm";
         if (probe_.filter) t.filter = filter(*probe_.filter, false);
+        t.presence = packet_presence(probe_);
         return t;
     }
 
