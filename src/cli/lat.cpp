@@ -71,7 +71,8 @@ int run_lat(const CommonOptions& common, LatOptions opt) {
     AggregateOptions shown = opt.agg;
     shown.kind = AggKind::Hist;
     shown.field = opt.function;
-    AggregateReport report([&] { return tracer->maps(); }, shown, plan, common.json, stdout, "ns");
+    AggregateReport report([&](const Kallsyms* k) { return read_aggregate(tracer->maps(), shown, plan, k); }, shown, common.json,
+                           stdout, "ns");
     const std::string dropped = drop_privileges(std::nullopt);
     if (common.verbose) fmt::print(stderr, "ksurf: {}\n", dropped);
     fmt::print(stderr, "Timing {} on {}. Hit Ctrl-C to end.\n", opt.function, tracer->attach_type());

@@ -18,6 +18,8 @@
 #include <regex>
 #include <thread>
 
+#include "backends.h"
+#include "kernel_state.h"
 #include "process.h"
 #include "traffic.h"
 
@@ -51,13 +53,14 @@ void reads(const std::vector<std::size_t>& sizes) {
     close(fd);
 }
 
-// ksurf ARGS, then WORK once attached, then Ctrl-C: its result.
-Result traced(std::vector<std::string> args, const std::function<void()>& work) {
+// ksurf ARGS, then WORK once attached, then SIG (Ctrl-C): its result. RAN: its pid.
+Result traced(std::vector<std::string> args, const std::function<void()>& work, int sig = SIGINT, pid_t* ran = nullptr) {
     args.insert(args.begin(), ksurf_bin());
     Process p(args);
+    if (ran) *ran = p.pid();
     EXPECT_TRUE(p.wait_for_err("Hit Ctrl-C to end.", 30s)) << "did not attach";
     work();
-    p.signal(SIGINT);
+    p.signal(sig);
     return p.finish();
 }
 
@@ -263,9 +266,139 @@ INSTANTIATE_TEST_SUITE_P(
         BadAggregate{{"e syscalls/sys_enter_read", "--sum", "nosuch"}, "unknown name 'nosuch'"},
         BadAggregate{{"--count", "e syscalls/sys_enter_getppid"}, "put --count after the probes"},
         BadAggregate{{"e syscalls/sys_enter_read", "--lhist", "count:0:1024:1", "--map-size", "1000000"},
-                     "of kernel memory (at most 512)"},
-        BadAggregate{{"--backend", "tracefs", "e syscalls/sys_enter_getppid", "--count", "comm"},
-                     "--count needs the BPF backend"}));
+                     "of kernel memory (at most 512)"}));
+
+// ---- tracefs: hist triggers ----
+
+#define REQUIRE_HIST_TRIGGERS()                                                      \
+    do {                                                                             \
+        if (auto why = feature_missing("hist_triggers"); !why.empty()) {             \
+            if (in_vm_matrix()) FAIL() << "every matrix kernel has them: " << why;   \
+            GTEST_SKIP() << why;                                                     \
+        }                                                                            \
+    } while (0)
+
+// As this host's kernel (CONFIG_HIST_TRIGGERS off) says it.
+TEST(Aggregate, TracefsWithoutHistTriggersIsRefusedWithTheReason) {
+    if (feature_missing("hist_triggers").empty()) GTEST_SKIP() << "this kernel has hist triggers";
+    auto r = run({ksurf_bin(), "--backend", "tracefs", "e syscalls/sys_enter_getppid", "--count", "comm"});
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
+    EXPECT_NE(r.err.find("ksurf: --count on tracefs: no hist triggers: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("/events/sched/sched_switch/hist is missing"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST(Aggregate, TracefsRefusesWhatHistTriggersLack) {
+    REQUIRE_HIST_TRIGGERS();
+    for (const auto& [args, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+             {{"--max", "count"}, "--max on tracefs: hist triggers keep hit counts and sums, no minimum or maximum"},
+             {{"--stats", "count"}, "--stats on tracefs: hist triggers keep hit counts and sums, no minimum or maximum"},
+             {{"--lhist", "count:0:8:2"}, "--lhist on tracefs: hist triggers have no linear histogram between bounds"},
+             {{"--count", "--map-size", "200000"}, "more than the 131072 keys a hist trigger holds"}}) {
+        std::vector<std::string> argv{ksurf_bin(), "--backend", "tracefs", "e syscalls/sys_enter_read"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        auto r = run(argv);
+        EXPECT_EQ(r.status, 1) << r.err;
+        EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
+        EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    }
+    auto r = run({ksurf_bin(), "--backend", "tracefs", "lat", "do_nanosleep"});
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_NE(r.err.find("ksurf lat needs BPF"), std::string::npos) << r.err;
+}
+
+// Nothing of an aggregating run stays in the kernel, however it ends.
+void expect_gone(pid_t pid, const std::string& what) {
+    EXPECT_FALSE(instance_exists(pid)) << what;
+    EXPECT_TRUE(kprobes_of(pid).empty()) << what;
+}
+
+// N calls by a known comm: count N, on a tracepoint (keyed by the execname) and a kprobe
+// (by the kprobe's own $comm); Ctrl-C and SIGTERM both leave nothing behind.
+TEST(Aggregate, TracefsCountsEachCallByComm) {
+    REQUIRE_HIST_TRIGGERS();
+    constexpr int kCalls = 1234;
+    std::vector<std::pair<std::string, int>> runs{{"e syscalls/sys_enter_getppid", SIGINT}};
+    if (kprobes_available()) runs.emplace_back("p __do_sys_getppid", SIGTERM);
+    else if (in_vm_matrix()) FAIL() << "every matrix kernel has kprobes";
+    for (const auto& [probe, sig] : runs) {
+        pid_t pid = 0;
+        auto r = traced({"--backend", "tracefs", probe, "--count", "comm", "--json"},
+                        [] { as_child("ksagg_tfs", [] { getppids(kCalls); }); }, sig, &pid);
+        ASSERT_EQ(r.status, 0) << probe << ": " << r.err;
+        const json t = last_table(r);
+        ASSERT_TRUE(t.is_object()) << probe << ": " << r.err;
+        const json* row = row_of(t, "comm", "ksagg_tfs");
+        ASSERT_TRUE(row) << probe << ": " << r.out;
+        EXPECT_EQ((*row)["count"], kCalls) << probe;
+        EXPECT_EQ(t["map_size"], 16384) << "--map-size 10240 as a power of two";
+        expect_gone(pid, probe);
+    }
+}
+
+// The same sum, count and mean by both backends.
+TEST(Aggregate, TracefsSumsAsTheBpfBackendDoes) {
+    REQUIRE_HIST_TRIGGERS();
+    std::vector<std::size_t> sizes;
+    for (std::size_t i = 1; i <= 10; i++) sizes.push_back(i * 3);
+    std::map<std::string, json> rows;
+    for (const char* backend : {"tracefs", "bpf"}) {
+        auto r = traced({"--backend", backend, "e syscalls/sys_enter_read", "--avg", "count", "--by", "comm", "--json"},
+                        [&] { as_child("ksagg_xsum", [&] { reads(sizes); }); });
+        ASSERT_EQ(r.status, 0) << backend << ": " << r.err;
+        const json* row = row_of(last_table(r), "comm", "ksagg_xsum");
+        ASSERT_TRUE(row) << backend << ": " << r.out;
+        rows[backend] = {{"count", (*row)["count"]}, {"sum", (*row)["sum"]}, {"avg", (*row)["avg"]}};
+    }
+    EXPECT_EQ(rows["tracefs"], rows["bpf"]);
+    EXPECT_EQ(rows["tracefs"]["count"], 10);
+    EXPECT_EQ(rows["tracefs"]["sum"], 165);
+}
+
+// The kernel's .log2 buckets end at their power of two: (2^(e-1), 2^e], 0 and 1 together;
+// hist triggers keep no minimum or maximum, so none is printed.
+TEST(Aggregate, TracefsLog2HistogramInTheKernelsBuckets) {
+    REQUIRE_HIST_TRIGGERS();
+    auto r = traced({"--backend", "tracefs", "e syscalls/sys_enter_read", "--hist", "count", "--by", "comm", "--json"},
+                    [] { as_child("ksagg_thist", [] { reads({0, 1, 2, 3, 4, 7, 8, 8, 15, 16}); }); });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json* row = row_of(last_table(r), "comm", "ksagg_thist");
+    ASSERT_TRUE(row) << r.out;
+    std::map<std::pair<long, long>, long> got;
+    for (const auto& b : (*row)["buckets"]) got[{b["min"].get<long>(), b["max"].get<long>()}] = b["count"].get<long>();
+    const std::map<std::pair<long, long>, long> want{{{0, 2}, 2}, {{2, 3}, 1}, {{3, 5}, 2}, {{5, 9}, 3}, {{9, 17}, 2}};
+    EXPECT_EQ(got, want) << r.out;
+    EXPECT_EQ((*row)["sum"], 64);
+    EXPECT_FALSE(row->contains("min")) << r.out;
+    auto text = traced({"--backend", "tracefs", "e syscalls/sys_enter_read", "--hist", "count", "--by", "comm"},
+                       [] { as_child("ksagg_thist", [] { reads({5, 6, 7, 8, 9}); }); });
+    EXPECT_TRUE(std::regex_search(text.out, std::regex(R"(comm=ksagg_thist: count 5, avg 7
+\(4, 8\] +4 \|@{40}\|
+\(8, 16\] +1 \|@{10} {30}\|)")))
+        << text.out;
+}
+
+// A filter on the probe is the trigger's condition: only the matching calls count.
+TEST(Aggregate, TracefsFilterGatesTheTrigger) {
+    REQUIRE_HIST_TRIGGERS();
+    auto r = traced({"--backend", "tracefs", "e syscalls/sys_enter_read f:count>=8", "--count", "comm", "--json"},
+                    [] { as_child("ksagg_tfilt", [] { reads({1, 7, 8, 9, 30}); }); });
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json* row = row_of(last_table(r), "comm", "ksagg_tfilt");
+    ASSERT_TRUE(row) << r.out;
+    EXPECT_EQ((*row)["count"], 3) << r.out;
+}
+
+TEST(Aggregate, TracefsScriptWritesTheTrigger) {
+    auto r = run({ksurf_bin(), "-S", "e syscalls/sys_enter_read f:count>=8", "--sum", "count", "--by", "comm"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("trigger \"syscalls/sys_enter_read\" "
+                         "'hist:keys=common_pid.execname:vals=hitcount,count:size=16384 if count >= 8'\n"),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("trap 'cat \"$I/events/syscalls/sys_enter_read/hist\"; exit 130'"), std::string::npos) << r.out;
+}
 
 // ---- function probes: the guests ----
 
