@@ -347,7 +347,8 @@ TEST(Aggregate, TracefsSumsAsTheBpfBackendDoes) {
         auto r = traced({"--backend", backend, "e syscalls/sys_enter_read", "--avg", "count", "--by", "comm", "--json"},
                         [&] { as_child("ksagg_xsum", [&] { reads(sizes); }); });
         ASSERT_EQ(r.status, 0) << backend << ": " << r.err;
-        const json* row = row_of(last_table(r), "comm", "ksagg_xsum");
+        const json t = last_table(r);
+        const json* row = row_of(t, "comm", "ksagg_xsum");
         ASSERT_TRUE(row) << backend << ": " << r.out;
         rows[backend] = {{"count", (*row)["count"]}, {"sum", (*row)["sum"]}, {"avg", (*row)["avg"]}};
     }
@@ -363,7 +364,8 @@ TEST(Aggregate, TracefsLog2HistogramInTheKernelsBuckets) {
     auto r = traced({"--backend", "tracefs", "e syscalls/sys_enter_read", "--hist", "count", "--by", "comm", "--json"},
                     [] { as_child("ksagg_thist", [] { reads({0, 1, 2, 3, 4, 7, 8, 8, 15, 16}); }); });
     ASSERT_EQ(r.status, 0) << r.err;
-    const json* row = row_of(last_table(r), "comm", "ksagg_thist");
+    const json t = last_table(r);
+    const json* row = row_of(t, "comm", "ksagg_thist");
     ASSERT_TRUE(row) << r.out;
     std::map<std::pair<long, long>, long> got;
     for (const auto& b : (*row)["buckets"]) got[{b["min"].get<long>(), b["max"].get<long>()}] = b["count"].get<long>();
@@ -385,7 +387,8 @@ TEST(Aggregate, TracefsFilterGatesTheTrigger) {
     auto r = traced({"--backend", "tracefs", "e syscalls/sys_enter_read f:count>=8", "--count", "comm", "--json"},
                     [] { as_child("ksagg_tfilt", [] { reads({1, 7, 8, 9, 30}); }); });
     ASSERT_EQ(r.status, 0) << r.err;
-    const json* row = row_of(last_table(r), "comm", "ksagg_tfilt");
+    const json t = last_table(r);
+    const json* row = row_of(t, "comm", "ksagg_tfilt");
     ASSERT_TRUE(row) << r.out;
     EXPECT_EQ((*row)["count"], 3) << r.out;
 }

@@ -730,6 +730,12 @@ Totals:
     EXPECT_EQ(h.entries[1].keys[1], "10");
     EXPECT_EQ(h.entries[1].value, 1000u);
     EXPECT_EQ(h.dropped, 4u);
+    // The keys end with " }": a last execname is followed by a space.
+    const auto last = parse_hist("{ common_pid: last            [         7] } hitcount:          1\n",
+                                 trigger_of({HistKey::Print::Execname}));
+    ASSERT_EQ(last.entries.size(), 1u);
+    EXPECT_EQ(last.entries[0].keys[0], "last");
+    EXPECT_EQ(last.entries[0].pid, 7u);
 }
 
 TEST(TracefsHistFile, StringsNumbersAndStacks) {

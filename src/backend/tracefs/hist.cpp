@@ -60,16 +60,16 @@ HistEntry parse_entry(std::string_view entry, const HistTrigger& trigger) {
         const auto from = k.print == HistKey::Print::Execname ? keys.find(']', colon) : colon;
         const auto end = last ? keys.size() : keys.find(", ", from);
         if (end == std::string_view::npos) bad(fmt::format("key {} is missing", i + 2), entry);
-        const std::string_view text = keys.substr(colon + 1, end - colon - 1);
+        const std::string_view text = trim(keys.substr(colon + 1, end - colon - 1));
         at = end + (last ? 0 : 2);
         switch (k.print) {
         case HistKey::Print::Number: e.keys.emplace_back(fmt::format("{}", number(text, entry))); break;
-        case HistKey::Print::String: e.keys.emplace_back(trim(text)); break;
+        case HistKey::Print::String: e.keys.emplace_back(text); break;
         case HistKey::Print::Execname: {
             // "%-16s[%10llu]": the comm, then the pid in brackets.
             const auto open = text.rfind('[');
             if (open == std::string_view::npos || !text.ends_with(']')) bad("an execname without its pid", entry);
-            e.keys.emplace_back(trim(text.substr(0, open)));
+            e.keys.emplace_back(trim(text.substr(0, open)));  // "%-16s"
             e.pid = number(text.substr(open + 1, text.size() - open - 2), entry);
             break;
         }
