@@ -270,15 +270,13 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- tracefs: hist triggers ----
 
-#define REQUIRE_HIST_TRIGGERS()                                                      \
-    do {                                                                             \
-        if (auto why = feature_missing("hist_triggers"); !why.empty()) {             \
-            if (in_vm_matrix()) FAIL() << "every matrix kernel has them: " << why;   \
-            GTEST_SKIP() << why;                                                     \
-        }                                                                            \
+// Which matrix kernels have them is Features.MatrixKernelsHaveTheirKnownFeatures' to check.
+#define REQUIRE_HIST_TRIGGERS()                                                                   \
+    do {                                                                                          \
+        if (auto why = feature_missing("hist_triggers"); !why.empty()) GTEST_SKIP() << why;       \
     } while (0)
 
-// As this host's kernel (CONFIG_HIST_TRIGGERS off) says it.
+// As this host's kernel (CONFIG_HIST_TRIGGERS off) and Debian's 5.10 say it.
 TEST(Aggregate, TracefsWithoutHistTriggersIsRefusedWithTheReason) {
     if (feature_missing("hist_triggers").empty()) GTEST_SKIP() << "this kernel has hist triggers";
     auto r = run({ksurf_bin(), "--backend", "tracefs", "e syscalls/sys_enter_getppid", "--count", "comm"});
@@ -295,7 +293,8 @@ TEST(Aggregate, TracefsRefusesWhatHistTriggersLack) {
              {{"--max", "count"}, "--max on tracefs: hist triggers keep hit counts and sums, no minimum or maximum"},
              {{"--stats", "count"}, "--stats on tracefs: hist triggers keep hit counts and sums, no minimum or maximum"},
              {{"--lhist", "count:0:8:2"}, "--lhist on tracefs: hist triggers have no linear histogram between bounds"},
-             {{"--count", "--map-size", "200000"}, "more than the 131072 keys a hist trigger holds"}}) {
+             {{"--count", "--map-size", "200000"}, "more than the 131072 keys a hist trigger holds"},
+             {{"--count", "pid"}, "--count on tracefs: hist triggers key by thread (common_pid), not by process: key by tid"}}) {
         std::vector<std::string> argv{ksurf_bin(), "--backend", "tracefs", "e syscalls/sys_enter_read"};
         argv.insert(argv.end(), args.begin(), args.end());
         auto r = run(argv);
@@ -391,6 +390,47 @@ TEST(Aggregate, TracefsFilterGatesTheTrigger) {
     const json* row = row_of(t, "comm", "ksagg_tfilt");
     ASSERT_TRUE(row) << r.out;
     EXPECT_EQ((*row)["count"], 3) << r.out;
+}
+
+// Stack keys: the kernel symbolizes them; --folded keeps the functions' names.
+TEST(Aggregate, TracefsCountsByStackFolded) {
+    REQUIRE_HIST_TRIGGERS();
+    constexpr int kCalls = 77;
+    auto r = traced({"--backend", "tracefs", "e syscalls/sys_enter_getppid f:comm==\"ksagg_tstk\"", "--count", "stack", "--folded"},
+                    [] { as_child("ksagg_tstk", [] { getppids(kCalls); }); });
+    ASSERT_EQ(r.status, 0) << r.err;
+    long total = 0;
+    for (const auto& l : lines(r.out)) {
+        const auto space = l.rfind(' ');
+        ASSERT_NE(space, std::string::npos) << r.out;
+        EXPECT_EQ(l.find('+'), std::string::npos) << "offsets are not folded: " << l;
+        total += std::stol(l.substr(space + 1));
+    }
+    EXPECT_EQ(total, kCalls) << r.out;
+    EXPECT_NE(r.out.find(";do_syscall_64 "), std::string::npos) << "where the syscall's tracepoint fires:\n" << r.out;
+}
+
+// The trigger's table is cumulative, as the BPF maps are: each print holds all so far.
+TEST(Aggregate, TracefsIntervalPrintsTheRunSoFar) {
+    REQUIRE_HIST_TRIGGERS();
+    auto r = traced({"--backend", "tracefs", "e syscalls/sys_enter_getppid", "--count", "comm", "--interval", "300ms", "--json"},
+                    [] {
+                        as_child("ksagg_tint", [] { getppids(5); });
+                        std::this_thread::sleep_for(700ms);
+                        as_child("ksagg_tint", [] { getppids(5); });
+                        std::this_thread::sleep_for(700ms);
+                    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::vector<long> counts;
+    for (const auto& l : lines(r.out)) {
+        const json t = json::parse(l);
+        if (t.contains("summary")) continue;
+        if (const json* row = row_of(t, "comm", "ksagg_tint")) counts.push_back((*row)["count"].get<long>());
+    }
+    ASSERT_GE(counts.size(), 3u) << r.out;
+    EXPECT_TRUE(std::find(counts.begin(), counts.end(), 5) != counts.end()) << r.out;
+    EXPECT_EQ(counts.back(), 10) << r.out;
+    EXPECT_TRUE(std::is_sorted(counts.begin(), counts.end())) << r.out;
 }
 
 TEST(Aggregate, TracefsScriptWritesTheTrigger) {

@@ -650,12 +650,12 @@ TEST(TracefsTranslateHist, KprobeCommIsItsOwnStringTracepointCommTheExecname) {
     EXPECT_EQ(k.hist->keys[0].source.kind, FieldSource::Kind::Comm);
     std::vector<PlannedField> fields;
     fields.push_back(hidden(field("comm", base(Fetch::Base::Comm))));
-    fields.push_back(hidden(field("pid", value(base(Fetch::Base::Pid), 4))));
+    fields.push_back(hidden(field("tid", value(base(Fetch::Base::Tid), 4))));
     fields.push_back(hidden(field("cpu", value(base(Fetch::Base::Cpu), 4))));
     auto t = hist::with(hist::aggregated(tracepoint("sched", "sched_switch", std::move(fields)), {0, 1, 2}), AggKind::Count);
     EXPECT_EQ(t.hist->spec, "hist:keys=common_pid.execname,common_pid,cpu:vals=hitcount:size=16384");
     EXPECT_EQ(t.hist->keys[0].print, HistKey::Print::Execname);
-    EXPECT_EQ(t.hist->keys[1].source.kind, FieldSource::Kind::Pid);
+    EXPECT_EQ(t.hist->keys[1].source.kind, FieldSource::Kind::Tid);
 }
 
 TEST(TracefsTranslateHist, ValuesAreSummedAndHistogramsAreLog2Keys) {
@@ -694,6 +694,11 @@ TEST(TracefsTranslateHist, WhatHistTriggersLackIsRefusedWithTheReason) {
               "p f: --lhist on tracefs: hist triggers have no linear histogram between bounds; the BPF backend computes it");
     EXPECT_EQ(refusal(hist::aggregated(p(), {1}, 2), AggKind::Sum),
               "p f: --sum on tracefs: 'name' is a string, not a number; the BPF backend computes it");
+    std::vector<PlannedField> by_pid;
+    by_pid.push_back(hidden(field("pid", value(base(Fetch::Base::Pid), 4))));
+    EXPECT_EQ(refusal(hist::aggregated(probe(ProbeKind::Entry, "f", std::move(by_pid)), {0}), AggKind::Count),
+              "p f: --count on tracefs: hist triggers key by thread (common_pid), not by process: key by tid; the BPF "
+              "backend computes it");
     EXPECT_EQ(refusal(hist::aggregated(p(), {1}), AggKind::Count, 1u << 18),
               "p f: --count on tracefs: --map-size 262144 is more than the 131072 keys a hist trigger holds; the BPF backend "
               "computes it");

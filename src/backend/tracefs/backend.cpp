@@ -348,7 +348,9 @@ public:
         }
         p.t = tracefs::translate(plan, probes_.size(), ctx_);
         if (opt_.aggregate && !p.t.hist) fail("{}: cannot aggregate this probe on tracefs", plan.text);
-        for (const auto& note : p.t.notes) fmt::print(stderr, "ksurf: {}\n", note);
+        // The notes are on how fields print: an aggregation prints none.
+        if (!p.t.hist)
+            for (const auto& note : p.t.notes) fmt::print(stderr, "ksurf: {}\n", note);
         if (is_kprobe) {
             create_kprobe(plan, p);
             p.format = tracefs::read_format(root_, p.t.system, p.t.event);
@@ -414,7 +416,6 @@ public:
         t.ts_ns = static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
         std::map<std::string, AggRow> rows;
-        tasks_.forget();
         for (const auto& p : probes_) {
             char* text = tracefs_event_file_read(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "hist", nullptr);
             if (!text) fail("cannot read {}/{}/hist: {}", p.t.system, p.t.event, errno_text(errno));
@@ -491,8 +492,7 @@ private:
             }
             if (!keys[i].shown) continue;
             Value v{e.keys[i], Display::String};
-            if (keys[i].source.kind == FieldSource::Kind::Pid) v = s.number(tasks_.get(std::stoul(e.keys[i])).tgid);
-            else if (keys[i].print == HistKey::Print::Number) v = s.number(std::stoull(e.keys[i]));
+            if (keys[i].print == HistKey::Print::Number) v = s.number(std::stoull(e.keys[i]));
             key.key.push_back({s.name, std::move(v)});
         }
         AggRow& row = rows.try_emplace(key_id(key), std::move(key)).first->second;

@@ -241,8 +241,10 @@ private:
                 if (probe_.kind == ProbeKind::Tracepoint) key("common_pid.execname", {HistKey::Print::Execname, src});
                 else key("__comm", {HistKey::Print::String, src});
                 break;
-            // The thread id: its process is looked up when the table is read.
+            // A thread's process is not in the record, nor (once it exited) anywhere else:
+            // saved_tgids is filled by recorded events, and a trigger records none.
             case FieldSource::Kind::Pid:
+                refuse_aggregate("hist triggers key by thread (common_pid), not by process: key by tid");
             case FieldSource::Kind::Tid: key("common_pid", {HistKey::Print::Number, src}); break;
             case FieldSource::Kind::Cpu: key("cpu", {HistKey::Print::Number, src}); break;
             case FieldSource::Kind::Record:
