@@ -483,8 +483,9 @@ TEST(Aggregate, SumsPacketLengthsBySourceWithPcap) {
     EXPECT_EQ((*row)["sum"], 5 * 29);
 }
 
-// N sleeps of 20 ms: N calls in the log2 bucket of nanoseconds holding 20 ms,
-// [2^24, 2^25) ns, and only those: the predicate keeps other sleepers out.
+// N sleeps of 20 ms: N calls, none shorter than the sleep, from the log2 bucket of
+// nanoseconds holding 20 ms, [2^24, 2^25), on: the predicate keeps other sleepers out. A
+// sleep may overrun into the next bucket (seen in the 5.10 guest under TCG: 38.9 ms).
 TEST(Aggregate, LatencyOfSleepsInTheirBucket) {
     need_function_probes();
     if (IsSkipped() || HasFatalFailure()) return;
@@ -503,10 +504,14 @@ TEST(Aggregate, LatencyOfSleepsInTheirBucket) {
     const json& row = t["rows"][0];
     EXPECT_EQ(row["key"]["comm"], "ksagg_lat");
     EXPECT_EQ(row["count"], kSleeps) << r.out;
-    ASSERT_EQ(row["buckets"].size(), 1u) << r.out;
+    EXPECT_GE(row["min"].get<long>(), 20'000'000) << r.out;
+    EXPECT_LT(row["max"].get<long>(), 1'000'000'000) << r.out;
+    ASSERT_GE(row["buckets"].size(), 1u) << r.out;
     EXPECT_EQ(row["buckets"][0]["min"], 1 << 24) << r.out;
     EXPECT_EQ(row["buckets"][0]["max"], 1 << 25) << r.out;
-    EXPECT_EQ(row["buckets"][0]["count"], kSleeps);
+    long in_buckets = 0;
+    for (const auto& b : row["buckets"]) in_buckets += b["count"].get<long>();
+    EXPECT_EQ(in_buckets, kSleeps) << r.out;
     json summary;
     for (const auto& l : lines(r.out))
         if (auto j = json::parse(l); j.contains("summary")) summary = j["summary"];
@@ -525,7 +530,8 @@ TEST(Aggregate, LatencyTextHistogramInTimeUnits) {
     });
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find("hist do_nanosleep (1 key)"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("[16.8ms, 33.6ms)        1 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|"), std::string::npos) << r.out;
+    // The sleep's bucket, or the next when it overran (as in LatencyOfSleepsInTheirBucket).
+    EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\n\[(16\.8ms, 33\.6ms|33\.6ms, 67\.1ms)\) +1 \|@{40}\|\n)"))) << r.out;
     EXPECT_NE(r.err.find("1 calls paired, 0 missed"), std::string::npos) << r.err;
 }
 
