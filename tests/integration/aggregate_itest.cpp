@@ -443,6 +443,26 @@ TEST(Aggregate, TracefsScriptWritesTheTrigger) {
     EXPECT_NE(r.out.find("trap 'cat \"$I/events/syscalls/sys_enter_read/hist\"; exit 130'"), std::string::npos) << r.out;
 }
 
+// The -S script alone: its trigger counts, Ctrl-C prints the table, and removing the
+// instance removes the trigger with it.
+TEST(Aggregate, TracefsScriptCountsAndLeavesNothing) {
+    REQUIRE_HIST_TRIGGERS();
+    constexpr int kCalls = 42;
+    const std::string path = testing::TempDir() + "ksagg_script.sh";
+    auto gen = run({ksurf_bin(), "-S", "e syscalls/sys_enter_getppid f:comm==\"ksagg_tsh\"", "--count", "comm",
+                    "-o", path});
+    ASSERT_EQ(gen.status, 0) << gen.err;
+    Process sh({"/bin/sh", path});
+    ASSERT_TRUE(sh.wait_for_err("Hit Ctrl-C to print the tables and end.", 30s));
+    as_child("ksagg_tsh", [] { getppids(kCalls); });
+    sh.signal(SIGINT);
+    auto r = sh.finish();
+    unlink(path.c_str());
+    EXPECT_TRUE(std::regex_search(r.out, std::regex(fmt::format(R"(\{{ common_pid: ksagg_tsh +\[ *\d+\] \}} hitcount: +{}\n)", kCalls))))
+        << r.out << r.err;
+    EXPECT_FALSE(std::filesystem::exists(tracing_dir() / "instances" / fmt::format("ksurf_sh_{}", sh.pid()))) << r.err;
+}
+
 // ---- function probes: the guests ----
 
 TEST(Aggregate, CountsOnAFunctionProbe) {

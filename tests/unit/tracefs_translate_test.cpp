@@ -581,16 +581,19 @@ TEST(TracefsTranslateScript, CreatesFiltersEnablesAndCleansUp) {
     EXPECT_EQ(s.find(" > \"$T/kprobe_events\""), std::string::npos) << s;
 }
 
-TEST(TracefsTranslateScript, IsValidShell) {
+// Whether `sh -n` parses TEXT.
+bool valid_shell(const std::string& text) {
     char path[] = "/tmp/ksurf-script-XXXXXX";
     int fd = mkstemp(path);
-    ASSERT_GE(fd, 0);
-    const std::string text = script(sample_probes(), context());
-    ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    if (fd < 0) return false;
+    const bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     close(fd);
-    EXPECT_EQ(std::system(("sh -n " + std::string(path)).c_str()), 0);
+    const bool ok = written && std::system(("sh -n " + std::string(path)).c_str()) == 0;
     unlink(path);
+    return ok;
 }
+
+TEST(TracefsTranslateScript, IsValidShell) { EXPECT_TRUE(valid_shell(script(sample_probes(), context()))); }
 
 TEST(TracefsTranslateScript, WithoutKprobesThereIsNothingToRemove) {
     std::vector<PlannedProbe> v;
@@ -784,13 +787,7 @@ TEST(TracefsTranslateScript, AggregationsAreTriggersPrintedAtTheEnd) {
         EXPECT_NE(s.find(line), std::string::npos) << "missing: " << line << "\nin:\n" << s;
     EXPECT_EQ(s.find("/enable"), std::string::npos) << s;
     EXPECT_EQ(s.find("trace_pipe"), std::string::npos) << s;
-    char path[] = "/tmp/ksurf-script-XXXXXX";
-    int fd = mkstemp(path);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(write(fd, s.data(), s.size()), static_cast<ssize_t>(s.size()));
-    close(fd);
-    EXPECT_EQ(std::system(("sh -n " + std::string(path)).c_str()), 0);
-    unlink(path);
+    EXPECT_TRUE(valid_shell(s)) << s;
 }
 
 }  // namespace
