@@ -136,16 +136,21 @@ def host_record_field(env):
 
 
 def host_count_comm(env):
-    """Issue #15: counting by comm in the kernel; *prog ns/hit* against bpftrace's map is the
-    figure of record (the issue's bound: at most 1.0x). No events reach the output."""
+    """Issue #15: counting by comm in the kernel. Accepting runs have no filter, as the issue
+    states its bound (per hit, at most 1.0x bpftrace's, by *prog ns/hit*); rejecting ones a
+    comm filter that never matches. No events reach the output."""
     probe = "e syscalls/sys_enter_getppid"
-    return [
-        Tracer("ksurf --count comm", lambda c: ksurf(env, "ksurf --count comm", ["--backend", "bpf", f"{probe} {comm_filter(c)}",
-                                                                               "--count", "comm"], count="none")),
-        Tracer("bpftrace", lambda c: replace(bpftrace(
-            env, "bpftrace", f'tracepoint:syscalls:sys_enter_getppid /comm == "{c}"/ {{ @[comm] = count(); }}'), count="none"),
-            tool="bpftrace"),
-    ]
+
+    def counting_ksurf(c):
+        gated = f"{probe} {comm_filter(c)}" if c == NO_COMM else probe
+        return ksurf(env, "ksurf --count comm", ["--backend", "bpf", gated, "--count", "comm"], count="none")
+
+    def counting_bpftrace(c):
+        gate = f'/comm == "{c}"/ ' if c == NO_COMM else ""
+        program = f"tracepoint:syscalls:sys_enter_getppid {gate}{{ @[comm] = count(); }}"
+        return replace(bpftrace(env, "bpftrace", program), count="none")
+
+    return [Tracer("ksurf --count comm", counting_ksurf), Tracer("bpftrace", counting_bpftrace, tool="bpftrace")]
 
 
 # The function every getppid() calls, with BTF on all three guest kernels.
