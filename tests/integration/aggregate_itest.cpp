@@ -380,16 +380,17 @@ TEST(Aggregate, TracefsLog2HistogramInTheKernelsBuckets) {
         << text.out;
 }
 
-// A filter on the probe is the trigger's condition: only the matching calls count.
+// A filter on the probe is the trigger's condition: only the matching calls count. Without
+// keys, the trigger's placeholder key (the CPU) is merged into one total.
 TEST(Aggregate, TracefsFilterGatesTheTrigger) {
     REQUIRE_HIST_TRIGGERS();
-    auto r = traced({"--backend", "tracefs", "e syscalls/sys_enter_read f:count>=8", "--count", "comm", "--json"},
-                    [] { as_child("ksagg_tfilt", [] { reads({1, 7, 8, 9, 30}); }); });
+    auto r = traced({"--backend", "tracefs", "e syscalls/sys_enter_read f:count>=8 && comm==\"ksagg_tfilt\"", "--count", "--json"},
+                    [] { as_child("ksagg_tfilt", [] { reads({1, 7, 8, 9, 30, 8, 8, 8, 8, 8}); }); });
     ASSERT_EQ(r.status, 0) << r.err;
     const json t = last_table(r);
-    const json* row = row_of(t, "comm", "ksagg_tfilt");
-    ASSERT_TRUE(row) << r.out;
-    EXPECT_EQ((*row)["count"], 3) << r.out;
+    ASSERT_EQ(t["rows"].size(), 1u) << r.out;
+    EXPECT_EQ(t["rows"][0]["key"], json::object()) << r.out;
+    EXPECT_EQ(t["rows"][0]["count"], 8) << r.out;
 }
 
 // Stack keys: the kernel symbolizes them; --folded keeps the functions' names.
@@ -408,6 +409,27 @@ TEST(Aggregate, TracefsCountsByStackFolded) {
     }
     EXPECT_EQ(total, kCalls) << r.out;
     EXPECT_NE(r.out.find(";do_syscall_64 "), std::string::npos) << "where the syscall's tracepoint fires:\n" << r.out;
+}
+
+// SIGKILL leaves the trigger on the kprobe, which the kernel then refuses to remove until
+// the instance holding the trigger is gone: the next run removes both.
+TEST(Aggregate, TracefsAfterSigkillTheNextRunRemovesTheTrigger) {
+    REQUIRE_HIST_TRIGGERS();
+    if (!kprobes_available()) GTEST_SKIP() << "no kprobe_events";
+    Process p({ksurf_bin(), "--backend", "tracefs", "p __do_sys_getppid", "--count", "comm"});
+    ASSERT_TRUE(p.wait_for_err("Hit Ctrl-C to end.", 30s)) << p.finish().err;
+    const pid_t pid = p.pid();
+    p.signal(SIGKILL);
+    EXPECT_EQ(p.finish(10s).status, 128 + SIGKILL);
+    ASSERT_TRUE(instance_exists(pid));
+    ASSERT_EQ(kprobes_of(pid).size(), 1u);
+    auto r = run({ksurf_bin(), "--backend", "tracefs", "-d", "0.2", "e syscalls/sys_enter_getppid", "--count"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find(fmt::format("removed stale probes from a killed run (pid {}): 1 kprobe event and its tracefs instance",
+                                      pid)),
+              std::string::npos)
+        << r.err;
+    expect_gone(pid, "after the next run");
 }
 
 // The trigger's table is cumulative, as the BPF maps are: each print holds all so far.
