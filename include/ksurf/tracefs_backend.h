@@ -14,6 +14,9 @@
 //   data + 20, an IPv4 header without options.
 // - Filters count nothing: events the kernel discards are not reported (filtered = 0).
 // - Strings are read from kernel memory only.
+// - Aggregations are hist triggers (CONFIG_HIST_TRIGGERS): hit counts and sums by key, and
+//   `.log2` buckets that end at their power of two; no minimum, maximum or linear buckets,
+//   and keys by thread, not process (a trigger records nothing that names the process).
 #pragma once
 
 #include <sys/types.h>

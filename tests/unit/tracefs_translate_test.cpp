@@ -697,6 +697,10 @@ TEST(TracefsTranslateHist, WhatHistTriggersLackIsRefusedWithTheReason) {
               "p f: --lhist on tracefs: hist triggers have no linear histogram between bounds; the BPF backend computes it");
     EXPECT_EQ(refusal(hist::aggregated(p(), {1}, 2), AggKind::Sum),
               "p f: --sum on tracefs: 'name' is a string, not a number; the BPF backend computes it");
+    std::vector<PlannedField> cpu;
+    cpu.push_back(hidden(field("cpu", value(base(Fetch::Base::Cpu), 4))));
+    EXPECT_EQ(refusal(hist::aggregated(probe(ProbeKind::Entry, "f", std::move(cpu)), {}, 0), AggKind::Sum),
+              "p f: --sum on tracefs: 'cpu' is not a field of the event; the BPF backend computes it");
     std::vector<PlannedField> by_pid;
     by_pid.push_back(hidden(field("pid", value(base(Fetch::Base::Pid), 4))));
     EXPECT_EQ(refusal(hist::aggregated(probe(ProbeKind::Entry, "f", std::move(by_pid)), {0}), AggKind::Count),

@@ -308,8 +308,8 @@ public:
     }
 
     ~InstanceBackend() override {
-        // Removing the instance would drop them too; removed first, nothing of the run
-        // depends on how a kernel orders that.
+        // Removing the instance drops its triggers too (the -S script relies on that);
+        // removed first, the kprobes' removal does not depend on it.
         for (const auto& p : probes_)
             if (p.t.hist && started_)
                 tracefs_event_file_append(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "trigger",
@@ -347,7 +347,6 @@ public:
             ctx_.tracepoints.push_back(tracefs::read_format(root_, plan.subsystem, plan.event));
         }
         p.t = tracefs::translate(plan, probes_.size(), ctx_);
-        if (opt_.aggregate && !p.t.hist) fail("{}: cannot aggregate this probe on tracefs", plan.text);
         // The notes are on how fields print: an aggregation prints none.
         if (!p.t.hist)
             for (const auto& note : p.t.notes) fmt::print(stderr, "ksurf: {}\n", note);
@@ -369,7 +368,8 @@ public:
         }
         for (const auto& src : p.t.fields) p.slots.push_back(slot(plan, p, src));
         if (p.t.hist)
-            for (const auto& k : p.t.hist->keys) p.hist_keys.push_back(k.print == HistKey::Print::Stack ? Slot{} : slot(plan, p, k.source));
+            for (const auto& k : p.t.hist->keys)
+                p.hist_keys.push_back(k.print == HistKey::Print::Stack ? Slot{} : slot(plan, p, k.source));
         probes_.push_back(std::move(p));
     }
 

@@ -197,6 +197,8 @@ private:
     std::string hist_field(std::size_t i, bool numeric) const {
         const PlannedField& f = probe_.fields[i];
         if (numeric && string_field(f)) refuse_aggregate(fmt::format("'{}' is a string, not a number", f.name));
+        // Header values (pid, cpu...) are keys of their own, never summed.
+        if (names_[i].empty()) refuse_aggregate(fmt::format("'{}' is not a field of the event", f.name));
         return names_[i];
     }
 
