@@ -58,8 +58,8 @@ Examples:
 int run_lat(const CommonOptions& common, LatOptions opt) {
     install_stop_handlers();
     if (common.backend == BackendRequest::Tracefs)
-        fail("ksurf lat needs BPF: it pairs each call's entry and return in the kernel (hist triggers could only "
-             "through synthetic events, which ksurf does not build)");
+        fail("ksurf lat needs BPF: it pairs each call's entry and return in the kernel (on tracefs that takes synthetic "
+             "events fed by hist triggers, which ksurf does not build)");
     if (common.buffer_kb) fail("ksurf lat does not take --buffer-size: it sends no events");
     Features features;
     if (geteuid() != 0 && !features.has(Feature::Bpf)) fail("cannot trace: {}", features.get(Feature::Bpf).reason);

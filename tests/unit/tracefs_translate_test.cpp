@@ -792,6 +792,10 @@ TEST(TracefsTranslateScript, AggregationsAreTriggersPrintedAtTheEnd) {
     EXPECT_EQ(s.find("/enable"), std::string::npos) << s;
     EXPECT_EQ(s.find("trace_pipe"), std::string::npos) << s;
     EXPECT_TRUE(valid_shell(s)) << s;
+    opt.interval_s = 0.5;
+    const std::string every = script(probes, ctx);
+    EXPECT_NE(every.find("while :; do sleep 0.5; cat \"$I/events/$G/p0/hist\""), std::string::npos) << every;
+    EXPECT_TRUE(valid_shell(every)) << every;
 }
 
 }  // namespace

@@ -80,11 +80,14 @@ std::string script(std::span<const PlannedProbe> probes, const TranslateContext&
         if (!t.filter.empty()) s += fmt::format("filter \"{}\" {}\n", event, sh_quote(t.filter));
         s += fmt::format("echo 1 > \"$I/events/{}/enable\"\n", event);
     }
-    if (!hists.empty())
+    if (!hists.empty()) {
         // Removing the instance (cleanup) removes its triggers: the tables are printed first.
+        // --interval prints them as they grow: hist files are cumulative.
+        const double every = ctx.aggregate ? ctx.aggregate->interval_s : 0;
         return s + fmt::format("\necho 'Aggregating in the kernel. Hit Ctrl-C to print the tables and end.' >&2\n"
-                               "trap 'cat{}; exit 130' INT TERM HUP\nwhile :; do sleep 1; done\n",
-                               hists);
+                               "trap 'cat{}; exit 130' INT TERM HUP\nwhile :; do sleep {}{}; done\n",
+                               hists, every > 0 ? every : 1, every > 0 ? "; cat" + hists : "");
+    }
     s += "\ncat \"$I/trace_pipe\" &\nCAT=$!\nwait \"$CAT\"\n";
     return s;
 }
