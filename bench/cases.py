@@ -135,6 +135,24 @@ def host_record_field(env):
     ]
 
 
+def host_count_comm(env):
+    """Issue #15: counting by comm in the kernel. Accepting runs have no filter, as the issue
+    states its bound (per hit, at most 1.0x bpftrace's, by *prog ns/hit*); rejecting ones a
+    comm filter that never matches. No events reach the output."""
+    probe = "e syscalls/sys_enter_getppid"
+
+    def counting_ksurf(c):
+        gated = f"{probe} {comm_filter(c)}" if c == NO_COMM else probe
+        return ksurf(env, "ksurf --count comm", ["--backend", "bpf", gated, "--count", "comm"], count="none")
+
+    def counting_bpftrace(c):
+        gate = f'/comm == "{c}"/ ' if c == NO_COMM else ""
+        program = f"tracepoint:syscalls:sys_enter_getppid {gate}{{ @[comm] = count(); }}"
+        return replace(bpftrace(env, "bpftrace", program), count="none")
+
+    return [Tracer("ksurf --count comm", counting_ksurf), Tracer("bpftrace", counting_bpftrace, tool="bpftrace")]
+
+
 # The function every getppid() calls, with BTF on all three guest kernels.
 GETPPID_FN = "__do_sys_getppid"
 
@@ -176,6 +194,7 @@ HIT_GROUPS = [
     HitGroup("tracepoint syscalls/sys_enter_getppid", "host", ["getppid"], host_tracepoint),
     HitGroup("tracepoint syscalls/sys_enter_getppid, common_pid filter", "host", ["getppid"], host_pid_filter),
     HitGroup("tracepoint raw_syscalls/sys_enter, record field filter", "host", ["getppid"], host_record_field),
+    HitGroup("tracepoint syscalls/sys_enter_getppid, --count comm against @[comm] = count()", "host", ["getppid"], host_count_comm),
     HitGroup(f"function {GETPPID_FN}", "guest", ["getppid"], guest_function),
     HitGroup("packet filter on ip_rcv (loopback UDP)", "guest", ["udp"], guest_pcap, needs="pcap"),
     HitGroup(f"graph rooted at {GETPPID_FN}", "guest", ["getppid"], guest_graph, needs="graph"),

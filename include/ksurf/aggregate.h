@@ -85,6 +85,9 @@ struct BucketRange {
     bool negative = false;           // log2 bucket 0: every value below 0
 };
 BucketRange log2_range(std::size_t i);
+// The kernel's hist triggers bucket by `.log2`, ilog2(roundup_pow_of_two(v)): exponent e in
+// bucket e + 1, which holds [0, 1] for e = 0 and (2^(e-1), 2^e] above; bucket 0 is unused.
+BucketRange log2_ceil_range(std::size_t i);
 BucketRange linear_range(std::size_t i, std::int64_t lmin, std::int64_t lmax, std::uint64_t lstep);
 
 // ---- the table ----
@@ -108,6 +111,8 @@ struct AggTable {
     std::int64_t lmin = 0, lmax = 0;
     std::uint64_t lstep = 1;
     bool folded = false;
+    bool ceil_log2 = false;            // Hist buckets are log2_ceil_range's (tracefs), not log2_range's
+    bool bounds = true;                // rows' min and max are known (hist triggers keep neither)
     std::vector<AggRow> rows;          // largest first; --top's first N
     std::size_t keys = 0;              // before --top
     std::uint64_t full = 0;            // hits whose new key found the map full

@@ -9,18 +9,17 @@
 #include <string>
 
 #include "ksurf/aggregate.h"
-#include "ksurf/bpf_backend.h"
 
 namespace ksurf {
 
 class AggregateReport {
 public:
-    // PLAN: the run's first probe, whose key layout the table is decoded with. UNIT: the
-    // value's ("ns" for latencies). Loads kallsyms for stack keys: construct it before
-    // privileges are dropped.
-    using Maps = std::function<BpfAggregateMaps()>;
-    AggregateReport(Maps maps, AggregateOptions opt, const PlannedProbe& plan, bool json, std::FILE* out,
-                    std::string unit = {});
+    // READ: the kernel's table now, every key, stack keys symbolized with the kallsyms it
+    // is given (BPF's stack ids; tracefs' stacks come symbolized). UNIT: the value's ("ns"
+    // for latencies). Loads kallsyms for stack keys: construct it before privileges are
+    // dropped.
+    using Read = std::function<AggTable(const Kallsyms*)>;
+    AggregateReport(Read read, AggregateOptions opt, bool json, std::FILE* out, std::string unit = {});
     ~AggregateReport();
     // Prints when --interval has passed since the last print; false once the reader of the
     // output is gone (EPIPE). Other write errors throw.
@@ -31,9 +30,8 @@ public:
 private:
     std::chrono::steady_clock::duration interval() const;
 
-    Maps maps_;
+    Read read_;
     AggregateOptions opt_;
-    const PlannedProbe& plan_;
     bool json_;
     std::FILE* out_;
     std::string unit_;

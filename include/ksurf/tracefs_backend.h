@@ -14,6 +14,9 @@
 //   data + 20, an IPv4 header without options.
 // - Filters count nothing: events the kernel discards are not reported (filtered = 0).
 // - Strings are read from kernel memory only.
+// - Aggregations are hist triggers (CONFIG_HIST_TRIGGERS): hit counts and sums by key, and
+//   `.log2` buckets that end at their power of two; no minimum, maximum or linear buckets,
+//   and keys by thread, not process (a trigger records nothing that names the process).
 #pragma once
 
 #include <sys/types.h>
@@ -27,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ksurf/aggregate.h"
 #include "ksurf/backend.h"
 #include "ksurf/plan.h"
 #include "ksurf/tracefs.h"
@@ -46,6 +50,8 @@ struct TranslateContext {
     // Formats of the e probes' tracepoints: they name the record fields filters compare.
     // Without its format, a record field is named by its PlannedField::name.
     std::vector<EventFormat> tracepoints;
+    // An aggregating run's options: its probes become hist triggers (TracefsProbe::hist).
+    const AggregateOptions* aggregate = nullptr;
 };
 
 // Where a printed field is in a record.
@@ -56,6 +62,43 @@ struct FieldSource {
     std::string name;       // Record: the event's field (kprobe fetch-arg or tracepoint field)
     std::size_t field = 0;  // index into PlannedProbe::fields
 };
+
+// One key of a hist trigger, in the order its hist file prints them.
+struct HistKey {
+    enum class Print : std::uint8_t { Number, String, Execname, Log2, Stack };
+
+    Print print = Print::Number;
+    FieldSource source;  // the ksurf key it is; Record for --hist's log2 bucket of the value
+    bool shown = true;   // false: a placeholder key (hist triggers need one), merged away
+};
+
+// A probe's aggregation as a hist trigger (Documentation/trace/histogram.rst).
+struct HistTrigger {
+    std::string spec;            // "hist:keys=common_pid.execname:vals=hitcount:size=16384"
+    std::vector<HistKey> keys;   // as the spec names them
+    std::string value;           // the summed field (vals=) for --sum, --avg, --hist; "" for --count
+    std::uint32_t size = 0;      // the map's entries: --map-size rounded up to a power of two
+
+    // The line written to the event's trigger file: FILTER is the `if` clause, which (unlike
+    // the event filter, tested after the triggers ran) decides what is aggregated.
+    std::string line(const std::string& filter) const { return filter.empty() ? spec : spec + " if " + filter; }
+};
+
+// A hist file's entries, parsed for the trigger that made them.
+struct HistEntry {
+    std::vector<std::string> keys;    // per HistKey: the number, the string, the execname's
+                                      // comm (its pid in `pid`), the log2 exponent; "" for Stack
+    std::uint64_t pid = 0;            // an Execname key's common_pid
+    std::vector<std::string> stack;   // "func+0x1a/0x90", innermost first
+    std::uint64_t hits = 0;
+    std::uint64_t value = 0;          // the sum of HistTrigger::value
+};
+struct HistFile {
+    std::vector<HistEntry> entries;
+    std::uint64_t dropped = 0;  // hits whose new key found the map full
+};
+// Throws a one-line Error when TEXT is not a hist file of TRIGGER's keys.
+HistFile parse_hist(std::string_view text, const HistTrigger& trigger);
 
 struct TracefsProbe {
     ProbeKind kind = ProbeKind::Entry;
@@ -69,6 +112,8 @@ struct TracefsProbe {
     // every field of the tracepoint is printed, as the BPF backend does.
     std::vector<FieldSource> fields;
     PacketPresence presence;  // printed packet names as filters test them
+    // An aggregating run's hist trigger, which replaces the event's records.
+    std::optional<HistTrigger> hist;
 
     // What this translation prints differently from the BPF backend, one line each.
     std::vector<std::string> notes;
@@ -116,10 +161,18 @@ struct TracefsOptions {
     bool follow_forks = false;        // options/event-fork: and the tasks they fork
     std::uint32_t buffer_kb = 0;      // --buffer-size: buffer_size_kb, per CPU; 0 keeps the kernel's
     bool exclude_self = false;        // drop events of this process's threads (as BpfOptions)
+    const AggregateOptions* aggregate = nullptr;  // hist triggers rather than records
+};
+
+class TracefsBackend : public Backend {
+public:
+    // An aggregating run's table now: every probe's hist file read, parsed and merged by
+    // ksurf's keys (cumulative since the start, as the BPF maps are).
+    virtual AggTable aggregate(const std::vector<PlannedProbe>& plans) = 0;
 };
 
 // Throws when tracefs cannot be mounted or the instance cannot be created.
-std::unique_ptr<Backend> make_tracefs_backend(Backend::Sink sink, tracefs::SkbLayout skb = {},
+std::unique_ptr<TracefsBackend> make_tracefs_backend(Backend::Sink sink, tracefs::SkbLayout skb = {},
                                               TracefsOptions options = {});
 
 }  // namespace ksurf

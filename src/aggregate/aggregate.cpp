@@ -164,6 +164,14 @@ BucketRange log2_range(std::size_t i) {
     return {std::int64_t{1} << k, std::uint64_t{1} << (k + 1), false};
 }
 
+BucketRange log2_ceil_range(std::size_t i) {
+    if (i == 0) return {std::nullopt, 0, true};
+    if (i == 1) return {0, 2, false};
+    const unsigned e = static_cast<unsigned>(i - 1);
+    if (e >= 64) return {};
+    return {(std::int64_t{1} << (e - 1)) + 1, (std::uint64_t{1} << e) + 1, false};
+}
+
 BucketRange linear_range(std::size_t i, std::int64_t lmin, std::int64_t lmax, std::uint64_t lstep) {
     const std::size_t n = linear_buckets(lmin, lmax, lstep);
     if (i == 0) return {std::nullopt, static_cast<std::uint64_t>(lmin), false};

@@ -12,9 +12,8 @@
 
 namespace ksurf {
 
-AggregateReport::AggregateReport(Maps maps, AggregateOptions opt, const PlannedProbe& plan, bool json,
-                                 std::FILE* out, std::string unit)
-    : maps_(std::move(maps)), opt_(std::move(opt)), plan_(plan), json_(json), out_(out), unit_(std::move(unit)),
+AggregateReport::AggregateReport(Read read, AggregateOptions opt, bool json, std::FILE* out, std::string unit)
+    : read_(std::move(read)), opt_(std::move(opt)), json_(json), out_(out), unit_(std::move(unit)),
       next_(std::chrono::steady_clock::now() + interval()) {
     // Before privileges are dropped: /proc/kallsyms shows addresses to CAP_SYSLOG only.
     if (opt_.stack_key()) kallsyms_ = std::make_unique<Kallsyms>(Kallsyms::load());
@@ -34,7 +33,7 @@ bool AggregateReport::tick() {
 }
 
 bool AggregateReport::print() {
-    AggTable t = read_aggregate(maps_(), opt_, plan_, kallsyms_.get());
+    AggTable t = read_(kallsyms_.get());
     t.unit = unit_;
     // Every key for the metrics; --top is for the reader of the table.
     if (!opt_.metrics_file.empty()) replace_output_file(opt_.metrics_file, format_openmetrics(t));

@@ -58,7 +58,8 @@ Examples:
 int run_lat(const CommonOptions& common, LatOptions opt) {
     install_stop_handlers();
     if (common.backend == BackendRequest::Tracefs)
-        fail("ksurf lat needs BPF: it pairs each call's entry and return in the kernel");
+        fail("ksurf lat needs BPF: it pairs each call's entry and return in the kernel (on tracefs that takes synthetic "
+             "events fed by hist triggers, which ksurf does not build)");
     if (common.buffer_kb) fail("ksurf lat does not take --buffer-size: it sends no events");
     Features features;
     if (geteuid() != 0 && !features.has(Feature::Bpf)) fail("cannot trace: {}", features.get(Feature::Bpf).reason);
@@ -70,7 +71,8 @@ int run_lat(const CommonOptions& common, LatOptions opt) {
     AggregateOptions shown = opt.agg;
     shown.kind = AggKind::Hist;
     shown.field = opt.function;
-    AggregateReport report([&] { return tracer->maps(); }, shown, plan, common.json, stdout, "ns");
+    AggregateReport report([&](const Kallsyms* k) { return read_aggregate(tracer->maps(), shown, plan, k); }, shown, common.json,
+                           stdout, "ns");
     const std::string dropped = drop_privileges(std::nullopt);
     if (common.verbose) fmt::print(stderr, "ksurf: {}\n", dropped);
     fmt::print(stderr, "Timing {} on {}. Hit Ctrl-C to end.\n", opt.function, tracer->attach_type());

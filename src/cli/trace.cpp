@@ -228,7 +228,8 @@ int run_trace(const TraceOptions& opt) {
         for (const auto& p : plans) print_plan(p);
 
     if (opt.script || !opt.script_file.empty()) {
-        const tracefs::TranslateContext tctx{tracefs::run_name(getpid()), skb_layout(btf, plans), tracepoint_formats(plans)};
+        const tracefs::TranslateContext tctx{tracefs::run_name(getpid()), skb_layout(btf, plans), tracepoint_formats(plans),
+                                             agg.active() ? &agg : nullptr};
         const std::string text = tracefs::script(plans, tctx);
         if (opt.script_file.empty())
             fmt::print("{}", text);
@@ -245,9 +246,9 @@ int run_trace(const TraceOptions& opt) {
     if (cgroup && choice.kind == BackendKind::Tracefs)
         fail("--cgroup needs the BPF backend: tracefs event filters cannot match a cgroup");
     if (packets && choice.kind == BackendKind::Tracefs) fail(kPacketsNeedBpf);
-    if (agg.active() && choice.kind == BackendKind::Tracefs)
-        fail("--{} needs the BPF backend: ksurf does not translate aggregations to tracefs hist triggers yet",
-             agg_kind_name(*agg.kind));
+    if (agg.active() && choice.kind == BackendKind::Tracefs && !features.has(Feature::HistTriggers))
+        fail("--{} on tracefs: {}; the BPF backend aggregates without them", agg_kind_name(*agg.kind),
+             features.get(Feature::HistTriggers).reason);
     if (user && choice.kind == BackendKind::Tracefs)
         fail("--user needs the BPF backend: a tracefs run keeps root to remove its probes and instance at exit");
     if (opt.verbose && choice.kind == BackendKind::Tracefs)
@@ -264,9 +265,13 @@ int run_trace(const TraceOptions& opt) {
         if (pcapng) pcapng->write(ev);
     };
     std::unique_ptr<Backend> backend;
-    BpfBackend* bpf = nullptr;
+    AggregateReport::Read read_table;
     if (choice.kind == BackendKind::Tracefs) {
-        backend = make_tracefs_backend(sink, skb_layout(btf, plans), {opt.stacks, pids, command.has_value(), opt.buffer_kb, !opt.include_self});
+        auto t = make_tracefs_backend(sink, skb_layout(btf, plans),
+                                      {opt.stacks && !agg.active(), pids, command.has_value(), opt.buffer_kb,
+                                       !opt.include_self, agg.active() ? &agg : nullptr});
+        read_table = [t = t.get(), &plans](const Kallsyms*) { return t->aggregate(plans); };
+        backend = std::move(t);
     } else {
         BpfOptions o = bpf_options(request, features, btf, opt.verbose);
         o.stacks = opt.stacks;
@@ -281,11 +286,13 @@ int run_trace(const TraceOptions& opt) {
             o.aggregate = {plans.front().aggregate->key_len, agg_buckets(*plans.front().aggregate), agg.map_size, agg.stack_key()};
         }
         auto b = make_bpf_backend(sink, std::move(o));
-        bpf = b.get();
+        read_table = [b = b.get(), &agg, &plans](const Kallsyms* k) {
+            return read_aggregate(b->aggregate_maps(), agg, plans.front(), k);
+        };
         backend = std::move(b);
     }
     std::optional<AggregateReport> report;
-    if (agg.active()) report.emplace([bpf] { return bpf->aggregate_maps(); }, agg, plans.front(), opt.json, stdout);
+    if (agg.active()) report.emplace(read_table, agg, opt.json, stdout);
     if (!add_all(*backend, plans)) return 1;
     // Attached BPF objects are fds that need no privilege; -w's file is open by now.
     auto drop = [&] {

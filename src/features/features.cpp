@@ -180,6 +180,15 @@ FeatureStatus probe_function_graph(Features& fs) {
     return no(fmt::format("not among available_tracers ({}){}", all, config_hint("CONFIG_FUNCTION_GRAPH_TRACER")));
 }
 
+// Every event has a hist file when the kernel has hist triggers (CONFIG_HIST_TRIGGERS);
+// sched_switch is an event every kernel has.
+FeatureStatus probe_hist_triggers(Features& fs) {
+    if (!fs.has(Feature::Tracefs)) return no("tracefs is not available");
+    const std::string path = *tracefs::find_mount() + "/events/sched/sched_switch/hist";
+    if (present(path)) return yes(path);
+    return no(fmt::format("no hist triggers: {} is missing{}", path, config_hint("CONFIG_HIST_TRIGGERS")));
+}
+
 }  // namespace
 
 std::string_view feature_name(Feature f) { return kNames[static_cast<std::size_t>(f)]; }
@@ -213,7 +222,7 @@ FeatureStatus Features::probe(Feature f) {
         if (!present("/sys/bus/event_source/devices/uprobe/type"))
             return no(fmt::format("no uprobe PMU{}", config_hint("CONFIG_UPROBE_EVENTS")));
         return trial_load(f, nullptr);
-    case Feature::HistTriggers: return !has(Feature::Tracefs) ? no("tracefs is not available") : present(*tracefs::find_mount() + "/events/sched/sched_switch/hist") ? yes("events/*/*/hist exists") : no(fmt::format("events/*/*/ have no hist file{}", config_hint("CONFIG_HIST_TRIGGERS")));
+    case Feature::HistTriggers: return probe_hist_triggers(*this);
     case Feature::Kprobe:
     case Feature::KprobeMulti:
         if (!has(Feature::Bpf)) return no("BPF is not available");

@@ -43,12 +43,18 @@ std::string bound(const AggTable& t, std::uint64_t v, bool negative = false) {
 }
 
 BucketRange range(const AggTable& t, std::size_t i) {
-    return t.kind == AggKind::Hist ? log2_range(i) : linear_range(i, t.lmin, t.lmax, t.lstep);
+    if (t.kind == AggKind::Lhist) return linear_range(i, t.lmin, t.lmax, t.lstep);
+    return t.ceil_log2 ? log2_ceil_range(i) : log2_range(i);
 }
 
 std::string bucket_label(const AggTable& t, std::size_t i) {
     const BucketRange r = range(t, i);
     if (r.negative) return "(..., 0)";
+    // The kernel's buckets end at their power of two, which reads best as a closed end.
+    if (t.ceil_log2 && r.lo && r.hi)
+        return *r.lo == 0 ? fmt::format("[{}, {}]", bound(t, 0), bound(t, 1))
+                          : fmt::format("({}, {}]", bound(t, static_cast<std::uint64_t>(*r.lo) - 1), bound(t, *r.hi - 1));
+    if (t.ceil_log2 && !r.hi) return "(8E, ...)";
     const auto lo = [&] { return bound(t, static_cast<std::uint64_t>(*r.lo), *r.lo < 0); };
     if (!r.lo && r.hi) return fmt::format("(..., {})", bound(t, *r.hi, t.kind == AggKind::Lhist && t.lmin < 0));
     if (!r.hi) return r.lo ? fmt::format("[{}, ...)", lo()) : "[8E, ...)";
@@ -171,8 +177,9 @@ std::string format_aggregate(const AggTable& t) {
     std::string out = title(t);
     if (is_hist(t)) {
         for (const auto& r : t.rows) {
-            out += fmt::format("{}{}count {}, avg {:.6g}, min {}, max {}{}\n", key_text(r), r.key.empty() ? "" : ": ", r.count,
-                               mean(t, r), number(t, r.min), number(t, r.max), t.unit.empty() ? "" : " " + t.unit);
+            const std::string bounds = t.bounds ? fmt::format(", min {}, max {}", number(t, r.min), number(t, r.max)) : "";
+            out += fmt::format("{}{}count {}, avg {:.6g}{}{}\n", key_text(r), r.key.empty() ? "" : ": ", r.count, mean(t, r),
+                               bounds, t.unit.empty() ? "" : " " + t.unit);
             for (const auto& f : r.stack) out += "  " + f + "\n";
             histogram(out, t, r);
             out += "\n";
@@ -230,8 +237,10 @@ std::string format_aggregate_json(const AggTable& t) {
         if (!r.stack.empty()) row["stack"] = r.stack;
         if (t.kind != AggKind::Count) {
             row["sum"] = num(r.sum);
-            row["min"] = num(r.min);
-            row["max"] = num(r.max);
+            if (t.bounds) {
+                row["min"] = num(r.min);
+                row["max"] = num(r.max);
+            }
             row["avg"] = mean(t, r);
         }
         if (is_hist(t)) {

@@ -104,7 +104,8 @@ TEST(Features, ExplainsARefusedFentryWithItsErrno) {
 }
 
 // The matrix kernels (Debian 5.10, 6.1, 6.12) all have kprobes, fentry, function_graph and
-// BTF; only 6.12 has fprobe-based kprobe.multi.
+// BTF; only 6.12 has fprobe-based kprobe.multi; 5.10 (bullseye's config) has no hist
+// triggers, whose absence the tracefs aggregation tests then check there.
 TEST(Features, MatrixKernelsHaveTheirKnownFeatures) {
     if (!in_vm_matrix()) GTEST_SKIP() << "host kernel";
     auto m = features();
@@ -113,6 +114,10 @@ TEST(Features, MatrixKernelsHaveTheirKnownFeatures) {
         EXPECT_TRUE(m[name].yes) << name << ": " << m[name].reason;
     EXPECT_NE(m["fentry"].reason.find("loaded fentry on vfs_read"), std::string::npos) << m["fentry"].reason;
     EXPECT_EQ(m["kprobe_multi"].yes, std::string(std::getenv("KSURF_VM_KERNEL")) == "6.12") << m["kprobe_multi"].reason;
+    EXPECT_EQ(m["hist_triggers"].yes, std::string(std::getenv("KSURF_VM_KERNEL")) != "5.10") << m["hist_triggers"].reason;
+    if (!m["hist_triggers"].yes) {
+        EXPECT_TRUE(m["hist_triggers"].reason.starts_with("no hist triggers: ")) << m["hist_triggers"].reason;
+    }
 }
 
 }  // namespace

@@ -42,6 +42,40 @@ TEST(AggregateBuckets, Log2RangesHoldTheirValues) {
     EXPECT_EQ(log2_range(4).hi, 8u);
 }
 
+// hist triggers' .log2: ilog2(roundup_pow_of_two(v)) is e, in bucket e + 1.
+TEST(AggregateBuckets, KernelLog2RangesHoldTheValuesItRoundsUpToTheirPower) {
+    const auto kernel_exponent = [](std::uint64_t v) -> std::size_t {
+        return v <= 1 ? 0 : static_cast<std::size_t>(64 - std::countl_zero(v - 1));
+    };
+    for (std::uint64_t v : {0ull, 1ull, 2ull, 3ull, 4ull, 5ull, 8ull, 9ull, 1000ull, 1024ull, 1025ull, (1ull << 62) + 1}) {
+        const BucketRange r = log2_ceil_range(kernel_exponent(v) + 1);
+        ASSERT_TRUE(r.lo && r.hi) << v;
+        EXPECT_LE(*r.lo, static_cast<std::int64_t>(v)) << v;
+        EXPECT_LT(v, *r.hi) << v;
+    }
+    EXPECT_EQ(log2_ceil_range(1).lo, 0);
+    EXPECT_EQ(log2_ceil_range(1).hi, 2u);
+    EXPECT_EQ(log2_ceil_range(4).lo, 5);  // (4, 8]
+    EXPECT_EQ(log2_ceil_range(4).hi, 9u);
+    AggTable t;
+    t.kind = AggKind::Hist;
+    t.ceil_log2 = true;
+    t.bounds = false;
+    AggRow r;
+    r.count = 4;
+    r.sum = 2060;
+    r.buckets.assign(kLog2Buckets, 0);
+    r.buckets[1] = 1;
+    r.buckets[12] = 3;  // (1K, 2K]
+    t.rows.push_back(r);
+    const std::string text = format_aggregate(t);
+    EXPECT_NE(text.find("count 4, avg 515\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("[0, 1]            1 |@@@@@@@@@@@@@"), std::string::npos) << text;
+    EXPECT_NE(text.find("(1K, 2K]          3 |@@@@"), std::string::npos) << text;
+    // Integer values of (1K, 2K] are le 2K.
+    EXPECT_NE(format_openmetrics(t).find("{le=\"2048.0\"} 4\n"), std::string::npos) << format_openmetrics(t);
+}
+
 TEST(AggregateBuckets, LinearByDefinition) {
     // [0, 100) in steps of 10: below, ten steps, at and above.
     EXPECT_EQ(linear_buckets(0, 100, 10), 12u);

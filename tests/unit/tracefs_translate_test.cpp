@@ -581,16 +581,19 @@ TEST(TracefsTranslateScript, CreatesFiltersEnablesAndCleansUp) {
     EXPECT_EQ(s.find(" > \"$T/kprobe_events\""), std::string::npos) << s;
 }
 
-TEST(TracefsTranslateScript, IsValidShell) {
+// Whether `sh -n` parses TEXT.
+bool valid_shell(const std::string& text) {
     char path[] = "/tmp/ksurf-script-XXXXXX";
     int fd = mkstemp(path);
-    ASSERT_GE(fd, 0);
-    const std::string text = script(sample_probes(), context());
-    ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    if (fd < 0) return false;
+    const bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     close(fd);
-    EXPECT_EQ(std::system(("sh -n " + std::string(path)).c_str()), 0);
+    const bool ok = written && std::system(("sh -n " + std::string(path)).c_str()) == 0;
     unlink(path);
+    return ok;
 }
+
+TEST(TracefsTranslateScript, IsValidShell) { EXPECT_TRUE(valid_shell(script(sample_probes(), context()))); }
 
 TEST(TracefsTranslateScript, WithoutKprobesThereIsNothingToRemove) {
     std::vector<PlannedProbe> v;
@@ -607,6 +610,192 @@ TEST(TracefsTranslateRunName, RoundTripsAndRejectsOthers) {
     for (const char* other : {"ksurf_", "ksurf_sh_12", "ksurf_12x", "ksurf_0", "ksurf_012", "ksurf_-1", "kprobes",
                               "ksurf_99999999999"})
         EXPECT_EQ(run_pid(other), std::nullopt) << other;
+}
+
+// ---- hist triggers ----
+
+namespace hist {
+
+PlannedProbe aggregated(PlannedProbe p, std::vector<std::size_t> keys, std::optional<std::size_t> value = {},
+                        bool stack = false) {
+    p.aggregate.emplace();
+    p.aggregate->keys = std::move(keys);
+    p.aggregate->value = value;
+    p.aggregate->stack = stack;
+    return p;
+}
+
+TracefsProbe with(const PlannedProbe& p, AggKind kind, std::uint32_t map_size = 10240) {
+    AggregateOptions opt;
+    opt.kind = kind;
+    opt.map_size = map_size;
+    auto ctx = context();
+    ctx.aggregate = &opt;
+    return translate(p, 0, ctx);
+}
+
+std::vector<PlannedField> len_and_comm() {
+    std::vector<PlannedField> fields;
+    fields.push_back(field("len", load(arg(0), 8, 4)));
+    fields.push_back(hidden(field("comm", base(Fetch::Base::Comm))));
+    fields.push_back(hidden(field("name", string(arg(1)))));
+    return fields;
+}
+
+}  // namespace hist
+
+TEST(TracefsTranslateHist, KprobeCommIsItsOwnStringTracepointCommTheExecname) {
+    auto k = hist::with(hist::aggregated(probe(ProbeKind::Entry, "f", hist::len_and_comm()), {1}), AggKind::Count);
+    ASSERT_TRUE(k.hist);
+    EXPECT_EQ(k.hist->spec, "hist:keys=__comm:vals=hitcount:size=16384");
+    ASSERT_EQ(k.hist->keys.size(), 1u);
+    EXPECT_EQ(k.hist->keys[0].print, HistKey::Print::String);
+    EXPECT_EQ(k.hist->keys[0].source.kind, FieldSource::Kind::Comm);
+    std::vector<PlannedField> fields;
+    fields.push_back(hidden(field("comm", base(Fetch::Base::Comm))));
+    fields.push_back(hidden(field("tid", value(base(Fetch::Base::Tid), 4))));
+    fields.push_back(hidden(field("cpu", value(base(Fetch::Base::Cpu), 4))));
+    auto t = hist::with(hist::aggregated(tracepoint("sched", "sched_switch", std::move(fields)), {0, 1, 2}), AggKind::Count);
+    EXPECT_EQ(t.hist->spec, "hist:keys=common_pid.execname,common_pid,cpu:vals=hitcount:size=16384");
+    EXPECT_EQ(t.hist->keys[0].print, HistKey::Print::Execname);
+    EXPECT_EQ(t.hist->keys[1].source.kind, FieldSource::Kind::Tid);
+}
+
+TEST(TracefsTranslateHist, ValuesAreSummedAndHistogramsAreLog2Keys) {
+    const auto p = [] { return probe(ProbeKind::Entry, "f", hist::len_and_comm()); };
+    EXPECT_EQ(hist::with(hist::aggregated(p(), {2}, 0), AggKind::Sum).hist->spec,
+              "hist:keys=name:vals=hitcount,len:size=16384");
+    auto h = hist::with(hist::aggregated(p(), {1}, 0, true), AggKind::Hist, 100);
+    EXPECT_EQ(h.hist->spec, "hist:keys=__comm,len.log2,stacktrace:vals=hitcount,len:size=128");
+    EXPECT_EQ(h.hist->value, "len");
+    EXPECT_EQ(h.hist->keys[1].print, HistKey::Print::Log2);
+    EXPECT_FALSE(h.hist->keys[1].shown);
+    EXPECT_EQ(h.hist->keys[2].print, HistKey::Print::Stack);
+    // Without keys of ksurf's, the CPU, which the table merges away.
+    auto total = hist::with(hist::aggregated(p(), {}), AggKind::Count);
+    EXPECT_EQ(total.hist->spec, "hist:keys=cpu:vals=hitcount:size=16384");
+    EXPECT_FALSE(total.hist->keys[0].shown);
+    // The filter is the trigger's condition.
+    EXPECT_EQ(total.hist->line("len > 3"), "hist:keys=cpu:vals=hitcount:size=16384 if len > 3");
+}
+
+TEST(TracefsTranslateHist, WhatHistTriggersLackIsRefusedWithTheReason) {
+    const auto p = [] { return probe(ProbeKind::Entry, "f", hist::len_and_comm()); };
+    const auto refusal = [](PlannedProbe q, AggKind kind, std::uint32_t size = 10240) {
+        try {
+            hist::with(q, kind, size);
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    EXPECT_EQ(refusal(hist::aggregated(p(), {1}, 0), AggKind::Max),
+              "p f: --max on tracefs: hist triggers keep hit counts and sums, no minimum or maximum; the BPF backend computes it");
+    EXPECT_EQ(refusal(hist::aggregated(p(), {1}, 0), AggKind::Stats),
+              "p f: --stats on tracefs: hist triggers keep hit counts and sums, no minimum or maximum; the BPF backend computes it");
+    EXPECT_EQ(refusal(hist::aggregated(p(), {1}, 0), AggKind::Lhist),
+              "p f: --lhist on tracefs: hist triggers have no linear histogram between bounds; the BPF backend computes it");
+    EXPECT_EQ(refusal(hist::aggregated(p(), {1}, 2), AggKind::Sum),
+              "p f: --sum on tracefs: 'name' is a string, not a number; the BPF backend computes it");
+    std::vector<PlannedField> cpu;
+    cpu.push_back(hidden(field("cpu", value(base(Fetch::Base::Cpu), 4))));
+    EXPECT_EQ(refusal(hist::aggregated(probe(ProbeKind::Entry, "f", std::move(cpu)), {}, 0), AggKind::Sum),
+              "p f: --sum on tracefs: 'cpu' is not a field of the event; the BPF backend computes it");
+    std::vector<PlannedField> by_pid;
+    by_pid.push_back(hidden(field("pid", value(base(Fetch::Base::Pid), 4))));
+    EXPECT_EQ(refusal(hist::aggregated(probe(ProbeKind::Entry, "f", std::move(by_pid)), {0}), AggKind::Count),
+              "p f: --count on tracefs: hist triggers key by thread (common_pid), not by process: key by tid; the BPF "
+              "backend computes it");
+    EXPECT_EQ(refusal(hist::aggregated(p(), {1}), AggKind::Count, 1u << 18),
+              "p f: --count on tracefs: --map-size 262144 is more than the 131072 keys a hist trigger holds; the BPF backend "
+              "computes it");
+}
+
+HistTrigger trigger_of(std::vector<HistKey::Print> prints, std::string value = {}) {
+    HistTrigger h;
+    for (auto p : prints) h.keys.push_back({p, {}, true});
+    h.value = std::move(value);
+    return h;
+}
+
+// As kernel/trace/trace_events_hist.c prints them (5.10 and 6.x alike).
+TEST(TracefsHistFile, KeysAndValuesOfEachEntry) {
+    const std::string text = R"(# event histogram
+#
+# trigger info: hist:keys=common_pid.execname,len.log2:vals=hitcount,len:sort=hitcount:size=16384 [active]
+#
+
+{ common_pid: ksurf_itest     [       812], len: ~ 2^3  } hitcount:          5  len:         37
+{ common_pid: a, b            [         1], len: ~ 2^10 } hitcount:          1  len:       1000
+
+Totals:
+    Hits: 6
+    Entries: 2
+    Dropped: 4
+)";
+    const auto h = parse_hist(text, trigger_of({HistKey::Print::Execname, HistKey::Print::Log2}, "len"));
+    ASSERT_EQ(h.entries.size(), 2u);
+    EXPECT_EQ(h.entries[0].keys, (std::vector<std::string>{"ksurf_itest", "3"}));
+    EXPECT_EQ(h.entries[0].pid, 812u);
+    EXPECT_EQ(h.entries[0].hits, 5u);
+    EXPECT_EQ(h.entries[0].value, 37u);
+    EXPECT_EQ(h.entries[1].keys[1], "10");
+    EXPECT_EQ(h.entries[1].value, 1000u);
+    EXPECT_EQ(h.dropped, 4u);
+    // The keys end with " }": a last execname is followed by a space.
+    const auto last = parse_hist("{ common_pid: last            [         7] } hitcount:          1\n",
+                                 trigger_of({HistKey::Print::Execname}));
+    ASSERT_EQ(last.entries.size(), 1u);
+    EXPECT_EQ(last.entries[0].keys[0], "last");
+    EXPECT_EQ(last.entries[0].pid, 7u);
+}
+
+TEST(TracefsHistFile, StringsNumbersAndStacks) {
+    const std::string text = "{ __comm: bash                                              , cpu:          1, stacktrace:\n"
+                             "         ksys_read+0x73/0xf0\n"
+                             "         do_syscall_64+0x33/0x80\n"
+                             " } hitcount:          2\n"
+                             "{ __comm: sh                                                , cpu:          0, stacktrace:\n"
+                             "         vfs_read+0x5/0x1a0 [mod]\n"
+                             " } hitcount:          9\n\nTotals:\n    Hits: 11\n    Entries: 2\n    Dropped: 0\n";
+    const auto h = parse_hist(text, trigger_of({HistKey::Print::String, HistKey::Print::Number, HistKey::Print::Stack}));
+    ASSERT_EQ(h.entries.size(), 2u);
+    EXPECT_EQ(h.entries[0].keys, (std::vector<std::string>{"bash", "1", ""}));
+    EXPECT_EQ(h.entries[0].stack, (std::vector<std::string>{"ksys_read+0x73/0xf0", "do_syscall_64+0x33/0x80"}));
+    EXPECT_EQ(h.entries[0].hits, 2u);
+    EXPECT_EQ(h.entries[1].stack, (std::vector<std::string>{"vfs_read+0x5/0x1a0 [mod]"}));
+    EXPECT_EQ(h.entries[1].hits, 9u);
+}
+
+TEST(TracefsHistFile, WhatIsNotAnEntryOfTheTriggerIsRefused) {
+    const auto two = trigger_of({HistKey::Print::Number, HistKey::Print::Number});
+    EXPECT_THROW(parse_hist("{ cpu:          1 } hitcount:          2\n", two), Error);
+    EXPECT_THROW(parse_hist("{ cpu: x, cpu: 2 } hitcount:          2\n", two), Error);
+    EXPECT_THROW(parse_hist("{ cpu: 1, cpu: 2 } hits: 2\n", two), Error);
+    EXPECT_TRUE(parse_hist("# event histogram\n\nTotals:\n    Hits: 0\n    Entries: 0\n    Dropped: 0\n", two).entries.empty());
+}
+
+TEST(TracefsTranslateScript, AggregationsAreTriggersPrintedAtTheEnd) {
+    auto probes = sample_probes();
+    for (auto& p : probes) p.aggregate.emplace();
+    AggregateOptions opt;
+    opt.kind = AggKind::Count;
+    auto ctx = context();
+    ctx.aggregate = &opt;
+    const std::string s = script(probes, ctx);
+    for (const char* line : {
+             "trigger \"$G/p0\" 'hist:keys=cpu:vals=hitcount:size=16384 if comm == \"it'\\''s\"'\n",
+             "trigger \"sched/sched_process_exec\" 'hist:keys=cpu:vals=hitcount:size=16384 if common_pid != 1'\n",
+             "trap 'cat \"$I/events/$G/p0/hist\" \"$I/events/$G/r1/hist\" \"$I/events/sched/sched_process_exec/hist\"; exit 130'",
+         })
+        EXPECT_NE(s.find(line), std::string::npos) << "missing: " << line << "\nin:\n" << s;
+    EXPECT_EQ(s.find("/enable"), std::string::npos) << s;
+    EXPECT_EQ(s.find("trace_pipe"), std::string::npos) << s;
+    EXPECT_TRUE(valid_shell(s)) << s;
+    opt.interval_s = 0.5;
+    const std::string every = script(probes, ctx);
+    EXPECT_NE(every.find("while :; do sleep 0.5; cat \"$I/events/$G/p0/hist\""), std::string::npos) << every;
+    EXPECT_TRUE(valid_shell(every)) << every;
 }
 
 }  // namespace

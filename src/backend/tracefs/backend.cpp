@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -29,6 +30,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using tracefs::FieldSource;
+using tracefs::HistKey;
 
 std::string slurp(const fs::path& path) { return read_file(path).value_or(""); }
 
@@ -62,12 +64,13 @@ struct TepDeleter {
     void operator()(tep_handle* t) const { tep_free(t); }
 };
 
-// The kernel's reason for refusing DEFINITION, from error_log:
+// The kernel's reason for refusing DEFINITION, from DIR's error_log (the top one for
+// kprobes, the instance's for hist triggers):
 //   [  12.345678] trace_kprobe: error: Invalid probed address or symbol
 //     Command: p:ksurf_42/p0 nosuch __comm=$comm
 //              ^
-std::optional<std::string> kprobe_refusal(const std::string& root, std::string_view definition) {
-    std::istringstream in(slurp(fs::path(root) / "error_log"));
+std::optional<std::string> logged_refusal(const std::string& dir, std::string_view definition) {
+    std::istringstream in(slurp(fs::path(dir) / "error_log"));
     std::optional<std::string> reason;
     std::string line, error, command;
     std::size_t command_at = 0;
@@ -256,15 +259,25 @@ struct Probe {
     tracefs::EventFormat format;
     std::vector<Slot> slots;
     std::optional<Slot> comm;  // kprobes: __comm
+    std::vector<Slot> hist_keys;  // an aggregating run's: how each key of t.hist is shown
     DyneventPtr kprobe;
 };
 
-class TracefsBackend final : public Backend {
+// A comparable text of ROW's key: rows of hist entries merge when it is the same.
+std::string key_id(const AggRow& row) {
+    std::string id;
+    for (const auto& f : row.key) id += format_value(f.value) + '\0';
+    for (const auto& frame : row.stack) id += frame + '\n';
+    return id;
+}
+
+class InstanceBackend final : public TracefsBackend {
 public:
-    TracefsBackend(Sink sink, tracefs::SkbLayout skb, TracefsOptions opt)
+    InstanceBackend(Sink sink, tracefs::SkbLayout skb, TracefsOptions opt)
         : sink_(std::move(sink)), root_(tracing_root()), tasks_(root_), opt_(std::move(opt)) {
         ctx_.group = tracefs::run_name(getpid());
         ctx_.skb = skb;
+        ctx_.aggregate = opt_.aggregate;
         // Whatever already has our name was left by a killed run that had our pid.
         remove_run(getpid());
         instance_.reset(tracefs_instance_create(ctx_.group.c_str()));
@@ -288,6 +301,15 @@ public:
             option("options/stacktrace", "1");
         }
         if (opt_.buffer_kb) option("buffer_size_kb", std::to_string(opt_.buffer_kb));
+    }
+
+    ~InstanceBackend() override {
+        // Removing the instance drops its triggers too (the -S script relies on that);
+        // removed first, the kprobes' removal does not depend on it.
+        for (const auto& p : probes_)
+            if (p.t.hist && started_)
+                tracefs_event_file_append(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "trigger",
+                                          ("!" + p.t.hist->line(p.t.filter)).c_str());
     }
 
     // FILTER and not ksurf's own threads: its reads of the buffers and writes of the output
@@ -321,7 +343,9 @@ public:
             ctx_.tracepoints.push_back(tracefs::read_format(root_, plan.subsystem, plan.event));
         }
         p.t = tracefs::translate(plan, probes_.size(), ctx_);
-        for (const auto& note : p.t.notes) fmt::print(stderr, "ksurf: {}\n", note);
+        // The notes are on how fields print: an aggregation prints none.
+        if (!p.t.hist)
+            for (const auto& note : p.t.notes) fmt::print(stderr, "ksurf: {}\n", note);
         if (is_kprobe) {
             create_kprobe(plan, p);
             p.format = tracefs::read_format(root_, p.t.system, p.t.event);
@@ -331,13 +355,17 @@ public:
             p.format = ctx_.tracepoints.back();
         }
         if (opt_.exclude_self) p.t.filter = without_self(p.t.filter);
-        if (!p.t.filter.empty() && tracefs_event_file_write(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "filter",
+        // An aggregation's filter is its trigger's `if` clause.
+        if (!p.t.hist && !p.t.filter.empty() && tracefs_event_file_write(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "filter",
                                                              p.t.filter.c_str()) < 0) {
             int err = errno;
             fail("{}: the kernel refused the filter '{}': {}", plan.text, p.t.filter,
                  filter_refusal(instance_.get(), p.t.system, p.t.event, err));
         }
         for (const auto& src : p.t.fields) p.slots.push_back(slot(plan, p, src));
+        if (p.t.hist)
+            for (const auto& k : p.t.hist->keys)
+                p.hist_keys.push_back(k.print == HistKey::Print::Stack ? Slot{} : slot(plan, p, k.source));
         probes_.push_back(std::move(p));
     }
 
@@ -359,15 +387,52 @@ public:
             if (tep_parse_event(tep_.get(), format.data(), format.size(), "ftrace") != 0)
                 fail("cannot parse the format of ftrace/kernel_stack");
         }
-        for (const auto& p : probes_)
+        started_ = true;
+        for (const auto& p : probes_) {
+            if (p.t.hist) {
+                trigger(p);
+                continue;
+            }
             if (tracefs_event_file_write(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "enable", "1") < 0)
                 fail("cannot enable {}/{}: {}", p.t.system, p.t.event, errno_text(errno));
+        }
+    }
+
+    AggTable aggregate(const std::vector<PlannedProbe>& plans) override {
+        const AggregateOptions& opt = *opt_.aggregate;
+        const PlannedAggregate& a = *plans.front().aggregate;
+        AggTable t;
+        t.kind = *opt.kind;
+        t.field = opt.field;
+        t.by = opt.by;
+        t.value_signed = a.value && plans.front().fields[*a.value].fetch.is_signed;
+        t.folded = opt.folded;
+        t.ceil_log2 = true;
+        t.bounds = false;
+        t.ts_ns = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+        std::map<std::string, AggRow> rows;
+        for (const auto& p : probes_) {
+            char* text = tracefs_event_file_read(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "hist", nullptr);
+            if (!text) fail("cannot read {}/{}/hist: {}", p.t.system, p.t.event, errno_text(errno));
+            const std::string hist(text);
+            std::free(text);
+            const tracefs::HistFile h = tracefs::parse_hist(hist, *p.t.hist);
+            t.full += h.dropped;
+            t.map_size = p.t.hist->size;
+            for (const auto& e : h.entries) add_entry(p, e, opt.folded, rows);
+        }
+        for (auto& [id, row] : rows) t.rows.push_back(std::move(row));
+        rank(t, 0);
+        return t;
     }
 
     // tracefs has no readiness notification that also covers partly filled pages, so
     // this drains, then sleeps, then drains again; a busy trace never sleeps.
     bool poll(int timeout_ms) override {
         if (!tep_) return false;
+        // Hist triggers keep their tables in the kernel: nothing to read until they print.
+        if (opt_.aggregate) return ::poll(nullptr, 0, timeout_ms) >= 0 || errno != EINTR;
         if (drain() > 0 || timeout_ms <= 0) return true;
         if (::poll(nullptr, 0, timeout_ms) < 0 && errno == EINTR) return false;
         drain();
@@ -395,6 +460,46 @@ public:
     }
 
 private:
+    void trigger(const Probe& p) {
+        const std::string line = p.t.hist->line(p.t.filter);
+        if (tracefs_event_file_append(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "trigger", line.c_str()) >= 0)
+            return;
+        const int err = errno;
+        char* dir = tracefs_instance_get_dir(instance_.get());
+        auto reason = dir ? logged_refusal(dir, line) : std::nullopt;
+        tracefs_put_tracing_file(dir);
+        fail("{}/{}: the kernel refused the hist trigger '{}': {}", p.t.system, p.t.event, line,
+             reason ? *reason : errno_text(err));
+    }
+
+    // Entry E of P's hist file added into the row of its ksurf key.
+    void add_entry(const Probe& p, const tracefs::HistEntry& e, bool folded, std::map<std::string, AggRow>& rows) {
+        const auto& keys = p.t.hist->keys;
+        AggRow key;
+        std::optional<std::size_t> bucket;
+        for (std::size_t i = 0; i < keys.size(); i++) {
+            const Slot& s = p.hist_keys[i];
+            switch (keys[i].print) {
+            case HistKey::Print::Log2: bucket = std::stoull(e.keys[i]) + 1; continue;
+            case HistKey::Print::Stack:
+                for (const auto& frame : e.stack) key.stack.push_back(folded ? frame.substr(0, frame.find('+')) : frame);
+                continue;
+            default: break;
+            }
+            if (!keys[i].shown) continue;
+            Value v{e.keys[i], Display::String};
+            if (keys[i].print == HistKey::Print::Number) v = s.number(std::stoull(e.keys[i]));
+            key.key.push_back({s.name, std::move(v)});
+        }
+        AggRow& row = rows.try_emplace(key_id(key), std::move(key)).first->second;
+        row.count += e.hits;
+        row.sum += e.value;
+        if (bucket) {
+            row.buckets.resize(kLog2Buckets);
+            row.buckets[std::min(*bucket, kLog2Buckets - 1)] += e.hits;
+        }
+    }
+
     void option(const char* file, const std::string& value) {
         if (tracefs_instance_file_write(instance_.get(), file, value.c_str()) < 0)
             fail("cannot write '{}' to {}/{}: {}", value, ctx_.group, file, errno_text(errno));
@@ -414,7 +519,7 @@ private:
         int err = errno;
         // Not created: nothing to destroy.
         tracefs_dynevent_free(p.kprobe.release());
-        auto reason = kprobe_refusal(root_, t.definition());
+        auto reason = logged_refusal(root_, t.definition());
         fail("{}: the kernel refused the kprobe: {}", plan.text, reason ? *reason : errno_text(err));
     }
 
@@ -468,7 +573,7 @@ private:
     }
 
     static int on_record(tep_event* event, tep_record* record, int cpu, void* ctx) {
-        auto* self = static_cast<TracefsBackend*>(ctx);
+        auto* self = static_cast<InstanceBackend*>(ctx);
         try {
             self->deliver(event, record, cpu);
             return 0;
@@ -560,6 +665,7 @@ private:
     std::optional<tracefs::EventFormat> stack_format_;  // -s
     std::optional<Kallsyms> kallsyms_;
     std::map<int, Event> pending_;  // -s: by CPU, the event whose stack comes next
+    bool started_ = false;
 };
 
 }  // namespace
@@ -593,8 +699,8 @@ std::vector<StaleRun> cleanup_stale() {
 
 }  // namespace tracefs
 
-std::unique_ptr<Backend> make_tracefs_backend(Backend::Sink sink, tracefs::SkbLayout skb, TracefsOptions options) {
-    return std::make_unique<TracefsBackend>(std::move(sink), skb, std::move(options));
+std::unique_ptr<TracefsBackend> make_tracefs_backend(Backend::Sink sink, tracefs::SkbLayout skb, TracefsOptions options) {
+    return std::make_unique<InstanceBackend>(std::move(sink), skb, std::move(options));
 }
 
 }  // namespace ksurf

@@ -32,6 +32,7 @@ I=$T/instances/$G
 kprobe() { printf '%s\n' "$1" >> "$T/kprobe_events" || { tail -n 3 "$T/error_log" >&2; exit 1; }; }
 uprobe() { printf '%s\n' "$1" >> "$T/uprobe_events" || { tail -n 3 "$T/error_log" >&2; exit 1; }; }
 filter() { printf '%s\n' "$2" > "$I/events/$1/filter" || { cat "$I/events/$1/filter" >&2; exit 1; }; }
+trigger() { printf '%s\n' "$2" >> "$I/events/$1/trigger" || { tail -n 3 "$I/error_log" >&2; exit 1; }; }
 cleanup() {
 	set +e
 	trap - EXIT
@@ -56,6 +57,7 @@ std::string script(std::span<const PlannedProbe> probes, const TranslateContext&
         if (!events.empty())
             s += fmt::format("\tfor e in{}; do printf -- '-:%s/%s\\n' \"$G\" \"$e\" >> \"$T/{}\"; done 2>/dev/null\n",
                              events, file);
+    std::string hists;  // the hist files of an aggregation
     s += "}\ntrap cleanup EXIT\ntrap 'exit 130' INT TERM HUP\n"
          "mkdir \"$I\"\n"
          "echo mono > \"$I/trace_clock\"      # CLOCK_MONOTONIC, as ksurf prints\n"
@@ -69,8 +71,22 @@ std::string script(std::span<const PlannedProbe> probes, const TranslateContext&
         if (is_kprobe)
             s += fmt::format("{} \"{}:$G/{} \"{}\n", t.uprobe ? "uprobe" : "kprobe", t.kind == ProbeKind::Return ? 'r' : 'p', t.event,
                              sh_quote(t.address + " " + t.args));
+        if (t.hist) {
+            // The trigger runs with the event off: it counts, nothing is recorded.
+            s += fmt::format("trigger \"{}\" {}\n", event, sh_quote(t.hist->line(t.filter)));
+            hists += fmt::format(" \"$I/events/{}/hist\"", event);
+            continue;
+        }
         if (!t.filter.empty()) s += fmt::format("filter \"{}\" {}\n", event, sh_quote(t.filter));
         s += fmt::format("echo 1 > \"$I/events/{}/enable\"\n", event);
+    }
+    if (!hists.empty()) {
+        // Removing the instance (cleanup) removes its triggers: the tables are printed first.
+        // --interval prints them as they grow: hist files are cumulative.
+        const double every = ctx.aggregate ? ctx.aggregate->interval_s : 0;
+        return s + fmt::format("\necho 'Aggregating in the kernel. Hit Ctrl-C to print the tables and end.' >&2\n"
+                               "trap 'cat{}; exit 130' INT TERM HUP\nwhile :; do sleep {}{}; done\n",
+                               hists, every > 0 ? every : 1, every > 0 ? "; cat" + hists : "");
     }
     s += "\ncat \"$I/trace_pipe\" &\nCAT=$!\nwait \"$CAT\"\n";
     return s;

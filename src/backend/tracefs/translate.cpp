@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cctype>
 #include <charconv>
 
@@ -96,6 +97,7 @@ public:
         if (probe_.kind != ProbeKind::Tracepoint) t.args += "__comm=$comm";
         if (probe_.filter) t.filter = filter(*probe_.filter, false);
         t.presence = packet_presence(probe_);
+        if (probe_.aggregate && ctx_.aggregate) t.hist = hist();
         return t;
     }
 
@@ -184,6 +186,86 @@ private:
             refuse(f, fmt::format("{}-byte values cannot be fetched", x.size));
         char kind = f.display == Display::Hex ? 'x' : x.is_signed ? 's' : 'u';
         return fmt::format("{}{}", kind, x.size * 8);
+    }
+
+    // ---- hist trigger ----
+
+    [[noreturn]] void refuse_aggregate(std::string_view why) const {
+        fail("{}: --{} on tracefs: {}; the BPF backend computes it", probe_.text, agg_kind_name(*ctx_.aggregate->kind), why);
+    }
+
+    // The name of field I in the event, as hist keys and vals name it.
+    std::string hist_field(std::size_t i, bool numeric) const {
+        const PlannedField& f = probe_.fields[i];
+        if (numeric && string_field(f)) refuse_aggregate(fmt::format("'{}' is a string, not a number", f.name));
+        // Header values (pid, cpu...) are keys of their own, never summed.
+        if (names_[i].empty()) refuse_aggregate(fmt::format("'{}' is not a field of the event", f.name));
+        return names_[i];
+    }
+
+    static bool string_field(const PlannedField& f) {
+        return f.fetch.access == Fetch::Access::String || f.fetch.access == Fetch::Access::DataLoc ||
+               f.display == Display::String;
+    }
+
+    HistTrigger hist() const {
+        const AggregateOptions& opt = *ctx_.aggregate;
+        const PlannedAggregate& a = *probe_.aggregate;
+        switch (*opt.kind) {
+        case AggKind::Count:
+        case AggKind::Sum:
+        case AggKind::Avg:
+        case AggKind::Hist: break;
+        case AggKind::Min:
+        case AggKind::Max:
+        case AggKind::Stats: refuse_aggregate("hist triggers keep hit counts and sums, no minimum or maximum");
+        case AggKind::Lhist: refuse_aggregate("hist triggers have no linear histogram between bounds");
+        }
+        // The map's size is a power of two from 2^7 to 2^17 (TRACING_MAP_BITS_MIN/MAX).
+        constexpr std::uint32_t kMinSize = 1u << 7, kMaxSize = 1u << 17;
+        if (opt.map_size > kMaxSize)
+            refuse_aggregate(fmt::format("--map-size {} is more than the {} keys a hist trigger holds", opt.map_size, kMaxSize));
+        HistTrigger h;
+        h.size = std::max(std::bit_ceil(opt.map_size), kMinSize);
+        std::vector<std::string> keys;
+        const auto key = [&](std::string spec, HistKey k) {
+            keys.push_back(std::move(spec));
+            h.keys.push_back(std::move(k));
+        };
+        for (std::size_t i : a.keys) {
+            const PlannedField& f = probe_.fields[i];
+            FieldSource src{FieldSource::Kind::Record, {}, i};
+            if (auto kind = header_kind(f.fetch.base)) src.kind = *kind;
+            switch (src.kind) {
+            // A kprobe records the comm of every hit; a tracepoint's is the one the hist
+            // trigger saved with the pid's first hit (execname), so tracepoint keys are by
+            // thread until the rows are merged by comm.
+            case FieldSource::Kind::Comm:
+                if (probe_.kind == ProbeKind::Tracepoint) key("common_pid.execname", {HistKey::Print::Execname, src});
+                else key("__comm", {HistKey::Print::String, src});
+                break;
+            // A thread's process is not in the record, nor (once it exited) anywhere else:
+            // saved_tgids is filled by recorded events, and a trigger records none.
+            case FieldSource::Kind::Pid:
+                refuse_aggregate("hist triggers key by thread (common_pid), not by process: key by tid");
+            case FieldSource::Kind::Tid: key("common_pid", {HistKey::Print::Number, src}); break;
+            case FieldSource::Kind::Cpu: key("cpu", {HistKey::Print::Number, src}); break;
+            case FieldSource::Kind::Record:
+                src.name = hist_field(i, false);
+                key(src.name, {string_field(f) ? HistKey::Print::String : HistKey::Print::Number, src});
+            }
+        }
+        if (a.value) {
+            h.value = hist_field(*a.value, true);
+            if (opt.kind == AggKind::Hist)
+                key(h.value + ".log2", {HistKey::Print::Log2, {FieldSource::Kind::Record, h.value, *a.value}, false});
+        }
+        if (a.stack) key("stacktrace", {HistKey::Print::Stack, {}, true});
+        // A hist trigger needs a key: without one of ksurf's, the CPU, merged away.
+        if (keys.empty()) key("cpu", {HistKey::Print::Number, {FieldSource::Kind::Cpu, {}, 0}, false});
+        h.spec = fmt::format("hist:keys={}:vals=hitcount{}:size={}", fmt::join(keys, ","), h.value.empty() ? "" : "," + h.value,
+                             h.size);
+        return h;
     }
 
     // ---- filter ----
