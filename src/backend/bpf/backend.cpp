@@ -13,6 +13,7 @@
 
 #include "internal.h"
 #include "ksurf/btf.h"
+#include "ksurf/codegen.h"
 #include "ksurf/error.h"
 #include "ksurf/event.h"
 #include "ksurf/features.h"
@@ -337,7 +338,9 @@ private:
         }
     }
 
-    void decided(const PlannedProbe& p, BpfAttach a, const std::vector<std::string>& notes) {
+    // The attach type and the filter's path of the probe just loaded (filter_note_).
+    void decided(const PlannedProbe& p, BpfAttach a, std::vector<std::string> notes) {
+        notes.push_back(filter_note_);
         attachments_.push_back({probe_label(p), a, fmt::format("{}", fmt::join(notes, "; "))});
         explain(attachments_.back());
     }
@@ -347,6 +350,7 @@ private:
         auto& at = attachments_[id];
         at.attach = a;
         for (const auto& n : group_notes) at.why += (at.why.empty() ? "" : "; ") + n;
+        at.why += (at.why.empty() ? "" : "; ") + filter_note_;
         explain(at);
     }
 
@@ -393,13 +397,9 @@ private:
         return t;
     }
 
-    // CFG as the clone's read-only data, with what every probe of the run shares.
-    Fd rodata(const ksurf_config& cfg, std::size_t id) {
-        std::vector<std::uint8_t> data = tmpl_->rodata();
-        probe_bpf::probe_bpf__rodata ro;
-        std::memcpy(&ro, data.data(), sizeof ro);
-        ksurf_config& c = ro.cfg;
-        c = cfg;
+    // CFG with what every probe of the run shares.
+    ksurf_config configured(const ksurf_config& cfg, std::size_t id) {
+        ksurf_config c = cfg;
         c.probe_id = static_cast<std::uint32_t>(id);
         c.by_pid = !opt_.pids.empty();
         c.stack = opt_.stacks;
@@ -413,22 +413,36 @@ private:
             if (!layout_) layout_ = kernel_layout(btf());
             c.layout = *layout_;
         }
+        return c;
+    }
+
+    // CFG as a clone's read-only data.
+    Fd rodata(const ksurf_config& cfg) const {
+        std::vector<std::uint8_t> data = tmpl_->rodata();
+        probe_bpf::probe_bpf__rodata ro;
+        std::memcpy(&ro, data.data(), sizeof ro);
+        ro.cfg = cfg;
         std::memcpy(data.data(), &ro, sizeof ro);
         return tmpl_->make_rodata(data);
     }
 
+    // The probe program for CFG, its filter compiled where it can be (filter_note_ says
+    // whether), loaded as A for T.
+    Fd load(const ksurf_config& cfg, std::size_t id, BpfAttach a, const AttachTarget& t = {}) {
+        return load_filtered(*tmpl_, kProgram, a, t, configured(cfg, id), [this](const ksurf_config& c) { return rodata(c); },
+                             &filter_note_);
+    }
+
     // The probe program configured with CFG, loaded as A and attached to T.
     Link instance(const ksurf_config& cfg, std::size_t id, BpfAttach a, const AttachTarget& t) {
-        const Fd ro = rodata(cfg, id);
-        const Fd prog = tmpl_->load(kProgram, a, ro.get(), t);
+        const Fd prog = load(cfg, id, a, t);
         return attach(prog.get(), a, t);
     }
 
     Link instance_multi(const Group& g, BpfAttach a) {
         ksurf_config cfg = g.spec.config;
         cfg.id_from_cookie = 1;
-        const Fd ro = rodata(cfg, 0);
-        const Fd prog = tmpl_->load(kProgram, a, ro.get());
+        const Fd prog = load(cfg, 0, a);
         std::vector<const char*> syms;
         for (const auto& f : g.functions) syms.push_back(f.c_str());
         return attach_multi(prog.get(), a == BpfAttach::KretprobeMulti, syms, {g.ids.begin(), g.ids.end()});
@@ -436,7 +450,7 @@ private:
 
     // -c: processes the traced ones fork join the pids map.
     void follow_forks() {
-        const Fd ro = rodata({}, 0);
+        const Fd ro = rodata(configured({}, 0));
         const Fd prog = tmpl_->load(kFollowFork, BpfAttach::RawTp, ro.get());
         AttachTarget fork;
         fork.name = "sched_process_fork";
@@ -493,6 +507,7 @@ private:
     std::optional<Kallsyms> kallsyms_;  // -s
     std::optional<BpfTemplate> tmpl_;
     std::optional<ksurf_layout> layout_;
+    std::string filter_note_;  // how the last probe loaded runs its filter, for -v
     ring_buffer* rb_ = nullptr;
     std::vector<Probe> probes_;
     std::vector<Group> groups_;
