@@ -350,6 +350,7 @@ private:
                 if (!is_string_field(f) || f.size == 0) unsupported("a string comparison on a field fetched as bytes");
                 if (op.slot >= KSURF_MAX_PATTERNS || c_.patterns[op.slot].len > KSURF_MAX_PATTERN)
                     unsupported("a malformed pattern");
+                if (decided(op, f)) continue;
                 const unsigned len = c_.patterns[op.slot].len;
                 const unsigned need = len + (op.code == KSURF_OP_STR_EQ ? 2 : 1);
                 p.read = static_cast<std::uint16_t>(std::max<unsigned>(p.read, std::min<unsigned>(need, f.size)));
@@ -488,6 +489,16 @@ private:
 
     // ---- comparisons ----
 
+    // Whether string comparison OP on F holds or fails whatever F holds: a pattern longer
+    // than F can be (comm: 15 bytes), or an empty prefix.
+    std::optional<bool> decided(const ksurf_op& op, const ksurf_field_cfg& f) const {
+        const unsigned len = c_.patterns[op.slot].len;
+        const unsigned most = f.base == KSURF_BASE_COMM ? KSURF_COMM_LEN - 1 : f.size - 1u;
+        if (len > most) return false;
+        if (len == 0 && op.code == KSURF_OP_STR_PREFIX) return true;
+        return std::nullopt;
+    }
+
     Leaf leaf(std::size_t k) {
         const ksurf_op& op = c_.ops[k];
         const std::size_t i = field_of(op);
@@ -499,17 +510,15 @@ private:
         }
         const ksurf_pattern& pat = c_.patterns[op.slot];
         const bool eq = op.code == KSURF_OP_STR_EQ;
+        if (const auto known = decided(op, c_.fields[i])) return {true, *known, {}};
         Leaf l;
         if (c_.fields[i].base == KSURF_BASE_COMM) {
-            // Strings of at most 15 bytes, NUL-padded: equality covers the pattern's NUL.
-            if (pat.len >= KSURF_COMM_LEN) return {true, false, {}};
+            // At most 15 bytes, NUL-padded: equality covers the pattern's NUL.
             words(l, p.slot, pat, pat.len + (eq ? 1 : 0));
             return l;
         }
         // The interpreter's length is the read's, cut at the capacity; 0 when it failed.
-        if (pat.len + 1u > c_.fields[i].size) return {true, false, {}};
         if (pat.len == 0) {
-            if (!eq) return {true, true, {}};
             l.checks.push_back({{insn(BPF_LDX | BPF_MEM | BPF_DW, R1, FP, p.ret, 0)}, BPF_JSLE, R1, 1});
             return l;
         }
