@@ -59,7 +59,8 @@ ksurf_config interpreter_config(ksurf_config cfg);
 
 // PROGRAM of TMPL loaded as A for TARGET with CFG: its filter compiled in front when it
 // can be, else interpreted. RODATA makes the clone's read-only data from the config the
-// generic program is to run. NOTE (when given) receives the path taken, in one phrase.
+// generic program is to run. NOTE (when given) receives the path taken, in one phrase;
+// empty when there was nothing to filter.
 Fd load_filtered(const BpfTemplate& tmpl, std::string_view program, BpfAttach a, const AttachTarget& target,
                  const ksurf_config& cfg, const std::function<Fd(const ksurf_config&)>& rodata, std::string* note = nullptr);
 

@@ -662,7 +662,7 @@ Fd load_filtered(const BpfTemplate& tmpl, std::string_view program, BpfAttach a,
         }
     }
     Fd prog = tmpl.load(program, a, rodata(cfg).get(), target);
-    if (note) *note = why.empty() ? "no filter" : "filter interpreted: " + why;
+    if (note) *note = why.empty() ? "" : "filter interpreted: " + why;
     return prog;
 }
 

@@ -102,6 +102,11 @@ public:
         c.self_tgid = below(10) == 0 ? (coin() ? self : self + 1) : 0;
         c.by_pid = below(6) == 0;
         c.cgroup_id = below(10) == 0 ? (coin() ? cgroup : cgroup + 1) : 0;
+        // Packet fields take the context for an sk_buff: these offsets land in its arguments.
+        c.layout.skb_head = static_cast<std::uint16_t>(8 * below(kArgs));
+        c.layout.skb_mac_header = static_cast<std::uint16_t>(2 * below(4 * kArgs));
+        c.layout.skb_network_header = static_cast<std::uint16_t>(2 * below(4 * kArgs));
+        c.layout.skb_transport_header = static_cast<std::uint16_t>(2 * below(4 * kArgs));
         pid_ = self;
         tid_ = tid;
         std::uint16_t out = 0;
@@ -132,7 +137,7 @@ public:
     // __data_loc strings, everything else from the edges.
     std::array<std::uint64_t, kArgs> inputs(const ksurf_config& c) {
         std::array<std::uint64_t, kArgs> args;
-        for (auto& a : args) a = number();
+        for (auto& a : args) a = coin() ? number() : 0xffff;
         // Whatever a locator points at ends within the context: the bytes past it differ
         // between runs.
         reinterpret_cast<char*>(args.data())[8 * kArgs - 1] = 0;
@@ -182,7 +187,7 @@ private:
         const unsigned size = sizes[below(below(4) ? 4 : 5)];
         f.base = KSURF_BASE_CTX_U64;
         f.base_off = static_cast<std::int32_t>(8 * below(8));
-        switch (below(10)) {
+        switch (below(11)) {
         case 0: // an argument itself
         case 1:
             f.access = KSURF_ACCESS_VALUE;
@@ -218,6 +223,14 @@ private:
             f.base = KSURF_BASE_CTX;
             f.nsteps = 1;
             f.steps[0] = static_cast<std::int32_t>(8 * below(kArgs));
+            f.access = KSURF_ACCESS_LOAD;
+            f.offset = static_cast<std::int32_t>(below(16));
+            shape(f, size);
+            break;
+        case 9: // a packet header's bytes (unreadable, or none set: 0 either way)
+            f.base = KSURF_BASE_CTX;
+            f.packet_step = 0;
+            f.layer = static_cast<std::uint8_t>(2 + below(3));
             f.access = KSURF_ACCESS_LOAD;
             f.offset = static_cast<std::int32_t>(below(16));
             shape(f, size);

@@ -338,9 +338,7 @@ private:
         }
     }
 
-    // The attach type and the filter's path of the probe just loaded (filter_note_).
-    void decided(const PlannedProbe& p, BpfAttach a, std::vector<std::string> notes) {
-        notes.push_back(filter_note_);
+    void decided(const PlannedProbe& p, BpfAttach a, const std::vector<std::string>& notes) {
         attachments_.push_back({probe_label(p), a, fmt::format("{}", fmt::join(notes, "; "))});
         explain(attachments_.back());
     }
@@ -350,12 +348,14 @@ private:
         auto& at = attachments_[id];
         at.attach = a;
         for (const auto& n : group_notes) at.why += (at.why.empty() ? "" : "; ") + n;
-        at.why += (at.why.empty() ? "" : "; ") + filter_note_;
         explain(at);
     }
 
+    // The attach type, then how the probe just loaded runs its filter (filter_note_).
     void explain(const BpfAttachment& a) const {
-        if (opt_.explain) opt_.explain(fmt::format("{}: {}{}", a.probe, bpf_attach_name(a.attach), a.why.empty() ? "" : " (" + a.why + ")"));
+        if (!opt_.explain) return;
+        opt_.explain(fmt::format("{}: {}{}", a.probe, bpf_attach_name(a.attach), a.why.empty() ? "" : " (" + a.why + ")"));
+        if (!filter_note_.empty()) opt_.explain(fmt::format("{}: {}", a.probe, filter_note_));
     }
 
     // ---- loading ----
