@@ -85,7 +85,10 @@ struct Leaf {
     std::vector<Check> checks;
 };
 
-// Where a filter field's value is kept for the comparisons.
+// Where a filter field's value is kept for the comparisons. Every field a comparison reads
+// is fetched once, before the first comparison, as the interpreter does: with && and ||
+// as jumps, a field fetched on one path would be unset on another. The first three
+// numbers stay in r7..r9, which helper calls preserve; the rest go to the stack.
 struct Place {
     bool fetched = false;
     std::uint8_t reg = 0;     // a number in r7..r9; 0: in the stack at `slot`
