@@ -9,6 +9,7 @@
 
 #include "ksurf/attach.h"
 #include "ksurf/btf.h"
+#include "ksurf/codegen.h"
 #include "ksurf/error.h"
 #include "ksurf/features.h"
 #include "ksurf/graph.h"
@@ -36,7 +37,7 @@ public:
         const BpfAttach ret = fentry ? BpfAttach::Fexit : BpfAttach::Kretprobe;
         type_ = fentry ? "fentry/fexit" : "kprobe/kretprobe";
 
-        tmpl_.emplace(elf_of<lat_bpf>(), std::vector<std::string>{"ksurf_lat_entry", "ksurf_lat_return"}, [&](bpf_map* m) {
+        tmpl_.emplace(elf_of<lat_bpf>(), std::vector<std::string>{kEntry, "ksurf_lat_return"}, [&](bpf_map* m) {
             const std::string_view name = bpf_map__name(m);
             if (name == "events") bpf_map__set_max_entries(m, 4096);  // no events: the smallest ring
             if (name == "starts") {
@@ -73,7 +74,7 @@ public:
         } else if (!plan.module.empty()) {
             t.name = plan.module + ":" + plan.function;
         }
-        links_.add(instance("ksurf_lat_entry", entry, cfg, g, t));
+        links_.add(instance(kEntry, entry, cfg, g, t));
         // The return clone aggregates the time it computes: a value, in the log2 histogram.
         cfg.agg.value_at = 0;
         cfg.agg.value_signed = 0;
@@ -98,16 +99,23 @@ public:
 
 private:
     Link instance(const char* program, BpfAttach a, const ksurf_config& cfg, const ksurf_graph_config& g, const AttachTarget& t) {
-        std::vector<std::uint8_t> data = tmpl_->rodata();
-        lat_bpf::lat_bpf__rodata ro;
-        std::memcpy(&ro, data.data(), sizeof ro);
-        ro.cfg = cfg;
-        ro.gcfg = g;
-        std::memcpy(data.data(), &ro, sizeof ro);
-        const Fd rodata = tmpl_->make_rodata(data);
-        const Fd prog = tmpl_->load(program, a, rodata.get(), t);
+        auto rodata = [&](const ksurf_config& c) {
+            std::vector<std::uint8_t> data = tmpl_->rodata();
+            lat_bpf::lat_bpf__rodata ro;
+            std::memcpy(&ro, data.data(), sizeof ro);
+            ro.cfg = c;
+            ro.gcfg = g;
+            std::memcpy(data.data(), &ro, sizeof ro);
+            return tmpl_->make_rodata(data);
+        };
+        // Only the entry runs the predicate (ksurf_take()), first thing: its filter can run
+        // compiled in front. The return program takes what an accepted entry stored.
+        const Fd prog = program == std::string_view(kEntry) ? load_filtered(*tmpl_, program, a, t, cfg, rodata)
+                                                            : tmpl_->load(program, a, rodata(cfg).get(), t);
         return attach(prog.get(), a, t);
     }
+
+    static constexpr const char* kEntry = "ksurf_lat_entry";
 
     std::optional<BpfTemplate> tmpl_;
     Links links_;

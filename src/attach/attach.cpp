@@ -241,10 +241,13 @@ Fd BpfTemplate::make_rodata(std::span<const std::uint8_t> data) const {
     return fd;
 }
 
-Fd BpfTemplate::load(std::string_view name, BpfAttach a, int rodata, const AttachTarget& target) const {
+Fd BpfTemplate::load(std::string_view name, BpfAttach a, int rodata, const AttachTarget& target, std::span<const bpf_insn> prefix) const {
     const Program& prog = program_of(name);
-    std::vector<std::uint64_t> insns = prog.insns;
-    for (std::size_t i : prog.rodata_refs) reinterpret_cast<bpf_insn*>(insns.data())[i].imm = rodata;
+    static_assert(sizeof(bpf_insn) == sizeof(std::uint64_t));
+    std::vector<std::uint64_t> insns(prefix.size());
+    std::memcpy(insns.data(), prefix.data(), prefix.size_bytes());
+    insns.insert(insns.end(), prog.insns.begin(), prog.insns.end());
+    for (std::size_t i : prog.rodata_refs) reinterpret_cast<bpf_insn*>(insns.data())[prefix.size() + i].imm = rodata;
     const ProgType t = prog_type(a);
     LIBBPF_OPTS(bpf_prog_load_opts, o, .expected_attach_type = t.expected, .attach_btf_id = target.btf_id);
     if (!target.btf_module.empty()) o.attach_btf_obj_fd = static_cast<__u32>(module_btf_fd(target.btf_module));

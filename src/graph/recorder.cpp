@@ -105,6 +105,9 @@ private:
     }
 
     // ENTRY and EXIT cloned as a fentry/fexit or kprobe/kretprobe pair on FUNCTION.
+    // ROOT's predicate stays interpreted: graph_root_entry runs it only when no recording is
+    // open, after counting the hit, so a compiled filter in front (src/codegen) would drop
+    // ROOT's recursive calls from their recording and leave their exits unmatched.
     void pair(const std::string& function, const ksurf_config& cfg, const ksurf_graph_config& gcfg, const char* entry,
               const char* exit, bool fentry) {
         const Fd ro = rodata(cfg, gcfg);

@@ -35,6 +35,13 @@ TEST(Tracepoint, ExecEventsNameTheCommandAndItsPid) {
     }
 }
 
+// The record's first 8 bytes are a pt_regs pointer by the time a BPF program reads them.
+TEST(Tracepoint, CommonPidIsTheThreadOnBpf) {
+    auto [pids, r] = trace_true({"-d", "2", "--backend", "bpf", "e sched/sched_process_exec cp=common_pid f:common_pid>1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    for (pid_t pid : pids) EXPECT_NE(r.out.find(fmt::format("cp={}", pid)), std::string::npos) << "pid " << pid << " in:\n" << r.out;
+}
+
 TEST(Tracepoint, SummaryCountsWhatWasPrinted) {
     auto [pids, r] = trace_true({"-d", "2", "e sched/sched_process_exec"});
     ASSERT_EQ(r.status, 0) << r.err;

@@ -13,6 +13,7 @@
 
 #include "internal.h"
 #include "ksurf/btf.h"
+#include "ksurf/codegen.h"
 #include "ksurf/error.h"
 #include "ksurf/event.h"
 #include "ksurf/features.h"
@@ -345,8 +346,11 @@ private:
         explain(at);
     }
 
+    // The attach type, then how the probe just loaded runs its filter (filter_note_).
     void explain(const BpfAttachment& a) const {
-        if (opt_.explain) opt_.explain(fmt::format("{}: {}{}", a.probe, bpf_attach_name(a.attach), a.why.empty() ? "" : " (" + a.why + ")"));
+        if (!opt_.explain) return;
+        opt_.explain(fmt::format("{}: {}{}", a.probe, bpf_attach_name(a.attach), a.why.empty() ? "" : " (" + a.why + ")"));
+        if (!filter_note_.empty()) opt_.explain(fmt::format("{}: {}", a.probe, filter_note_));
     }
 
     // ---- loading ----
@@ -388,13 +392,9 @@ private:
         return t;
     }
 
-    // CFG as the clone's read-only data, with what every probe of the run shares.
-    Fd rodata(const ksurf_config& cfg, std::size_t id) {
-        std::vector<std::uint8_t> data = tmpl_->rodata();
-        probe_bpf::probe_bpf__rodata ro;
-        std::memcpy(&ro, data.data(), sizeof ro);
-        ksurf_config& c = ro.cfg;
-        c = cfg;
+    // CFG with what every probe of the run shares.
+    ksurf_config configured(const ksurf_config& cfg, std::size_t id) {
+        ksurf_config c = cfg;
         c.probe_id = static_cast<std::uint32_t>(id);
         c.by_pid = !opt_.pids.empty();
         c.stack = opt_.stacks;
@@ -408,22 +408,36 @@ private:
             if (!layout_) layout_ = kernel_layout(btf());
             c.layout = *layout_;
         }
+        return c;
+    }
+
+    // CFG as a clone's read-only data.
+    Fd rodata(const ksurf_config& cfg) const {
+        std::vector<std::uint8_t> data = tmpl_->rodata();
+        probe_bpf::probe_bpf__rodata ro;
+        std::memcpy(&ro, data.data(), sizeof ro);
+        ro.cfg = cfg;
         std::memcpy(data.data(), &ro, sizeof ro);
         return tmpl_->make_rodata(data);
     }
 
+    // The probe program for CFG, its filter compiled where it can be (filter_note_ says
+    // whether), loaded as A for T.
+    Fd load(const ksurf_config& cfg, std::size_t id, BpfAttach a, const AttachTarget& t = {}) {
+        return load_filtered(*tmpl_, kProgram, a, t, configured(cfg, id), [this](const ksurf_config& c) { return rodata(c); },
+                             &filter_note_);
+    }
+
     // The probe program configured with CFG, loaded as A and attached to T.
     Link instance(const ksurf_config& cfg, std::size_t id, BpfAttach a, const AttachTarget& t) {
-        const Fd ro = rodata(cfg, id);
-        const Fd prog = tmpl_->load(kProgram, a, ro.get(), t);
+        const Fd prog = load(cfg, id, a, t);
         return attach(prog.get(), a, t);
     }
 
     Link instance_multi(const Group& g, BpfAttach a) {
         ksurf_config cfg = g.spec.config;
         cfg.id_from_cookie = 1;
-        const Fd ro = rodata(cfg, 0);
-        const Fd prog = tmpl_->load(kProgram, a, ro.get());
+        const Fd prog = load(cfg, 0, a);
         std::vector<const char*> syms;
         for (const auto& f : g.functions) syms.push_back(f.c_str());
         return attach_multi(prog.get(), a == BpfAttach::KretprobeMulti, syms, {g.ids.begin(), g.ids.end()});
@@ -431,7 +445,7 @@ private:
 
     // -c: processes the traced ones fork join the pids map.
     void follow_forks() {
-        const Fd ro = rodata({}, 0);
+        const Fd ro = rodata(configured({}, 0));
         const Fd prog = tmpl_->load(kFollowFork, BpfAttach::RawTp, ro.get());
         AttachTarget fork;
         fork.name = "sched_process_fork";
@@ -490,6 +504,7 @@ private:
     std::optional<Kallsyms> kallsyms_;  // -s
     std::optional<BpfTemplate> tmpl_;
     std::optional<ksurf_layout> layout_;
+    std::string filter_note_;  // how the last probe loaded runs its filter, for -v
     std::optional<RingReader> rb_;
     Event event_;
     std::vector<Probe> probes_;

@@ -236,6 +236,11 @@ private:
         auto& c = s.cfg;
         std::vector<std::int64_t> steps;
         c.packet_step = KSURF_NO_PACKET;
+        if (is_common_pid(x)) {
+            c.base = KSURF_BASE_TID;
+            number(s, KSURF_ACCESS_VALUE);
+            return;
+        }
         if (x.base == Base::Packet) {
             if (!x.skb) refuse(f, "a packet header without its sk_buff");
             const Fetch& skb = *x.skb;
@@ -289,6 +294,14 @@ private:
             c.access = KSURF_ACCESS_DATALOC;
             break;
         }
+    }
+
+    // Whether X is a classic tracepoint's common_pid. perf hands the BPF program the record
+    // with its first 8 bytes overwritten by a pt_regs pointer (perf_trace_run_bpf_submit):
+    // read there, common_pid was half an address. It is the current thread's id.
+    bool is_common_pid(const Fetch& x) const {
+        return frame_.attach == BpfAttach::Tracepoint && x.base == Base::Record && x.access == Access::Load && x.offset == 4 &&
+               x.size == 4 && !x.bit_size && x.derefs.empty();
     }
 
     // Where the chain of X starts.

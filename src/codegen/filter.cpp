@@ -1,0 +1,672 @@
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "ksurf/codegen.h"
+#include "ksurf/error.h"
+
+namespace ksurf {
+namespace {
+
+// Why a probe stays on the interpreter: thrown inside the compiler, caught at its door.
+struct Unsupported {
+    std::string why;
+};
+
+[[noreturn]] void unsupported(std::string why) { throw Unsupported{std::move(why)}; }
+
+bool is_number(std::uint8_t code) { return code <= KSURF_OP_SGE; }
+bool is_string(std::uint8_t code) { return code >= KSURF_OP_STR_EQ && code <= KSURF_OP_STR_CONTAINS; }
+
+// ---- instructions ----
+
+constexpr std::uint8_t R0 = BPF_REG_0, R1 = BPF_REG_1, R2 = BPF_REG_2, R3 = BPF_REG_3, R6 = BPF_REG_6, FP = BPF_REG_10;
+
+bpf_insn insn(std::uint8_t code, std::uint8_t dst, std::uint8_t src, std::int16_t off, std::int32_t imm) {
+    bpf_insn i{};
+    i.code = code;
+    i.dst_reg = dst & 0xf;
+    i.src_reg = src & 0xf;
+    i.off = off;
+    i.imm = imm;
+    return i;
+}
+
+std::uint8_t size_code(unsigned bytes) {
+    switch (bytes) {
+    case 1: return BPF_B;
+    case 2: return BPF_H;
+    case 4: return BPF_W;
+    default: return BPF_DW;
+    }
+}
+
+bool fits_imm(std::uint64_t v) {
+    const auto s = static_cast<std::int64_t>(v);
+    return s >= std::numeric_limits<std::int32_t>::min() && s <= std::numeric_limits<std::int32_t>::max();
+}
+
+std::uint8_t negate(std::uint8_t jmp) {
+    switch (jmp) {
+    case BPF_JEQ: return BPF_JNE;
+    case BPF_JNE: return BPF_JEQ;
+    case BPF_JGT: return BPF_JLE;
+    case BPF_JLE: return BPF_JGT;
+    case BPF_JGE: return BPF_JLT;
+    case BPF_JLT: return BPF_JGE;
+    case BPF_JSGT: return BPF_JSLE;
+    case BPF_JSLE: return BPF_JSGT;
+    case BPF_JSGE: return BPF_JSLT;
+    default: return BPF_JSGE;  // BPF_JSLT
+    }
+}
+
+// The jump that is taken when comparison CODE holds (value against imm).
+std::uint8_t jump_of(std::uint8_t code) {
+    static constexpr std::uint8_t jumps[] = {BPF_JEQ, BPF_JNE, BPF_JLT, BPF_JLE, BPF_JGT, BPF_JGE, BPF_JSLT, BPF_JSLE, BPF_JSGT, BPF_JSGE};
+    return jumps[code];
+}
+
+// One test of a comparison: after PREP, REG against VALUE with JMP.
+struct Check {
+    std::vector<bpf_insn> prep;
+    std::uint8_t jmp;
+    std::uint8_t reg;
+    std::uint64_t value;
+};
+
+// A comparison as a conjunction of checks (a string's length, then its words); constant
+// when the operands decide it without reading anything (an empty conjunction holds).
+struct Leaf {
+    bool constant = false;
+    bool value = true;
+    std::vector<Check> checks;
+};
+
+// Where a filter field's value is kept for the comparisons. Every field a comparison reads
+// is fetched once, before the first comparison, as the interpreter does: with && and ||
+// as jumps, a field fetched on one path would be unset on another. The first three
+// numbers stay in r7..r9, which helper calls preserve; the rest go to the stack.
+struct Place {
+    bool fetched = false;
+    std::uint8_t reg = 0;     // a number in r7..r9; 0: in the stack at `slot`
+    std::int16_t slot = 0;    // a number's u64, or a string's buffer
+    std::int16_t ret = 0;     // a string: the slot of its read's return value
+    std::uint16_t read = 0;   // a string: bytes read (its comparisons' need, within the capacity)
+};
+
+// The stack the prefix may use. The generic program's frame overlaps it (the verifier takes
+// the maximum of the two, not their sum), and its subprograms' frames add to whichever is
+// larger: 256 bytes leave them the room they had.
+constexpr int kStack = 256;
+
+class Compiler {
+public:
+    Compiler(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps) : c_(cfg), a_(a), maps_(maps) {}
+
+    std::vector<bpf_insn> run() {
+        if (c_.ncbpf) unsupported("--pcap's classic BPF program runs in the interpreter");
+        if (c_.nfilter > KSURF_MAX_FIELDS || c_.nops > KSURF_MAX_OPS) unsupported("a malformed configuration");
+        std::optional<FilterTree> tree;
+        try {
+            tree = filter_tree(c_);
+        } catch (const Error& e) {
+            unsupported(e.what());
+        }
+        if (!tree && !c_.self_tgid && !c_.by_pid && !c_.cgroup_id) return {};
+        places_.resize(c_.nfilter);
+        if (tree) plan_fields();
+
+        const int miss = label(), reject = label(), accept = label();
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R6, R1, 0, 0));
+        gates(miss);
+        if (tree) {
+            for (std::size_t i = 0; i < places_.size(); i++) fetch(i);
+            std::vector<Leaf> leaves;
+            for (std::size_t i = 0; i < c_.nops; i++) leaves.push_back(is_number(c_.ops[i].code) || is_string(c_.ops[i].code) ? leaf(i) : Leaf{});
+            leaves_ = &leaves;
+            branch(*tree, false, reject);
+            leaves_ = nullptr;
+        }
+        // Entered by a jump, the generic program's first instruction is a point where the
+        // verifier prunes: the paths that accept meet there, and the registers and stack
+        // the filter left differently are dead (the generic code writes before it reads),
+        // so its ~20k instructions are verified once, not once per accepting path.
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0));
+        jump(insn(BPF_JMP | BPF_JA, 0, 0, 0, 0), accept);
+
+        place(reject);
+        const std::int16_t key = alloc(8);
+        emit(insn(BPF_ST | BPF_MEM | BPF_W, FP, 0, key, 0));
+        map_fd(R1, maps_.scratch);
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, key));
+        emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+        jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0), miss);
+        // counts[] leads struct ksurf_scratch: the offset needs no knowledge of the rest.
+        const auto counter = static_cast<std::int16_t>(8 * KSURF_STAT_FILTERED);
+        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, R0, counter, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, 1));
+        emit(insn(BPF_STX | BPF_MEM | BPF_DW, R0, R1, counter, 0));
+        place(miss);
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, 0));
+        emit(insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+        place(accept);
+        resolve();
+        return std::move(code_);
+    }
+
+private:
+    // ---- emission ----
+
+    void emit(const bpf_insn& i) { code_.push_back(i); }
+    void emit(const std::vector<bpf_insn>& is) { code_.insert(code_.end(), is.begin(), is.end()); }
+    int label() {
+        labels_.push_back(-1);
+        return static_cast<int>(labels_.size() - 1);
+    }
+    void place(int l) { labels_[l] = static_cast<int>(code_.size()); }
+    void jump(const bpf_insn& j, int l) {
+        fixups_.emplace_back(code_.size(), l);
+        emit(j);
+    }
+    // Sets the jumps' offsets, dropping the code no path reaches (a comparison the operands
+    // decide leaves some): the verifier refuses a program with unreachable instructions.
+    void resolve() {
+        const std::size_t n = code_.size();
+        std::vector<int> target(n, -1);
+        for (auto [at, l] : fixups_) target[at] = labels_[l];
+        std::vector<bool> reached(n + 1);
+        std::vector<std::size_t> todo{0};
+        while (!todo.empty()) {
+            const std::size_t i = todo.back();
+            todo.pop_back();
+            if (reached[i]) continue;
+            reached[i] = true;
+            if (i == n) continue;
+            const bpf_insn& in = code_[i];
+            const std::uint8_t op = BPF_OP(in.code);
+            const bool jmp = BPF_CLASS(in.code) == BPF_JMP && op != BPF_CALL;
+            if (jmp && op == BPF_EXIT) continue;
+            if (jmp) todo.push_back(static_cast<std::size_t>(target[i]));
+            if (in.code == (BPF_LD | BPF_IMM | BPF_DW)) {
+                reached[i + 1] = true;
+                todo.push_back(i + 2);
+            } else if (!jmp || op != BPF_JA) {
+                todo.push_back(i + 1);
+            }
+        }
+        if (!reached[n]) unsupported("a filter that no hit passes");
+        std::vector<long> at_new(n + 1);
+        std::vector<bpf_insn> kept;
+        for (std::size_t i = 0; i <= n; i++) {
+            at_new[i] = static_cast<long>(kept.size());
+            if (i < n && reached[i]) kept.push_back(code_[i]);
+        }
+        for (std::size_t i = 0; i < n; i++) {
+            if (!reached[i] || target[i] < 0) continue;
+            const long off = at_new[target[i]] - at_new[i] - 1;
+            if (off > std::numeric_limits<std::int16_t>::max()) unsupported("a filter too long to jump over");
+            kept[at_new[i]].off = static_cast<std::int16_t>(off);
+        }
+        code_ = std::move(kept);
+    }
+    static void imm64(std::vector<bpf_insn>& out, std::uint8_t reg, std::uint64_t v, std::uint8_t src = 0) {
+        out.push_back(insn(BPF_LD | BPF_IMM | BPF_DW, reg, src, 0, static_cast<std::int32_t>(v)));
+        out.push_back(insn(0, 0, 0, 0, static_cast<std::int32_t>(v >> 32)));
+    }
+    void imm64(std::uint8_t reg, std::uint64_t v) { imm64(code_, reg, v); }
+    void map_fd(std::uint8_t reg, int fd) {
+        if (fd < 0) unsupported("the template's maps are unknown");
+        imm64(code_, reg, static_cast<std::uint32_t>(fd), BPF_PSEUDO_MAP_FD);
+    }
+    std::int16_t alloc(int bytes) {
+        used_ += (bytes + 7) & ~7;
+        if (used_ > kStack) unsupported(fmt::format("the filter's values need more than {} bytes of stack", kStack));
+        return static_cast<std::int16_t>(-used_);
+    }
+    // HELPER(r10 + DST, SIZE, SRC + OFF), r0 its return; SRC is clobbered unless r6.
+    void read(int helper, std::int16_t dst, unsigned size, std::uint8_t src, std::int32_t off) {
+        if (src != R3) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, src, 0, 0));
+        if (off) emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, off));
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, FP, 0, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, dst));
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, static_cast<std::int32_t>(size)));
+        emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, helper));
+    }
+    // The SIZE-byte number at SRC + OFF, zero-extended into r3; 0 when unreadable (the
+    // helper clears its destination on a fault).
+    void read_number(int helper, unsigned size, std::uint8_t src, std::int32_t off) {
+        if (size < 8) emit(insn(BPF_ST | BPF_MEM | BPF_DW, FP, 0, tmp(), 0));
+        read(helper, tmp(), size, src, off);
+        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, FP, tmp(), 0));
+    }
+    std::int16_t tmp() {
+        if (!tmp_) tmp_ = alloc(8);
+        return tmp_;
+    }
+
+    // ---- the context ----
+
+    // Whether the context allows a SIZE-byte load at OFF, written into the instruction:
+    // the ranges each program type's is_valid_access accepts.
+    bool direct(std::int64_t off, unsigned size) const {
+        if ((size != 1 && size != 2 && size != 4 && size != 8) || off < 0 || off % size) return false;
+        switch (a_) {
+        case BpfAttach::Tracepoint:
+            // The first 8 bytes of a perf tracepoint's record hold its pt_regs pointer.
+            return off >= 8 && off + size <= 2048;
+        case BpfAttach::RawTp: return off + size <= 8 * 12;
+        case BpfAttach::Fentry:
+        case BpfAttach::Fexit:
+        case BpfAttach::TpBtf: return size == 8 && off + size <= 8 * 12;
+        default:
+#if defined(__x86_64__)
+            return off + size <= 21 * 8;  // struct pt_regs
+#else
+            return false;
+#endif
+        }
+    }
+
+    // ---- gates ----
+
+    bool needs_id() const {
+        if (c_.self_tgid || c_.by_pid) return true;
+        for (std::size_t i = 0; i < places_.size(); i++)
+            if (places_[i].fetched && (c_.fields[i].base == KSURF_BASE_PID || c_.fields[i].base == KSURF_BASE_TID)) return true;
+        return false;
+    }
+
+    void gates(int miss) {
+        if (needs_id()) {
+            id_ = alloc(8);
+            emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_pid_tgid));
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R0, id_, 0));
+        }
+        if (c_.self_tgid || c_.by_pid) {
+            emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R0, 0, 0, 32));
+            if (c_.self_tgid) compare_jump(R0, BPF_JEQ, c_.self_tgid, miss);
+        }
+        if (c_.by_pid) {
+            const std::int16_t key = alloc(8);
+            emit(insn(BPF_STX | BPF_MEM | BPF_W, FP, R0, key, 0));
+            map_fd(R1, maps_.pids);
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0));
+            emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, key));
+            emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+            jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0), miss);
+        }
+        if (c_.cgroup_id) {
+            emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_cgroup_id));
+            compare_jump(R0, BPF_JNE, c_.cgroup_id, miss);
+        }
+    }
+
+    void compare_jump(std::uint8_t reg, std::uint8_t jmp, std::uint64_t v, int target) {
+        if (fits_imm(v)) {
+            jump(insn(BPF_JMP | jmp | BPF_K, reg, 0, 0, static_cast<std::int32_t>(v)), target);
+            return;
+        }
+        imm64(R2, v);
+        jump(insn(BPF_JMP | jmp | BPF_X, reg, R2, 0, 0), target);
+    }
+
+    // ---- fields ----
+
+    // The field a comparison reads: the interpreter compares the payload at op.at (the
+    // last filter field fetched there wins) and takes a string's length from op.field.
+    std::size_t field_of(const ksurf_op& op) const {
+        std::optional<std::size_t> found;
+        for (std::size_t i = 0; i < c_.nfilter; i++)
+            if (c_.fields[i].out == op.at) found = i;
+        if (!found || (is_string(op.code) && *found != op.field)) unsupported("a comparison whose operand is not one filter field");
+        return *found;
+    }
+
+    bool is_string_field(const ksurf_field_cfg& f) const {
+        return f.base == KSURF_BASE_COMM || f.access == KSURF_ACCESS_STRING || f.access == KSURF_ACCESS_USER_STRING ||
+               f.access == KSURF_ACCESS_DATALOC;
+    }
+
+    // Which fields the comparisons read, and how many bytes of each string they need: a
+    // string is read once, as far as its longest comparison looks (plus the byte that tells
+    // its length), so that a short pattern against a long capacity reads a few bytes.
+    void plan_fields() {
+        unsigned numbers = 0;
+        for (std::size_t k = 0; k < c_.nops; k++) {
+            const ksurf_op& op = c_.ops[k];
+            if (!is_number(op.code) && !is_string(op.code)) continue;
+            if (op.code == KSURF_OP_STR_SUFFIX || op.code == KSURF_OP_STR_CONTAINS)
+                unsupported("~ patterns with a leading '*' search the string, which only the interpreter does yet");
+            const std::size_t i = field_of(op);
+            const ksurf_field_cfg& f = c_.fields[i];
+            Place& p = places_[i];
+            if (is_number(op.code)) {
+                if (f.access != KSURF_ACCESS_VALUE && f.access != KSURF_ACCESS_LOAD && f.access != KSURF_ACCESS_USER_LOAD)
+                    unsupported("a number compared with a field fetched as bytes or a string");
+                if (f.base == KSURF_BASE_COMM) unsupported("comm compared as a number");
+                if (!p.fetched && numbers < 3) p.reg = static_cast<std::uint8_t>(BPF_REG_7 + numbers++);
+            } else {
+                if (!is_string_field(f) || f.size == 0) unsupported("a string comparison on a field fetched as bytes");
+                if (op.slot >= KSURF_MAX_PATTERNS || c_.patterns[op.slot].len > KSURF_MAX_PATTERN)
+                    unsupported("a malformed pattern");
+                if (decided(op, f)) continue;
+                const unsigned len = c_.patterns[op.slot].len;
+                const unsigned need = len + (op.code == KSURF_OP_STR_EQ ? 2 : 1);
+                p.read = static_cast<std::uint16_t>(std::max<unsigned>(p.read, std::min<unsigned>(need, f.size)));
+            }
+            p.fetched = true;
+        }
+    }
+
+    // The value at the start of F's chain, into r3.
+    void base(const ksurf_field_cfg& f) {
+        switch (f.base) {
+        case KSURF_BASE_CTX: emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R6, 0, 0)); break;
+        case KSURF_BASE_CTX_U64:
+            if (direct(f.base_off, 8))
+                emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, R6, static_cast<std::int16_t>(f.base_off), 0));
+            else
+                read_number(BPF_FUNC_probe_read_kernel, 8, R6, f.base_off);
+            break;
+        case KSURF_BASE_PID:
+            emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, FP, id_, 0));
+            emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R3, 0, 0, 32));
+            break;
+        case KSURF_BASE_TID: emit(insn(BPF_LDX | BPF_MEM | BPF_W, R3, FP, id_, 0)); break;
+        case KSURF_BASE_CPU:
+            emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_smp_processor_id));
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R0, 0, 0));
+            break;
+        default: unsupported(fmt::format("a field based at {}", f.base));
+        }
+    }
+
+    // ksurf_packet(): the address of the header at LAYER of the sk_buff in r3, into r3; 0
+    // when the skb has none set.
+    void packet(std::uint8_t layer) {
+        const ksurf_layout& l = c_.layout;
+        const std::uint16_t header = layer == 2 ? l.skb_mac_header : layer == 3 ? l.skb_network_header : l.skb_transport_header;
+        if (!skb_) skb_ = alloc(8);
+        if (!header_) header_ = alloc(8);
+        emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R3, skb_, 0));
+        emit(insn(BPF_ST | BPF_MEM | BPF_DW, FP, 0, header_, 0));
+        read(BPF_FUNC_probe_read_kernel, header_, 2, R3, header);
+        const int none = label(), done = label();
+        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, FP, header_, 0));
+        jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R3, 0, 0, 0xffff), none);
+        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, FP, skb_, 0));
+        read_number(BPF_FUNC_probe_read_kernel, 8, R3, l.skb_head);
+        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, FP, header_, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_X, R3, R1, 0, 0));
+        jump(insn(BPF_JMP | BPF_JA, 0, 0, 0, 0), done);
+        place(none);
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, 0));
+        place(done);
+    }
+
+    // F's chain of pointer loads (and its packet step) from the base, into r3.
+    void chain(const ksurf_field_cfg& f) {
+        base(f);
+        if (f.nsteps > KSURF_MAX_STEPS) unsupported("a malformed field");
+        for (unsigned j = 0; j < f.nsteps; j++) {
+            if (j == f.packet_step) packet(f.layer);
+            read_number(BPF_FUNC_probe_read_kernel, 8, R3, f.steps[j]);
+        }
+        if (f.packet_step == f.nsteps) packet(f.layer);
+    }
+
+    bool plain_ctx(const ksurf_field_cfg& f) const {
+        return f.base == KSURF_BASE_CTX && f.nsteps == 0 && f.packet_step != f.nsteps && (a_ == BpfAttach::Tracepoint || a_ == BpfAttach::RawTp);
+    }
+
+    void fetch(std::size_t i) {
+        Place& p = places_[i];
+        if (!p.fetched) return;
+        const ksurf_field_cfg& f = c_.fields[i];
+        if (p.read) return fetch_string(f, p);
+        if (f.size == 0 || f.size > 8) unsupported("a malformed number field");
+        std::uint8_t v = R3;
+        if (f.access == KSURF_ACCESS_LOAD && plain_ctx(f) && direct(f.offset, f.size)) {
+            v = p.reg ? p.reg : R3;
+            emit(insn(BPF_LDX | BPF_MEM | size_code(f.size), v, R6, static_cast<std::int16_t>(f.offset), 0));
+        } else {
+            chain(f);
+            if (f.access != KSURF_ACCESS_VALUE)
+                read_number(f.access == KSURF_ACCESS_USER_LOAD ? BPF_FUNC_probe_read_user : BPF_FUNC_probe_read_kernel, f.size, R3, f.offset);
+        }
+        if (f.lshift) emit(insn(BPF_ALU64 | BPF_LSH | BPF_K, v, 0, 0, f.lshift));
+        if (f.rshift) emit(insn(BPF_ALU64 | (f.is_signed ? BPF_ARSH : BPF_RSH) | BPF_K, v, 0, 0, f.rshift));
+        if (p.reg) {
+            if (v != p.reg) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, p.reg, v, 0, 0));
+        } else {
+            p.slot = alloc(8);
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, v, p.slot, 0));
+        }
+    }
+
+    void fetch_string(const ksurf_field_cfg& f, Place& p) {
+        if (f.base == KSURF_BASE_COMM) {
+            // The interpreter copies comm (NUL-padded to 16 bytes by the helper) and reads it
+            // as a string of that capacity; with the padding, the comparisons need no length.
+            if (f.access != KSURF_ACCESS_STRING || f.size != KSURF_COMM_LEN || f.offset || f.nsteps || f.packet_step == 0)
+                unsupported("comm read other than as the whole string");
+            p.slot = alloc(KSURF_COMM_LEN);
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, FP, 0, 0));
+            emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, p.slot));
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, KSURF_COMM_LEN));
+            emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_comm));
+            return;
+        }
+        std::int32_t off = f.offset;
+        if (f.access == KSURF_ACCESS_DATALOC) {
+            // The locator's offset counts from the record, which is the chain's value.
+            if (plain_ctx(f) && direct(f.offset, 4)) {
+                emit(insn(BPF_LDX | BPF_MEM | BPF_W, R1, R6, static_cast<std::int16_t>(f.offset), 0));
+                emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R6, 0, 0));
+            } else {
+                chain(f);
+                if (!loc_) loc_ = alloc(8);
+                emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R3, loc_, 0));
+                read_number(BPF_FUNC_probe_read_kernel, 4, R3, f.offset);
+                emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, R3, 0, 0));
+                emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, FP, loc_, 0));
+            }
+            emit(insn(BPF_ALU64 | BPF_AND | BPF_K, R1, 0, 0, 0xffff));
+            emit(insn(BPF_ALU64 | BPF_ADD | BPF_X, R3, R1, 0, 0));
+            off = 0;
+        } else {
+            chain(f);
+        }
+        p.slot = alloc(p.read);
+        p.ret = alloc(8);
+        // The comparisons read whole words; the helper writes `read` bytes of them.
+        if (p.read % 8) emit(insn(BPF_ST | BPF_MEM | BPF_DW, FP, 0, static_cast<std::int16_t>(p.slot + p.read / 8 * 8), 0));
+        const bool user = f.access == KSURF_ACCESS_USER_STRING;
+        read(user ? BPF_FUNC_probe_read_user_str : BPF_FUNC_probe_read_kernel_str, p.slot, p.read, R3, off);
+        emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R0, p.ret, 0));
+    }
+
+    // ---- comparisons ----
+
+    // Whether string comparison OP on F holds or fails whatever F holds: a pattern longer
+    // than F can be (comm: 15 bytes), or an empty prefix.
+    std::optional<bool> decided(const ksurf_op& op, const ksurf_field_cfg& f) const {
+        const unsigned len = c_.patterns[op.slot].len;
+        const unsigned most = f.base == KSURF_BASE_COMM ? KSURF_COMM_LEN - 1 : f.size - 1u;
+        if (len > most) return false;
+        if (len == 0 && op.code == KSURF_OP_STR_PREFIX) return true;
+        return std::nullopt;
+    }
+
+    Leaf leaf(std::size_t k) {
+        const ksurf_op& op = c_.ops[k];
+        const std::size_t i = field_of(op);
+        const Place& p = places_[i];
+        if (is_number(op.code)) {
+            Check ch{{}, jump_of(op.code), p.reg ? p.reg : R1, op.imm};
+            if (!p.reg) ch.prep.push_back(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, FP, p.slot, 0));
+            return {false, true, {ch}};
+        }
+        const ksurf_pattern& pat = c_.patterns[op.slot];
+        const bool eq = op.code == KSURF_OP_STR_EQ;
+        if (const auto known = decided(op, c_.fields[i])) return {true, *known, {}};
+        Leaf l;
+        if (c_.fields[i].base == KSURF_BASE_COMM) {
+            // At most 15 bytes, NUL-padded: equality covers the pattern's NUL.
+            words(l, p.slot, pat, pat.len + (eq ? 1 : 0));
+            return l;
+        }
+        // The interpreter's length is the read's, cut at the capacity; 0 when it failed.
+        if (pat.len == 0) {
+            l.checks.push_back({{insn(BPF_LDX | BPF_MEM | BPF_DW, R1, FP, p.ret, 0)}, BPF_JSLE, R1, 1});
+            return l;
+        }
+        l.checks.push_back({{insn(BPF_LDX | BPF_MEM | BPF_DW, R1, FP, p.ret, 0)}, static_cast<std::uint8_t>(eq ? BPF_JEQ : BPF_JSGE), R1, pat.len + 1u});
+        words(l, p.slot, pat, pat.len);
+        return l;
+    }
+
+    // Checks that the first N bytes at SLOT are the pattern's (zero past its length), a
+    // word at a time; a partial word is shifted up so that only its first bytes count.
+    static void words(Leaf& l, std::int16_t slot, const ksurf_pattern& pat, unsigned n) {
+        for (unsigned w = 0; 8 * w < n; w++) {
+            const unsigned bytes = std::min(8u, n - 8 * w);
+            const unsigned shift = 64 - 8 * bytes;
+            Check ch{{insn(BPF_LDX | BPF_MEM | BPF_DW, R1, FP, static_cast<std::int16_t>(slot + 8 * w), 0)}, BPF_JEQ, R1,
+                     shift ? pat.words[w] << shift : pat.words[w]};
+            if (shift) ch.prep.push_back(insn(BPF_ALU64 | BPF_LSH | BPF_K, R1, 0, 0, static_cast<std::int32_t>(shift)));
+            l.checks.push_back(std::move(ch));
+        }
+    }
+
+    void check(const Check& ch, bool holds, int target) {
+        emit(ch.prep);
+        compare_jump(ch.reg, holds ? ch.jmp : negate(ch.jmp), ch.value, target);
+    }
+
+    // Jumps to TARGET when E evaluates to WHEN, falls through otherwise: && and || as
+    // jumps, so that no boolean is kept and a decided hit skips the rest.
+    void branch(const FilterTree& e, bool when, int target) {
+        switch (e.kind) {
+        case FilterTree::Kind::Compare: {
+            const Leaf& l = (*leaves_)[e.op];
+            if (l.constant || l.checks.empty()) {
+                if ((l.constant ? l.value : true) == when) jump(insn(BPF_JMP | BPF_JA, 0, 0, 0, 0), target);
+                return;
+            }
+            if (!when) {
+                for (const Check& ch : l.checks) check(ch, false, target);
+                return;
+            }
+            const int skip = label();
+            for (std::size_t i = 0; i + 1 < l.checks.size(); i++) check(l.checks[i], false, skip);
+            check(l.checks.back(), true, target);
+            place(skip);
+            return;
+        }
+        case FilterTree::Kind::Not: return branch(e.operands[0], !when, target);
+        case FilterTree::Kind::And:
+        case FilterTree::Kind::Or: {
+            // Both operands decide alone when they agree with WHEN's short cut (false for
+            // &&, true for ||); otherwise the first one decides only by skipping the second.
+            const bool cut = e.kind == FilterTree::Kind::Or;
+            if (when == cut) {
+                branch(e.operands[0], when, target);
+                branch(e.operands[1], when, target);
+                return;
+            }
+            const int skip = label();
+            branch(e.operands[0], cut, skip);
+            branch(e.operands[1], when, target);
+            place(skip);
+            return;
+        }
+        }
+    }
+
+    const ksurf_config& c_;
+    BpfAttach a_;
+    FilterMaps maps_;
+    std::vector<bpf_insn> code_;
+    std::vector<int> labels_;
+    std::vector<std::pair<std::size_t, int>> fixups_;
+    std::vector<Place> places_;
+    const std::vector<Leaf>* leaves_ = nullptr;
+    int used_ = 0;
+    std::int16_t id_ = 0, tmp_ = 0, skb_ = 0, header_ = 0, loc_ = 0;
+};
+
+}  // namespace
+
+std::optional<FilterTree> filter_tree(const ksurf_config& cfg) {
+    if (cfg.nops > KSURF_MAX_OPS) fail("a filter of {} operations (at most {})", cfg.nops, KSURF_MAX_OPS);
+    std::vector<FilterTree> stack;
+    for (std::size_t i = 0; i < cfg.nops; i++) {
+        const std::uint8_t code = cfg.ops[i].code;
+        auto pop = [&] {
+            if (stack.empty()) fail("filter operation {} ({}) has too few operands", i, code);
+            FilterTree e = std::move(stack.back());
+            stack.pop_back();
+            return e;
+        };
+        if (code == KSURF_OP_NOT) {
+            FilterTree n{FilterTree::Kind::Not, 0, {}};
+            n.operands.push_back(pop());
+            stack.push_back(std::move(n));
+        } else if (code == KSURF_OP_AND || code == KSURF_OP_OR) {
+            FilterTree b{code == KSURF_OP_AND ? FilterTree::Kind::And : FilterTree::Kind::Or, 0, {}};
+            FilterTree right = pop();
+            b.operands.push_back(pop());
+            b.operands.push_back(std::move(right));
+            stack.push_back(std::move(b));
+        } else if (is_number(code) || is_string(code)) {
+            stack.push_back({FilterTree::Kind::Compare, i, {}});
+        } else {
+            fail("filter operation {} has an unknown code {}", i, code);
+        }
+    }
+    if (stack.size() > 1) fail("the filter leaves {} values, not one", stack.size());
+    if (stack.empty()) return std::nullopt;
+    return std::move(stack.back());
+}
+
+CompiledFilter compile_filter(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps) {
+    try {
+        return {Compiler(cfg, a, maps).run(), {}};
+    } catch (const Unsupported& u) {
+        return {{}, u.why};
+    }
+}
+
+ksurf_config interpreter_config(ksurf_config cfg) {
+    cfg.self_tgid = 0;
+    cfg.by_pid = 0;
+    cfg.cgroup_id = 0;
+    cfg.nops = 0;
+    return cfg;
+}
+
+Fd load_filtered(const BpfTemplate& tmpl, std::string_view program, BpfAttach a, const AttachTarget& target,
+                 const ksurf_config& cfg, const std::function<Fd(const ksurf_config&)>& rodata, std::string* note) {
+    const CompiledFilter f = compile_filter(cfg, a, {tmpl.map("pids"), tmpl.map("scratch")});
+    std::string why = f.why_not;
+    if (!f.prefix.empty()) {
+        try {
+            Fd prog = tmpl.load(program, a, rodata(interpreter_config(cfg)).get(), target, f.prefix);
+            if (note) *note = fmt::format("filter compiled, {} instructions", f.prefix.size());
+            return prog;
+        } catch (const Error& e) {
+            // A compiler bug, not the user's: the interpreter still runs the probe right.
+            why = fmt::format("the kernel refused the compiled filter: {}", e.what());
+        }
+    }
+    Fd prog = tmpl.load(program, a, rodata(cfg).get(), target);
+    if (note) *note = why.empty() ? "" : "filter interpreted: " + why;
+    return prog;
+}
+
+}  // namespace ksurf

@@ -1,0 +1,363 @@
+// The compiled filter (src/codegen) against the interpreter (bpf/interp.bpf.h), both run by
+// the kernel: random configurations, each loaded as a raw_tp clone of ksurf_probe twice
+// (interpreted; compiled prefix with the interpreter's gates and filter off) and run with
+// BPF_PROG_TEST_RUN on random inputs. A raw_tp test run executes in the calling thread, so
+// user-memory fields read this test's buffers, comm is the name prctl() gave the thread,
+// and pid/tid are the test's. Every decision (gate miss, filtered, event) must agree.
+// KSURF_FILTER_SEED varies the seed; a failure prints it with the configuration's case.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <string>
+
+#include "ksurf/attach.h"
+#include "ksurf/cgroup.h"
+#include "ksurf/codegen.h"
+#include "ksurf/error.h"
+#include "probe.skel.h"
+
+namespace ksurf {
+namespace {
+
+constexpr unsigned kArgs = 12;  // the u64 arguments a raw_tp context holds
+
+// The values numbers are drawn from: edges of every width and sign, so that comparisons
+// land on both sides of the constants the filters use.
+constexpr std::uint64_t kEdges[] = {0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x7fffffff, 0x80000000, 0xffffffff,
+                                    0x100000000, 0x7fffffffffffffff, 0x8000000000000000, ~0ULL, ~1ULL};
+const char* const kWords[] = {"", "a", "ab", "abc", "abcdefg", "abcdefgh", "abcdefghi", "abcdefghijklmno", "abcdefghijklmnop",
+                              "xyz", "abx", "ksurf-filter", "ksurf-filtes", "ksurf", "kthread"};
+
+class Decisions {
+public:
+    Decisions() : tmpl_(elf_of<probe_bpf>(), {"ksurf_probe"}, [](bpf_map* m) {
+          if (std::string_view(bpf_map__name(m)) == "events") bpf_map__set_max_entries(m, 1 << 16);
+      }) {
+        rb_ = ring_buffer__new(tmpl_.map("events"), [](void* ctx, void*, std::size_t) {
+            ++*static_cast<int*>(ctx);
+            return 0;
+        }, &events_, nullptr);
+        if (!rb_) fail("ring_buffer__new: {}", errno_text(errno));
+    }
+    ~Decisions() { ring_buffer__free(rb_); }
+
+    const BpfTemplate& tmpl() const { return tmpl_; }
+
+    Fd rodata(const ksurf_config& cfg) const {
+        std::vector<std::uint8_t> data = tmpl_.rodata();
+        probe_bpf::probe_bpf__rodata ro;
+        std::memcpy(&ro, data.data(), sizeof ro);
+        ro.cfg = cfg;
+        std::memcpy(data.data(), &ro, sizeof ro);
+        return tmpl_.make_rodata(data);
+    }
+
+    // 0: the gates dropped the hit; 1: the filter rejected it; 2: it became an event.
+    int run(int prog, std::array<std::uint64_t, kArgs>& args) {
+        const std::uint64_t filtered = sum_per_cpu(tmpl_.map("scratch"), 0, KSURF_STAT_MAX)[KSURF_STAT_FILTERED];
+        LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args.data(), .ctx_size_in = sizeof args);
+        if (bpf_prog_test_run_opts(prog, &o)) fail("BPF_PROG_TEST_RUN: {}", errno_text(errno));
+        events_ = 0;
+        ring_buffer__consume(rb_);
+        const std::uint64_t rejected = sum_per_cpu(tmpl_.map("scratch"), 0, KSURF_STAT_MAX)[KSURF_STAT_FILTERED] - filtered;
+        if (rejected + events_ > 1) fail("one run counted {} rejections and sent {} events", rejected, events_);
+        return events_ ? 2 : rejected ? 1 : 0;
+    }
+
+private:
+    BpfTemplate tmpl_;
+    ring_buffer* rb_ = nullptr;
+    int events_ = 0;
+};
+
+// One random configuration and the inputs that exercise it.
+class Generator {
+public:
+    explicit Generator(std::uint64_t seed) : rng_(seed) {}
+
+    std::uint64_t pick() { return rng_(); }
+    unsigned below(unsigned n) { return static_cast<unsigned>(rng_() % n); }
+    bool coin() { return rng_() & 1; }
+    std::uint64_t number() {
+        switch (below(4)) {
+        case 0: return rng_();
+        case 1: return below(8);
+        default: return kEdges[below(std::size(kEdges))];
+        }
+    }
+    std::string word() { return kWords[below(std::size(kWords))]; }
+
+    ksurf_config config(std::uint32_t self, std::uint64_t cgroup, std::uint32_t tid) {
+        ksurf_config c{};
+        c.self_tgid = below(10) == 0 ? (coin() ? self : self + 1) : 0;
+        c.by_pid = below(6) == 0;
+        c.cgroup_id = below(10) == 0 ? (coin() ? cgroup : cgroup + 1) : 0;
+        // Packet fields take the context for an sk_buff: these offsets land in its arguments.
+        c.layout.skb_head = static_cast<std::uint16_t>(8 * below(kArgs));
+        c.layout.skb_mac_header = static_cast<std::uint16_t>(2 * below(4 * kArgs));
+        c.layout.skb_network_header = static_cast<std::uint16_t>(2 * below(4 * kArgs));
+        c.layout.skb_transport_header = static_cast<std::uint16_t>(2 * below(4 * kArgs));
+        pid_ = self;
+        tid_ = tid;
+        std::uint16_t out = 0;
+        c.nfields = static_cast<std::uint16_t>(1 + below(5));
+        for (unsigned i = 0; i < c.nfields; i++) {
+            ksurf_field_cfg& f = c.fields[i];
+            f.packet_step = KSURF_NO_PACKET;
+            f.out = out;
+            field(f);
+            out = static_cast<std::uint16_t>(out + (is_number(f) ? 8 : (f.size + 7) / 8 * 8));
+        }
+        c.nfilter = c.nfields;
+        c.data_len = out;
+        std::vector<ksurf_op> ops;
+        std::vector<ksurf_pattern> patterns;
+        do {
+            ops.clear();
+            patterns.clear();
+            tree(c, 0, ops, patterns);
+        } while (ops.size() > KSURF_MAX_OPS || patterns.size() > KSURF_MAX_PATTERNS);
+        c.nops = static_cast<std::uint16_t>(ops.size());
+        std::copy(ops.begin(), ops.end(), c.ops);
+        std::copy(patterns.begin(), patterns.end(), c.patterns);
+        return c;
+    }
+
+    // Arguments for C: user buffers for the user-memory fields, words in the context for
+    // __data_loc strings, everything else from the edges.
+    std::array<std::uint64_t, kArgs> inputs(const ksurf_config& c) {
+        std::array<std::uint64_t, kArgs> args;
+        for (auto& a : args) a = coin() ? number() : 0xffff;
+        // Whatever a locator points at ends within the context: the bytes past it differ
+        // between runs.
+        reinterpret_cast<char*>(args.data())[8 * kArgs - 1] = 0;
+        for (auto& b : memory_) b = static_cast<char>(coin() ? number() : 'a' + below(3));
+        for (std::size_t s = 0; s < strings_.size(); s++) strings_[s] = word();
+        for (unsigned i = 0; i < c.nfields; i++) {
+            const ksurf_field_cfg& f = c.fields[i];
+            const unsigned slot = static_cast<unsigned>(f.base_off / 8);
+            if (f.access == KSURF_ACCESS_USER_LOAD && below(8))
+                args[slot] = reinterpret_cast<std::uintptr_t>(memory_.data()) + below(64);
+            if (f.access == KSURF_ACCESS_USER_STRING && below(8)) {
+                const std::string& s = strings_[i % strings_.size()];
+                args[slot] = reinterpret_cast<std::uintptr_t>(s.c_str());
+            }
+            if (f.access == KSURF_ACCESS_DATALOC) {
+                // The locator in the slot at `offset`, the string in the last 32 bytes.
+                const std::string s = word().substr(0, 24);
+                char* bytes = reinterpret_cast<char*>(args.data());
+                const unsigned at = 8 * kArgs - 32 + below(8);
+                std::memcpy(bytes + at, s.c_str(), s.size() + 1);
+                const std::uint32_t loc = static_cast<std::uint32_t>(s.size() + 1) << 16 | (coin() ? at : below(96));
+                std::memcpy(bytes + f.offset, &loc, sizeof loc);
+            }
+        }
+        return args;
+    }
+
+private:
+    static bool is_number(const ksurf_field_cfg& f) {
+        return f.base != KSURF_BASE_COMM && (f.access == KSURF_ACCESS_VALUE || f.access == KSURF_ACCESS_LOAD || f.access == KSURF_ACCESS_USER_LOAD);
+    }
+
+    void shape(ksurf_field_cfg& f, unsigned size) {
+        f.size = static_cast<std::uint16_t>(size);
+        f.is_signed = coin();
+        unsigned bits = size * 8, first = 0;
+        if (below(4) == 0) {  // a bitfield within the bytes loaded
+            bits = 1 + below(size * 8);
+            first = below(size * 8 - bits + 1);
+        }
+        f.lshift = static_cast<std::uint8_t>(64 - first - bits);
+        f.rshift = static_cast<std::uint8_t>(64 - bits);
+    }
+
+    void field(ksurf_field_cfg& f) {
+        static constexpr unsigned sizes[] = {1, 2, 4, 8, 3};
+        const unsigned size = sizes[below(below(4) ? 4 : 5)];
+        f.base = KSURF_BASE_CTX_U64;
+        f.base_off = static_cast<std::int32_t>(8 * below(8));
+        switch (below(11)) {
+        case 0: // an argument itself
+        case 1:
+            f.access = KSURF_ACCESS_VALUE;
+            shape(f, coin() ? 8 : size);
+            break;
+        case 2: // the context's own bytes: direct loads where aligned
+            f.base = KSURF_BASE_CTX;
+            f.access = KSURF_ACCESS_LOAD;
+            f.offset = static_cast<std::int32_t>(below(8 * kArgs - size + 1));
+            shape(f, size);
+            break;
+        case 3: // user memory an argument points to
+            f.access = KSURF_ACCESS_USER_LOAD;
+            f.offset = static_cast<std::int32_t>(below(64));
+            shape(f, size);
+            break;
+        case 4: // a user string
+        case 5:
+            f.access = KSURF_ACCESS_USER_STRING;
+            f.size = static_cast<std::uint16_t>(1 + below(coin() ? 20 : 256));
+            break;
+        case 6: // comm
+            f.base = KSURF_BASE_COMM;
+            f.access = KSURF_ACCESS_STRING;
+            f.size = KSURF_COMM_LEN;
+            break;
+        case 7: // pid, tid, cpu
+            f.base = static_cast<std::uint8_t>(KSURF_BASE_PID + below(3));
+            f.access = KSURF_ACCESS_VALUE;
+            shape(f, coin() ? 8 : 4);
+            break;
+        case 8: // a pointer chain: the context's word, then kernel memory at it (user: 0)
+            f.base = KSURF_BASE_CTX;
+            f.nsteps = 1;
+            f.steps[0] = static_cast<std::int32_t>(8 * below(kArgs));
+            f.access = KSURF_ACCESS_LOAD;
+            f.offset = static_cast<std::int32_t>(below(16));
+            shape(f, size);
+            break;
+        case 9: // a packet header's bytes (unreadable, or none set: 0 either way)
+            f.base = KSURF_BASE_CTX;
+            f.packet_step = 0;
+            f.layer = static_cast<std::uint8_t>(2 + below(3));
+            f.access = KSURF_ACCESS_LOAD;
+            f.offset = static_cast<std::int32_t>(below(16));
+            shape(f, size);
+            break;
+        default: // a __data_loc string in the context
+            f.base = KSURF_BASE_CTX;
+            f.access = KSURF_ACCESS_DATALOC;
+            f.offset = static_cast<std::int32_t>(8 * below(8) + 4 * coin());
+            f.size = KSURF_MAX_STR;
+        }
+    }
+
+    std::uint8_t pattern(std::vector<ksurf_pattern>& patterns, const std::string& text) {
+        ksurf_pattern p{};
+        p.len = static_cast<std::uint32_t>(text.size());
+        p.full = p.len / 8;
+        p.last_mask = (std::uint64_t{1} << (8 * (p.len % 8))) - 1;
+        std::memcpy(p.words, text.data(), text.size());
+        for (std::size_t i = 0; i < patterns.size(); i++)
+            if (std::memcmp(&patterns[i], &p, sizeof p) == 0) return static_cast<std::uint8_t>(i);
+        patterns.push_back(p);
+        return static_cast<std::uint8_t>(patterns.size() - 1);
+    }
+
+    void leaf(const ksurf_config& c, std::vector<ksurf_op>& ops, std::vector<ksurf_pattern>& patterns) {
+        const unsigned i = below(c.nfields);
+        const ksurf_field_cfg& f = c.fields[i];
+        ksurf_op op{};
+        op.field = static_cast<std::uint8_t>(i);
+        op.at = f.out;
+        if (is_number(f)) {
+            op.code = static_cast<std::uint8_t>(below(KSURF_OP_SGE + 1));
+            op.imm = f.base == KSURF_BASE_PID ? pid_ + below(3) - 1 : f.base == KSURF_BASE_TID ? tid_ + below(3) - 1 : number();
+        } else {
+            op.code = coin() ? KSURF_OP_STR_EQ : KSURF_OP_STR_PREFIX;
+            const std::string w = below(4) ? word() : "ksurf-filter";
+            op.slot = pattern(patterns, coin() ? w : w.substr(0, below(static_cast<unsigned>(w.size()) + 1)));
+        }
+        ops.push_back(op);
+    }
+
+    void tree(const ksurf_config& c, unsigned depth, std::vector<ksurf_op>& ops, std::vector<ksurf_pattern>& patterns) {
+        const unsigned kind = depth >= 4 ? 0 : below(depth ? 5 : 4);
+        ksurf_op op{};
+        switch (kind) {
+        case 0:
+        case 1: return leaf(c, ops, patterns);
+        case 2:
+            tree(c, depth + 1, ops, patterns);
+            op.code = KSURF_OP_NOT;
+            break;
+        default:
+            tree(c, depth + 1, ops, patterns);
+            tree(c, depth + 1, ops, patterns);
+            op.code = kind == 3 ? KSURF_OP_AND : KSURF_OP_OR;
+        }
+        ops.push_back(op);
+    }
+
+    std::mt19937_64 rng_;
+    std::uint32_t pid_ = 0, tid_ = 0;
+    std::array<char, 128> memory_{};
+    std::array<std::string, 3> strings_;
+};
+
+// The test's cgroup v2 id; 0 (the gate off) without one.
+std::uint64_t own_cgroup() {
+    std::ifstream in("/proc/self/cgroup");
+    const auto mounts = cgroup2_mounts();
+    for (std::string line; std::getline(in, line) && !mounts.empty();)
+        if (line.starts_with("0::")) return cgroup_id(mounts.front() + line.substr(3));
+    return 0;
+}
+
+// The thread's name for the test's runs; the old one back at the end.
+class Comm {
+public:
+    Comm() { prctl(PR_GET_NAME, old_); }
+    ~Comm() { prctl(PR_SET_NAME, old_); }
+    void set(const std::string& name) { prctl(PR_SET_NAME, name.c_str()); }
+
+private:
+    char old_[17] = {};
+};
+
+TEST(FilterCompiler, AgreesWithTheInterpreterOnRandomFilters) {
+    if (geteuid() != 0) GTEST_SKIP() << "loading BPF programs needs root";
+    const char* env = std::getenv("KSURF_FILTER_SEED");
+    const std::uint64_t seed = env ? std::strtoull(env, nullptr, 0) : 20261201;
+    Decisions d;
+    Generator g(seed);
+    Comm comm;
+    const std::uint32_t self = static_cast<std::uint32_t>(getpid()), tid = static_cast<std::uint32_t>(gettid());
+    const std::uint64_t cgroup = own_cgroup();
+    const std::uint8_t one = 1;
+    unsigned decided[3] = {}, compared = 0;
+    for (unsigned n = 0; n < 160; n++) {
+        SCOPED_TRACE(fmt::format("seed {} configuration {}", seed, n));
+        const ksurf_config cfg = g.config(self, cgroup, tid);
+        if (g.coin()) bpf_map_update_elem(d.tmpl().map("pids"), &self, &one, BPF_ANY);
+        else bpf_map_delete_elem(d.tmpl().map("pids"), &self);
+        const CompiledFilter compiled = compile_filter(cfg, BpfAttach::RawTp, {d.tmpl().map("pids"), d.tmpl().map("scratch")});
+        if (compiled.prefix.empty()) {
+            // Only a filter that no hit can pass is left to the interpreter here.
+            EXPECT_EQ(compiled.why_not, "a filter that no hit passes");
+            continue;
+        }
+        const Fd interpreted = d.tmpl().load("ksurf_probe", BpfAttach::RawTp, d.rodata(cfg).get());
+        Fd prog;
+        ASSERT_NO_THROW(prog = d.tmpl().load("ksurf_probe", BpfAttach::RawTp, d.rodata(interpreter_config(cfg)).get(), {}, compiled.prefix))
+            << compiled.prefix.size() << " instructions";
+        for (unsigned k = 0; k < 40; k++) {
+            auto args = g.inputs(cfg);
+            comm.set(g.coin() ? g.word() : "ksurf-filter");
+            const int want = d.run(interpreted.get(), args);
+            const int got = d.run(prog.get(), args);
+            ASSERT_EQ(got, want) << "input " << k;
+            decided[want]++;
+            compared++;
+        }
+    }
+    std::cout << fmt::format("seed {}: {} inputs compared; {} dropped by the gates, {} filtered, {} sent\n", seed, compared, decided[0],
+                             decided[1], decided[2]);
+    // The generator must reach every outcome, or agreement proves little.
+    EXPECT_GT(compared, 4000u);
+    for (int outcome = 0; outcome < 3; outcome++) EXPECT_GT(decided[outcome], compared / 50) << "outcome " << outcome;
+}
+
+}  // namespace
+}  // namespace ksurf

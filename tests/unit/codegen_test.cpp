@@ -1,0 +1,129 @@
+// The filter compiler's structure: the tree it reads from the postfix program, and what it
+// leaves to the interpreter. What the code it emits decides is checked against the
+// interpreter in the kernel (tests/integration/filter_codegen_itest.cpp).
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "error_of.h"
+
+using ksurf::test::error_of;
+#include "ksurf/codegen.h"
+
+namespace ksurf {
+namespace {
+
+ksurf_config with_ops(std::initializer_list<std::uint8_t> codes) {
+    ksurf_config c{};
+    c.nfields = c.nfilter = 1;
+    c.fields[0].base = KSURF_BASE_TID;
+    c.fields[0].access = KSURF_ACCESS_VALUE;
+    c.fields[0].size = 4;
+    c.fields[0].packet_step = KSURF_NO_PACKET;
+    for (std::uint8_t code : codes) c.ops[c.nops++].code = code;
+    return c;
+}
+
+// The tree as text: compare nodes by their op index.
+std::string show(const FilterTree& t) {
+    switch (t.kind) {
+    case FilterTree::Kind::Compare: return std::to_string(t.op);
+    case FilterTree::Kind::Not: return "!" + show(t.operands[0]);
+    case FilterTree::Kind::And: return "(" + show(t.operands[0]) + "&" + show(t.operands[1]) + ")";
+    case FilterTree::Kind::Or: return "(" + show(t.operands[0]) + "|" + show(t.operands[1]) + ")";
+    }
+    return "?";
+}
+
+TEST(FilterTree, PostfixBecomesATreeInOperandOrder) {
+    const auto t = filter_tree(with_ops({KSURF_OP_EQ, KSURF_OP_LT, KSURF_OP_NOT, KSURF_OP_AND, KSURF_OP_GT, KSURF_OP_OR}));
+    ASSERT_TRUE(t);
+    EXPECT_EQ(show(*t), "((0&!1)|4)");
+}
+
+TEST(FilterTree, EmptyProgramHasNoTree) { EXPECT_FALSE(filter_tree(with_ops({}))); }
+
+TEST(FilterTree, MalformedProgramsAreRefused) {
+    EXPECT_NE(error_of([] { filter_tree(with_ops({KSURF_OP_AND})); }).find("too few operands"), std::string::npos);
+    EXPECT_NE(error_of([] { filter_tree(with_ops({KSURF_OP_EQ, KSURF_OP_EQ})); }).find("leaves 2 values"), std::string::npos);
+    EXPECT_NE(error_of([] { filter_tree(with_ops({99})); }).find("unknown code"), std::string::npos);
+}
+
+const FilterMaps kMaps{3, 4};
+
+TEST(FilterCompile, StringSearchesStayInterpreted) {
+    ksurf_config c = with_ops({KSURF_OP_STR_CONTAINS});
+    c.fields[0].base = KSURF_BASE_COMM;
+    c.fields[0].access = KSURF_ACCESS_STRING;
+    c.fields[0].size = KSURF_COMM_LEN;
+    const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
+    EXPECT_TRUE(f.prefix.empty());
+    EXPECT_NE(f.why_not.find("search"), std::string::npos) << f.why_not;
+}
+
+TEST(FilterCompile, PcapStaysInterpreted) {
+    ksurf_config c = with_ops({KSURF_OP_EQ});
+    c.ncbpf = 1;
+    EXPECT_NE(compile_filter(c, BpfAttach::Kprobe, kMaps).why_not.find("pcap"), std::string::npos);
+}
+
+TEST(FilterCompile, NothingToDoIsNoPrefix) {
+    const CompiledFilter f = compile_filter(with_ops({}), BpfAttach::Tracepoint, kMaps);
+    EXPECT_TRUE(f.prefix.empty());
+    EXPECT_TRUE(f.why_not.empty());
+}
+
+// A record field compared once: one load at its offset in the instruction, no helper call
+// but the counter's lookup on rejection.
+TEST(FilterCompile, RecordFieldIsOneLoadFromTheContext) {
+    ksurf_config c = with_ops({KSURF_OP_EQ});
+    c.fields[0] = {};
+    c.fields[0].base = KSURF_BASE_CTX;
+    c.fields[0].access = KSURF_ACCESS_LOAD;
+    c.fields[0].size = 8;
+    c.fields[0].offset = 16;
+    c.fields[0].packet_step = KSURF_NO_PACKET;
+    c.ops[0].imm = 39;
+    const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
+    ASSERT_FALSE(f.prefix.empty()) << f.why_not;
+    int loads = 0, calls = 0;
+    for (const bpf_insn& i : f.prefix) {
+        if (i.code == (BPF_LDX | BPF_MEM | BPF_DW) && i.src_reg == BPF_REG_6 && i.off == 16) loads++;
+        if (i.code == (BPF_JMP | BPF_CALL)) calls++;
+    }
+    EXPECT_EQ(loads, 1);
+    EXPECT_EQ(calls, 1);
+}
+
+// A comparison the operands decide (a comm is never 16 bytes long) leaves no dead code,
+// which the verifier would refuse; a filter that then never passes stays interpreted.
+TEST(FilterCompile, DecidedComparisonsLeaveNoDeadCode) {
+    ksurf_config c = with_ops({KSURF_OP_STR_EQ});
+    c.fields[0].base = KSURF_BASE_COMM;
+    c.fields[0].access = KSURF_ACCESS_STRING;
+    c.fields[0].size = KSURF_COMM_LEN;
+    c.patterns[0].len = KSURF_COMM_LEN;
+    EXPECT_EQ(compile_filter(c, BpfAttach::Tracepoint, kMaps).why_not, "a filter that no hit passes");
+    c.ops[0].code = KSURF_OP_STR_PREFIX;
+    c.ops[1].code = KSURF_OP_NOT;
+    c.nops = 2;
+    const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
+    ASSERT_FALSE(f.prefix.empty()) << f.why_not;
+    for (const bpf_insn& i : f.prefix) EXPECT_NE(i.code, BPF_JMP | BPF_CALL) << "nothing left to read or count";
+}
+
+TEST(FilterCompile, GatesOffBehindThePrefix) {
+    ksurf_config c = with_ops({KSURF_OP_EQ});
+    c.self_tgid = 7;
+    c.by_pid = 1;
+    c.cgroup_id = 9;
+    const ksurf_config r = interpreter_config(c);
+    EXPECT_EQ(r.self_tgid, 0u);
+    EXPECT_EQ(r.by_pid, 0);
+    EXPECT_EQ(r.cgroup_id, 0u);
+    EXPECT_EQ(r.nops, 0);
+    EXPECT_EQ(r.nfilter, 1) << "the filter's fields are still the event's";
+}
+
+}  // namespace
+}  // namespace ksurf
