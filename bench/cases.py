@@ -294,13 +294,16 @@ def bpftrace_tracepoints(count):
 def bpftrace_kfuncs(count):
     def make(env, scratch):
         names = open(function_list(env, count, scratch)).read().replace("p ", "").split()
-        return bpftrace(env, "bpftrace kfunc", ",".join(f"kfunc:{n}" for n in names) + " { }")
+        run = bpftrace(env, "bpftrace kfunc", ",".join(f"kfunc:{n}" for n in names) + " { }")
+        return replace(run, stop_timeout_s=900) if count >= 1000 else run
     return make
 
 
 def many(backend, count):
     def make(env, scratch):
-        return ksurf(env, f"ksurf {backend}", ["--backend", backend, "-f", function_list(env, count, scratch)])
+        run = ksurf(env, f"ksurf {backend}", ["--backend", backend, "-f", function_list(env, count, scratch)])
+        # A thousand trampolines or kprobes leave one by one under TCG: minutes, not a hang.
+        return replace(run, stop_timeout_s=900) if count >= 1000 else run
     return make
 
 
