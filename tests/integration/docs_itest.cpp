@@ -151,9 +151,11 @@ TEST(BashCompletion, CompletesCommandsOptionsAndTheirValues) {
     for (const auto& [heading, names] : top) expect_offered({"ksurf", "--"}, names);
     for (const auto& c : kCommands) {
         for (const auto& [heading, names] : help_options(c)) expect_offered({"ksurf", c, "--"}, names);
-        // features takes none of them; tracing's own options are not a command's.
+        // features takes none of them (its --json is its own); tracing's own options are not
+        // a command's.
         const Words offered = c == "features" ? complete(script, {"ksurf", c, "--"}) : expect_offered({"ksurf", c, "--"}, common);
-        EXPECT_EQ(offered.count("--json"), c == "features" ? 0u : 1u) << c;
+        EXPECT_EQ(offered.count("--json"), 1u) << c;
+        EXPECT_EQ(offered.count("--buffer-size"), c == "features" ? 0u : 1u) << c;
         EXPECT_EQ(offered.count("--snaplen"), 0u) << c;
     }
 }
