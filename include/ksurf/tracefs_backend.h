@@ -130,10 +130,6 @@ std::optional<std::int64_t> record_user_pointer(const Fetch& f);
 // one-line Error naming the probe for what kprobe_events or event filters cannot express.
 TracefsProbe translate(const PlannedProbe& probe, std::size_t index, const TranslateContext& ctx);
 
-// A POSIX shell script that traces PROBES with tracefs alone: it creates an instance and the
-// kprobes (group and instance `ksurf_sh_<shell pid>`, which cleanup_stale() leaves alone),
-// sets the filters, enables the events, cats trace_pipe, and removes everything on exit.
-std::string script(std::span<const PlannedProbe> probes, const TranslateContext& ctx);
 
 // "ksurf_<pid>": the kprobe group and the instance of the run with PID.
 std::string run_name(pid_t pid);
@@ -163,6 +159,14 @@ struct TracefsOptions {
     bool exclude_self = false;        // drop events of this process's threads (as BpfOptions)
     const AggregateOptions* aggregate = nullptr;  // hist triggers rather than records
 };
+
+// A POSIX shell script that traces PROBES with tracefs alone: it creates an instance and the
+// kprobes (group and instance `ksurf_sh_<shell pid>`, which cleanup_stale() leaves alone),
+// sets the filters and what RUN asks of the instance (-p's threads as they are now, -s,
+// --buffer-size), enables the events, cats trace_pipe, and removes everything on exit.
+namespace tracefs {
+std::string script(std::span<const PlannedProbe> probes, const TranslateContext& ctx, const TracefsOptions& run = {});
+}  // namespace tracefs
 
 class TracefsBackend : public Backend {
 public:

@@ -230,7 +230,16 @@ int run_trace(const TraceOptions& opt) {
     if (opt.script || !opt.script_file.empty()) {
         const tracefs::TranslateContext tctx{tracefs::run_name(getpid()), skb_layout(btf, plans), tracepoint_formats(plans),
                                              agg.active() ? &agg : nullptr};
-        const std::string text = tracefs::script(plans, tctx);
+        // What the instance can do is written into the script; what only BPF can is refused,
+        // as --backend tracefs refuses it.
+        if (!opt.cgroup.empty()) fail("--cgroup needs the BPF backend: tracefs event filters cannot match a cgroup");
+        if (!opt.command.empty()) fail("-S writes a script and runs nothing: -c's command has no place in it");
+        if (!opt.user.empty()) fail("--user needs the BPF backend: a tracefs run keeps root to remove its probes and instance at exit");
+        TracefsOptions run;
+        run.pids = opt.pids;
+        run.stacks = opt.stacks && !agg.active();
+        run.buffer_kb = opt.buffer_kb;
+        const std::string text = tracefs::script(plans, tctx, run);
         if (opt.script_file.empty())
             fmt::print("{}", text);
         else

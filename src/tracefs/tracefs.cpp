@@ -14,6 +14,7 @@
 
 #include "ksurf/file.h"
 #include "ksurf/error.h"
+#include "ksurf/suggest.h"
 
 namespace ksurf::tracefs {
 namespace {
@@ -200,10 +201,20 @@ EventFormat read_format(const std::string& root, std::string_view system, std::s
     std::string text = slurp(dir / "format");
     if (text.empty() && errno == EACCES) fail("cannot read {}: {}", (dir / "format").string(), errno_text(errno));
     if (text.empty()) {
+        // The names beside the one asked for, for a suggestion: events/ holds directories
+        // and control files, which no typo comes close to.
+        auto names = [](const fs::path& dir) {
+            std::vector<std::string> out;
+            std::error_code ec;
+            for (const auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename().string());
+            return out;
+        };
         std::error_code ec;
         if (!fs::exists(fs::path(root) / "events" / system, ec))
-            fail("tracepoint '{}/{}' not found: no event system '{}' in {}/events", system, event, system, root);
-        fail("tracepoint '{}/{}' not found in {}/events/{}", system, event, root, system);
+            fail("tracepoint '{}/{}' not found: no event system '{}' in {}/events{}", system, event, system, root,
+                 did_you_mean(system, names(fs::path(root) / "events")));
+        fail("tracepoint '{}/{}' not found in {}/events/{}{}", system, event, root, system,
+             did_you_mean(event, names(fs::path(root) / "events" / system)));
     }
     return parse_format(system, event, text);
 }

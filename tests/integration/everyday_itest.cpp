@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -271,6 +272,54 @@ TEST(Drops, WarnedWhileRunningAtMostOnceASecond) {
     EXPECT_GE(warnings, 1u) << r.err;
     EXPECT_LE(warnings, 3u) << r.err;
     EXPECT_LE(warned, std::stoul(m[1])) << r.err;
+}
+
+// ---- -S translates what tracefs can do and refuses the rest ----
+
+// -p, -s and --buffer-size become the instance's set_event_pid (the process's threads),
+// stacktrace option and buffer size, in a script the shell accepts.
+TEST(Script, CarriesPidsStacksAndBufferSize) {
+    Process sleeper({"/bin/sleep", "30"});
+    const pid_t pid = sleeper.pid();
+    auto r = run({ksurf_bin(), "-S", "-p", std::to_string(pid), "-s", "--buffer-size", "64", "e sched/sched_process_exec"});
+    sleeper.signal(SIGKILL);
+    sleeper.finish();
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find(fmt::format("echo '{}' > \"$I/set_event_pid\"", pid)), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("echo 1 > \"$I/options/stacktrace\""), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("echo 64 > \"$I/buffer_size_kb\""), std::string::npos) << r.out;
+    const std::string path = fmt::format("/tmp/ksurf-script-{}.sh", getpid());
+    std::ofstream(path) << r.out;
+    const auto syntax = run({"/bin/sh", "-n", path});
+    fs::remove(path);
+    EXPECT_EQ(syntax.status, 0) << syntax.err;
+}
+
+// What only BPF can do is refused with the reason, one line, as --backend tracefs does.
+TEST(Script, RefusesWhatOnlyBpfCanDo) {
+    const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+        {{"--cgroup", "/sys/fs/cgroup"}, "ksurf: --cgroup needs the BPF backend: tracefs event filters cannot match a cgroup\n"},
+        {{"--user", "nobody"}, "ksurf: --user needs the BPF backend: a tracefs run keeps root to remove its probes and instance at exit\n"},
+        {{"-c", "true"}, "ksurf: -S writes a script and runs nothing: -c's command has no place in it\n"},
+    };
+    for (const auto& [extra, message] : cases) {
+        std::vector<std::string> args{ksurf_bin(), "-S", "e sched/sched_process_exec"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        auto r = run(args);
+        EXPECT_EQ(r.status, 1) << extra.front();
+        EXPECT_EQ(r.err, message);
+        EXPECT_TRUE(r.out.empty()) << r.out;
+    }
+}
+
+// A misspelt tracepoint or event system gets the closest real one.
+TEST(Hints, MisspeltTracepointsAreSuggested) {
+    auto r = run({ksurf_bin(), "e sched/sched_process_exce"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("not found in " + kTracing + "/events/sched; did you mean 'sched_process_exec'?"), std::string::npos) << r.err;
+    r = run({ksurf_bin(), "e schde/sched_process_exec"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("no event system 'schde' in " + kTracing + "/events; did you mean 'sched'?"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -248,17 +248,23 @@ void expect_names_of_the_packets_protocol(const std::vector<Printed>& events, bo
 const std::vector<std::string> kPrintedNames{"v", "proto", "nh", "udp", "tcp", "icmp"};
 constexpr const char* kPrintedFields = "v=ipver proto=ip.proto nh=ip6.nexthdr udp=udp.dport tcp=tcp.dport icmp=icmp.type";
 
+// ksurf ARGS (with --json when JSON) while mixed traffic flows.
+Result run_with_traffic(std::vector<std::string> args, bool json) {
+    if (json) args.push_back("--json");
+    Process p(args);
+    if (p.wait_for_err("Hit Ctrl-C to end.", 30s))
+        mixed_traffic();
+    else
+        ADD_FAILURE() << "did not attach";
+    return p.finish();
+}
+
 class PacketNamesPrinted : public testing::TestWithParam<bool> {};
 
 // The host's tracepoint, on BPF (tracefs cannot follow an e probe's skbaddr), IPv4 and IPv6.
 TEST_P(PacketNamesPrinted, OfAnotherProtocolAreAbsentOnATracepoint) {
     const bool json = GetParam();
-    std::vector<std::string> args{ksurf_bin(), "-d", "4", fmt::format("e net/netif_receive_skb {}", kPrintedFields)};
-    if (json) args.push_back("--json");
-    Process p(args);
-    ASSERT_TRUE(p.wait_for_err("Hit Ctrl-C to end.", 30s)) << "did not attach";
-    mixed_traffic();
-    auto r = p.finish();
+    auto r = run_with_traffic({ksurf_bin(), "-d", "4", fmt::format("e net/netif_receive_skb {}", kPrintedFields)}, json);
     ASSERT_EQ(r.status, 0) << r.err;
     expect_names_of_the_packets_protocol(printed(r.out, json, kPrintedNames), true);
 }
@@ -272,13 +278,7 @@ TEST_P(PacketNamesPrintedOnFunctions, OfAnotherProtocolAreAbsent) {
     need_function_probes();
     if (IsSkipped()) return;
     for (bool json : {false, true}) {
-        std::vector<std::string> args{ksurf_bin(), "--backend", GetParam(), "-d", "4",
-                                      fmt::format("p ip_rcv {}", kPrintedFields)};
-        if (json) args.push_back("--json");
-        Process p(args);
-        ASSERT_TRUE(p.wait_for_err("Hit Ctrl-C to end.", 30s)) << "did not attach";
-        mixed_traffic();
-        auto r = p.finish();
+        auto r = run_with_traffic({ksurf_bin(), "--backend", GetParam(), "-d", "4", fmt::format("p ip_rcv {}", kPrintedFields)}, json);
         ASSERT_EQ(r.status, 0) << r.err;
         expect_names_of_the_packets_protocol(printed(r.out, json, kPrintedNames), false);
     }

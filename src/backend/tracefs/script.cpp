@@ -42,7 +42,7 @@ cleanup() {
 
 }  // namespace
 
-std::string script(std::span<const PlannedProbe> probes, const TranslateContext& ctx) {
+std::string script(std::span<const PlannedProbe> probes, const TranslateContext& ctx, const TracefsOptions& run) {
     std::vector<TracefsProbe> ts;
     for (std::size_t i = 0; i < probes.size(); i++) ts.push_back(translate(probes[i], i, ctx));
 
@@ -62,6 +62,15 @@ std::string script(std::span<const PlannedProbe> probes, const TranslateContext&
          "mkdir \"$I\"\n"
          "echo mono > \"$I/trace_clock\"      # CLOCK_MONOTONIC, as ksurf prints\n"
          "echo 0 > \"$I/options/overwrite\"   # a full buffer drops new events, as ksurf does\n";
+    if (!run.pids.empty()) {
+        std::vector<std::string> tids;
+        for (auto pid : run.pids)
+            for (auto& t : threads_of(pid)) tids.push_back(std::move(t));
+        s += fmt::format("echo '{}' > \"$I/set_event_pid\"   # -p {}: their threads when this was written\n",
+                         fmt::join(tids, " "), fmt::join(run.pids, ","));
+    }
+    if (run.stacks) s += "echo 1 > \"$I/options/stacktrace\"   # -s: a kernel stack after each event\n";
+    if (run.buffer_kb) s += fmt::format("echo {} > \"$I/buffer_size_kb\"\n", run.buffer_kb);
     for (std::size_t i = 0; i < ts.size(); i++) {
         const auto& t = ts[i];
         const bool is_kprobe = t.kind != ProbeKind::Tracepoint;
