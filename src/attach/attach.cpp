@@ -244,9 +244,10 @@ Fd BpfTemplate::make_rodata(std::span<const std::uint8_t> data) const {
 Fd BpfTemplate::load(std::string_view name, BpfAttach a, int rodata, const AttachTarget& target, std::span<const bpf_insn> prefix) const {
     const Program& prog = program_of(name);
     static_assert(sizeof(bpf_insn) == sizeof(std::uint64_t));
-    std::vector<std::uint64_t> insns(prefix.size());
-    std::memcpy(insns.data(), prefix.data(), prefix.size_bytes());
-    insns.insert(insns.end(), prog.insns.begin(), prog.insns.end());
+    std::vector<std::uint64_t> insns(prefix.size() + prog.insns.size());
+    // An empty prefix's data() may be null, which memcpy may not be given even for 0 bytes.
+    if (!prefix.empty()) std::memcpy(insns.data(), prefix.data(), prefix.size_bytes());
+    std::copy(prog.insns.begin(), prog.insns.end(), insns.begin() + static_cast<std::ptrdiff_t>(prefix.size()));
     for (std::size_t i : prog.rodata_refs) reinterpret_cast<bpf_insn*>(insns.data())[prefix.size() + i].imm = rodata;
     const ProgType t = prog_type(a);
     LIBBPF_OPTS(bpf_prog_load_opts, o, .expected_attach_type = t.expected, .attach_btf_id = target.btf_id);

@@ -1132,7 +1132,9 @@ std::vector<std::vector<std::string>> expand_globs(const std::vector<std::string
     std::vector<std::vector<std::string>> out(globs.size());
     std::string name_z;  // fnmatch wants a NUL-terminated name
     for (const std::string& line : functions) {
-        auto [name, mod] = function_line(line);
+        // Named, not a structured binding: clang 14 (the fuzzer's build) cannot capture those.
+        const auto split = function_line(line);
+        const std::string_view name = split.first, mod = split.second;
         auto take = [&](std::size_t i) {
             if (parsed[i].module.empty() || parsed[i].module == mod) out[i].emplace_back(name);
         };
