@@ -202,11 +202,13 @@ EventFormat read_format(const std::string& root, std::string_view system, std::s
     if (text.empty() && errno == EACCES) fail("cannot read {}: {}", (dir / "format").string(), errno_text(errno));
     if (text.empty()) {
         // The names beside the one asked for, for a suggestion: events/ holds directories
-        // and control files, which no typo comes close to.
+        // and control files, which no typo comes close to. Sorted: of two as close, the
+        // first by name, whatever order the directory lists them in.
         auto names = [](const fs::path& dir) {
             std::vector<std::string> out;
             std::error_code ec;
             for (const auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename().string());
+            std::sort(out.begin(), out.end());
             return out;
         };
         std::error_code ec;
