@@ -33,18 +33,6 @@ Fetch fetch(Base base, Access access, std::uint32_t size, std::int64_t offset = 
     return f;
 }
 
-// Fetch is move-only (its skb); a copy of one without.
-Fetch copy(const Fetch& f) {
-    Fetch c = fetch(f.base, f.access, f.size, f.offset, f.is_signed);
-    c.arg = f.arg;
-    c.reg = f.reg;
-    c.derefs = f.derefs;
-    c.bit_offset = f.bit_offset;
-    c.bit_size = f.bit_size;
-    c.user = f.user;
-    return c;
-}
-
 PlannedField field(std::string name, Fetch f, Display d = Display::Decimal, bool hidden = false) {
     PlannedField p;
     p.name = std::move(name);
@@ -90,7 +78,7 @@ PlannedProbe function_probe_of(ProbeKind kind, std::vector<PlannedField> fields)
 // N fields named NAME fetching F.
 std::vector<PlannedField> fields_of(std::size_t n, const Fetch& f, Display d = Display::Decimal) {
     std::vector<PlannedField> v;
-    for (std::size_t i = 0; i < n; i++) v.push_back(field("x", copy(f), d));
+    for (std::size_t i = 0; i < n; i++) v.push_back(field("x", f, d));
     return v;
 }
 
@@ -206,7 +194,7 @@ TEST(BpfPlanFentry, ArgumentsAreContextSlots) {
     flags.arg = 1;
     Fetch name = fetch(Base::Arg, Access::String, 128, 0x28);
     name.derefs = {8, 0x28};
-    auto p = function_probe(ProbeKind::Entry, field("flags", copy(flags), Display::Hex), field("name", copy(name), Display::String));
+    auto p = function_probe(ProbeKind::Entry, field("flags", flags, Display::Hex), field("name", name, Display::String));
     BpfFrame f = frame(BpfAttach::Fentry);
     f.arg_slots = {0, 1};
     f.ret_slot = 2;
@@ -259,7 +247,7 @@ TEST(BpfPlanFentry, StructArgumentsTakeTwoSlots) {
 TEST(BpfPlanFentry, FexitHasArgumentsAndTheReturnValue) {
     Fetch arg = fetch(Base::Arg, Access::Value, 8);
     arg.arg = 1;
-    auto p = function_probe(ProbeKind::Return, field("file", copy(arg), Display::Hex),
+    auto p = function_probe(ProbeKind::Return, field("file", arg, Display::Hex),
                                                 field("ret", fetch(Base::Retval, Access::Value, 4, 0, true)));
     BpfFrame f = frame(BpfAttach::Fexit);
     f.arg_slots = {0, 1};
@@ -273,13 +261,13 @@ TEST(BpfPlanFentry, FexitHasArgumentsAndTheReturnValue) {
 TEST(BpfPlanFentry, RegistersAndVariadicArgumentsAreRefused) {
     Fetch reg = fetch(Base::Reg, Access::Value, 8);
     reg.reg = "ip";
-    EXPECT_EQ(error_of([&] { encode_bpf(function_probe(ProbeKind::Entry, field("ip", copy(reg))), frame(BpfAttach::Fentry)); }),
+    EXPECT_EQ(error_of([&] { encode_bpf(function_probe(ProbeKind::Entry, field("ip", reg)), frame(BpfAttach::Fentry)); }),
               "p vfs_open: field 'ip': %ip needs a kprobe (only kprobes have struct pt_regs)");
     Fetch third = fetch(Base::Arg, Access::Value, 8);
     third.arg = 2;
     BpfFrame f = frame(BpfAttach::Fentry);
     f.arg_slots = {0, 1};
-    EXPECT_EQ(error_of([&] { encode_bpf(function_probe(ProbeKind::Entry, field("x", copy(third))), f); }),
+    EXPECT_EQ(error_of([&] { encode_bpf(function_probe(ProbeKind::Entry, field("x", third)), f); }),
               "p vfs_open: field 'x': fentry reads only the 2 declared parameters");
 }
 
@@ -292,7 +280,7 @@ TEST(BpfPlanKprobe, ArgumentsAreRegistersThenTheStack) {
     }
     Fetch ip = fetch(Base::Reg, Access::Value, 8);
     ip.reg = "ip";
-    fields.push_back(field("ip", copy(ip), Display::Hex));
+    fields.push_back(field("ip", ip, Display::Hex));
     const BpfFrame f = frame(BpfAttach::Kprobe);
     const auto c = encode_bpf(function_probe_of(ProbeKind::Entry, std::move(fields)), f).config;
     const char* regs[] = {"di", "si", "dx", "cx", "r8", "r9"};
@@ -315,7 +303,7 @@ TEST(BpfPlanKprobe, KretprobeHasTheReturnValueOnly) {
     const BpfFrame f = frame(BpfAttach::Kretprobe);
     EXPECT_EQ(encode_bpf(ret, f).config.fields[0].base_off, f.regs.at("ax"));
     Fetch arg = fetch(Base::Arg, Access::Value, 8);
-    ret.fields.push_back(field("x", copy(arg)));
+    ret.fields.push_back(field("x", arg));
     EXPECT_EQ(error_of([&] { encode_bpf(ret, f); }),
               "r vfs_open: field 'x': arguments are gone when a kretprobe runs (fexit keeps them)");
     auto entry = function_probe(ProbeKind::Entry, field("ret", fetch(Base::Retval, Access::Value, 8)));
@@ -355,12 +343,12 @@ TEST(BpfPlanNumbers, BitfieldsAndSignsAreCutOutByShifts) {
     Fetch bf = fetch(Base::Arg, Access::Load, 4, 0x10, true);
     bf.bit_offset = 3;
     bf.bit_size = 5;
-    Fetch u = copy(bf);
+    Fetch u = bf;
     u.is_signed = false;
     Fetch wide = fetch(Base::Arg, Access::Load, 4, 0);
     wide.bit_offset = 6;
     wide.bit_size = 12;  // bits 6..17: three bytes
-    auto p = function_probe(ProbeKind::Entry, field("s", copy(bf)), field("u", copy(u)), field("w", copy(wide)),
+    auto p = function_probe(ProbeKind::Entry, field("s", bf), field("u", u), field("w", wide),
                                                field("c", fetch(Base::Arg, Access::Load, 1, 0, true)));
     const auto c = encode_bpf(p, frame(BpfAttach::Fentry)).config;
     EXPECT_EQ(c.fields[0].size, 1);
@@ -502,7 +490,7 @@ TEST(BpfPlanUser, UserMemoryHasItsOwnAccesses) {
     name.derefs = {0x18};
     Fetch n = fetch(Base::Arg, Access::Load, 4, 8, true);
     n.user = true;
-    auto p = function_probe(ProbeKind::Entry, field("name", copy(name), Display::String), field("n", copy(n)));
+    auto p = function_probe(ProbeKind::Entry, field("name", name, Display::String), field("n", n));
     const auto c = encode_bpf(p, frame(BpfAttach::Kprobe)).config;
     EXPECT_EQ(c.fields[0].access, KSURF_ACCESS_USER_STRING);
     EXPECT_EQ(c.fields[0].size, 129);
@@ -526,12 +514,12 @@ TEST(BpfPlanLimits, EachBoundHasItsError) {
               "p vfs_open: 17 fields, counting those the filter reads, exceed the BPF backend's 16");
     EXPECT_NO_THROW(encode_bpf(function_probe_of(ProbeKind::Entry, fields_of(KSURF_MAX_FIELDS, v)), frame(BpfAttach::Fentry)));
 
-    Fetch deep = copy(v);
+    Fetch deep = v;
     deep.derefs.assign(KSURF_MAX_STEPS + 1, 8);
-    EXPECT_EQ(error_of([&] { encode_bpf(function_probe(ProbeKind::Entry, field("d", copy(deep))), frame(BpfAttach::Fentry)); }),
+    EXPECT_EQ(error_of([&] { encode_bpf(function_probe(ProbeKind::Entry, field("d", deep)), frame(BpfAttach::Fentry)); }),
               "p vfs_open: field 'd': 9 pointer loads exceed the BPF backend's 8");
 
-    auto p = function_probe(ProbeKind::Entry, field("x", copy(v)), field("s", fetch(Base::Arg, Access::String, 16), Display::String));
+    auto p = function_probe(ProbeKind::Entry, field("x", v), field("s", fetch(Base::Arg, Access::String, 16), Display::String));
     std::vector<PlannedFilterNode> ops;
     for (int i = 0; i < KSURF_MAX_OPS / 2 + 1; i++) ops.push_back(cmp(0, CmpOp::Ne, std::uint64_t(i)));
     p.filter = logic(Op::And, std::move(ops));  // 17 comparisons + 16 ANDs
@@ -564,7 +552,7 @@ TEST(BpfPlanLimits, EachBoundHasItsError) {
 TEST(BpfPlanDecode, NumbersStringsAndBytes) {
     Fetch port = fetch(Base::Arg, Access::Load, 2);
     Fetch neg = fetch(Base::Arg, Access::Load, 2, 0, true);
-    auto p = function_probe(ProbeKind::Entry, field("b16_port", copy(port)), field("neg", copy(neg)), field("name", fetch(Base::Arg, Access::String, 8), Display::String),
+    auto p = function_probe(ProbeKind::Entry, field("b16_port", port), field("neg", neg), field("name", fetch(Base::Arg, Access::String, 8), Display::String),
                                                field("mac", fetch(Base::Arg, Access::Load, 6), Display::Hex),
                                                field("hidden", fetch(Base::Arg, Access::Value, 8), Display::Decimal, true));
     p.fields[0].swap_bits = 16;
