@@ -11,6 +11,7 @@ capability is missing is reported as "not available in this build".
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 from dataclasses import dataclass, field, replace
@@ -51,12 +52,25 @@ def ksurf(env, label, args, count="summary"):
 BPFTRACE_READY = "ksurf-bench-ready"
 
 
+def nofile_limit():
+    """The most open files bpftrace can be given here: 65536 with CAP_SYS_RESOURCE (what ksurf
+    raises its own limit to), else the hard limit (a container without the capability)."""
+    with open("/proc/self/status") as status:
+        cap_eff = int(re.search(r"^CapEff:\s*([0-9a-f]+)", status.read(), re.M).group(1), 16)
+    cap_sys_resource = 24
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or cap_eff >> cap_sys_resource & 1:
+        return 65536
+    return hard
+
+
 def bpftrace(env, label, program):
     program = f'BEGIN {{ printf("{BPFTRACE_READY}\\n"); }} {program}'
+    nofile = nofile_limit()
     # bpftrace refuses more than 512 probes unless told (BPFTRACE_MAX_PROBES), and holds
     # several files per probe (ksurf raises its own limit): the 1000-function rows compare
     # with it at the same count. prlimit and env exec it in place, so its pid is measured.
-    return Command(label, ["prlimit", "--nofile=65536:65536", "env", "BPFTRACE_MAX_PROBES=4096", "bpftrace", "-e", program],
+    return Command(label, ["prlimit", f"--nofile={nofile}:{nofile}", "env", "BPFTRACE_MAX_PROBES=4096", "bpftrace", "-e", program],
                    BPFTRACE_READY, "lines", env.timeout_s)
 
 
