@@ -119,6 +119,54 @@ struct PlannedFilter {
     std::vector<PlannedFilterNode> operands;  // Not: exactly one
 };
 
+// Filter trees as the resolver builds them, and as tests write them by hand.
+inline PlannedComparison comparison_of(std::size_t field, CmpOp op, decltype(PlannedComparison::value) value,
+                                       Span span = {}) {
+    PlannedComparison c;
+    c.field = field;
+    c.op = op;
+    c.value = std::move(value);
+    c.span = span;
+    return c;
+}
+
+// A comparison of comm, the pid or the tid, which the kernel knows without a fetch.
+inline PlannedComparison comparison_of(PlannedComparison::Subject subject, CmpOp op,
+                                       decltype(PlannedComparison::value) value, Span span = {}) {
+    PlannedComparison c = comparison_of(0, op, std::move(value), span);
+    c.subject = subject;
+    return c;
+}
+
+inline PlannedFilterNode logical(PlannedFilter::Op op, std::vector<PlannedFilterNode> operands) {
+    auto out = std::make_unique<PlannedFilter>();
+    out->op = op;
+    out->operands = std::move(operands);
+    return out;
+}
+
+template <typename... N>
+PlannedFilterNode all_of(N... n) {
+    std::vector<PlannedFilterNode> v;
+    v.reserve(sizeof...(n));
+    (v.emplace_back(std::move(n)), ...);
+    return logical(PlannedFilter::Op::And, std::move(v));
+}
+
+template <typename... N>
+PlannedFilterNode any_of(N... n) {
+    std::vector<PlannedFilterNode> v;
+    v.reserve(sizeof...(n));
+    (v.emplace_back(std::move(n)), ...);
+    return logical(PlannedFilter::Op::Or, std::move(v));
+}
+
+inline PlannedFilterNode negation(PlannedFilterNode n) {
+    std::vector<PlannedFilterNode> one;
+    one.push_back(std::move(n));
+    return logical(PlannedFilter::Op::Not, std::move(one));
+}
+
 // One classic BPF instruction, struct sock_filter's layout.
 struct CbpfInsn {
     std::uint16_t code = 0;

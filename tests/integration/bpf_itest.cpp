@@ -93,22 +93,6 @@ PlannedField field(std::string name, Base base, Access access, std::uint32_t siz
     return f;
 }
 
-PlannedFilterNode compare(std::size_t field, CmpOp op, decltype(PlannedComparison::value) v, Subject s = Subject::Field) {
-    PlannedComparison c;
-    c.subject = s;
-    c.field = field;
-    c.op = op;
-    c.value = std::move(v);
-    return c;
-}
-
-PlannedFilterNode any_of(std::vector<PlannedFilterNode> operands, PlannedFilter::Op op = PlannedFilter::Op::Or) {
-    auto f = std::make_unique<PlannedFilter>();
-    f->op = op;
-    f->operands = std::move(operands);
-    return f;
-}
-
 // ---- tracepoints ----
 
 const tracefs::EventFormat& exec_format() {
@@ -167,7 +151,7 @@ private:
 TEST(BpfBackendTracepoint, PidFilterPassesOnlyThatExec) {
     Child child;
     PlannedProbe p = exec_probe();
-    p.filter = compare(1, CmpOp::Eq, std::int64_t{child.pid()});
+    p.filter = comparison_of(1, CmpOp::Eq, std::int64_t{child.pid()});
     Trace trace;
     trace.backend->add(p);
     trace.backend->start();
@@ -191,9 +175,9 @@ TEST(BpfBackendTracepoint, RejectingFilterCountsInsteadOfSending) {
     PlannedProbe p = exec_probe();
     // filename ~ "*/ksurf-never-*" || pid < 0
     std::vector<PlannedFilterNode> ops;
-    ops.push_back(compare(0, CmpOp::Glob, std::string("*/ksurf-never-*")));
-    ops.push_back(compare(1, CmpOp::Lt, std::int64_t{0}));
-    p.filter = any_of(std::move(ops));
+    ops.push_back(comparison_of(0, CmpOp::Glob, std::string("*/ksurf-never-*")));
+    ops.push_back(comparison_of(1, CmpOp::Lt, std::int64_t{0}));
+    p.filter = logical(PlannedFilter::Op::Or, std::move(ops));
     Trace trace;
     trace.backend->add(p);
     trace.backend->start();
@@ -210,13 +194,13 @@ TEST(BpfBackendTracepoint, StringGlobsMatchInTheKernel) {
     PlannedProbe p = exec_probe();
     // The exec of /bin/true (or /usr/bin/true) by our child, by every kind of pattern.
     std::vector<PlannedFilterNode> all;
-    all.push_back(compare(1, CmpOp::Eq, std::int64_t{child.pid()}));
-    all.push_back(compare(0, CmpOp::Glob, std::string("*/true")));
-    all.push_back(compare(0, CmpOp::Glob, std::string("/*")));
-    all.push_back(compare(0, CmpOp::Glob, std::string("*bin/tr*")));
-    all.push_back(compare(0, CmpOp::Ne, std::string("/bin/false")));
-    all.push_back(compare(0, CmpOp::Eq, std::string("true"), Subject::Comm));
-    p.filter = any_of(std::move(all), PlannedFilter::Op::And);
+    all.push_back(comparison_of(1, CmpOp::Eq, std::int64_t{child.pid()}));
+    all.push_back(comparison_of(0, CmpOp::Glob, std::string("*/true")));
+    all.push_back(comparison_of(0, CmpOp::Glob, std::string("/*")));
+    all.push_back(comparison_of(0, CmpOp::Glob, std::string("*bin/tr*")));
+    all.push_back(comparison_of(0, CmpOp::Ne, std::string("/bin/false")));
+    all.push_back(comparison_of(Subject::Comm, CmpOp::Eq, std::string("true")));
+    p.filter = logical(PlannedFilter::Op::And, std::move(all));
     Trace trace;
     trace.backend->add(p);
     trace.backend->start();
@@ -302,7 +286,7 @@ TEST_P(BpfBackendFunction, EntryReadsAKernelStringAndFiltersOnIt) {
     const std::string path = missing_path("entry");
     PlannedProbe p = filp_probe(ProbeKind::Entry);
     p.fields.push_back(filp_name());
-    p.filter = compare(0, CmpOp::Glob, fmt::format("*-{}-entry-*", getpid()));
+    p.filter = comparison_of(0, CmpOp::Glob, fmt::format("*-{}-entry-*", getpid()));
     Trace trace(GetParam());
     trace.backend->add(p);
     trace.backend->start();
@@ -322,7 +306,7 @@ TEST_P(BpfBackendFunction, EntryReadsAKernelStringAndFiltersOnIt) {
 TEST_P(BpfBackendFunction, ReturnProbeSeesTheError) {
     PlannedProbe p = filp_probe(ProbeKind::Return);
     p.fields.push_back(retval());
-    p.filter = compare(0, CmpOp::Eq, std::int64_t{gettid_()}, Subject::Tid);
+    p.filter = comparison_of(Subject::Tid, CmpOp::Eq, std::int64_t{gettid_()});
     Trace trace(GetParam());
     trace.backend->add(p);
     trace.backend->start();
@@ -354,7 +338,7 @@ TEST(BpfBackendFexit, HasArgumentsAndTheReturnValue) {
     PlannedProbe p = filp_probe(ProbeKind::Return);
     p.fields.push_back(filp_name());
     p.fields.push_back(retval());
-    p.filter = compare(0, CmpOp::Eq, path);
+    p.filter = comparison_of(0, CmpOp::Eq, path);
     Trace trace;
     trace.backend->add(p);
     trace.backend->start();
@@ -371,7 +355,7 @@ TEST(BpfBackendAuto, RegistersFallBackToAKprobeAndSayWhy) {
     PlannedField ip = field("ip", Base::Reg, Access::Value, 8, 0, false, Display::Hex);
     ip.fetch.reg = "ip";
     p.fields.push_back(std::move(ip));
-    p.filter = compare(0, CmpOp::Eq, std::int64_t{gettid_()}, Subject::Tid);
+    p.filter = comparison_of(Subject::Tid, CmpOp::Eq, std::int64_t{gettid_()});
     Trace trace;
     trace.backend->add(p);
     trace.backend->start();
@@ -416,11 +400,11 @@ TEST(BpfBackendKprobeMulti, OneLinkForFunctionsSharingASpec) {
     if (!features().has(Feature::KprobeMulti)) GTEST_SKIP() << features().get(Feature::KprobeMulti).reason;
     // Opening an existing file runs both; the probe id of each event is its cookie.
     PlannedProbe a = filp_probe(ProbeKind::Entry);
-    a.filter = compare(0, CmpOp::Eq, std::int64_t{gettid_()}, Subject::Tid);
+    a.filter = comparison_of(Subject::Tid, CmpOp::Eq, std::int64_t{gettid_()});
     PlannedProbe b = filp_probe(ProbeKind::Entry);
     b.function = b.event = "vfs_open";
     b.text = "p vfs_open";
-    b.filter = compare(0, CmpOp::Eq, std::int64_t{gettid_()}, Subject::Tid);
+    b.filter = comparison_of(Subject::Tid, CmpOp::Eq, std::int64_t{gettid_()});
     Trace trace(FunctionAttach::KprobeMulti);
     trace.backend->add(a);
     trace.backend->add(b);
@@ -482,16 +466,16 @@ PlannedProbe maximal(PlannedProbe p, Base base) {
     for (unsigned i = 8; i < KSURF_MAX_FIELDS; i++) p.fields.push_back(chain(fmt::format("s{}", i), Access::String, 4096, i));
     std::vector<PlannedFilterNode> ops;  // 16 comparisons, 15 ORs, one NOT
     for (unsigned i = 0; i < KSURF_MAX_PATTERNS; i++)
-        ops.push_back(compare(8 + i, CmpOp::Glob, "*" + std::string(KSURF_MAX_PATTERN - 2, char('a' + i)) + "z*"));
+        ops.push_back(comparison_of(8 + i, CmpOp::Glob, "*" + std::string(KSURF_MAX_PATTERN - 2, char('a' + i)) + "z*"));
     const char* shapes[] = {"{}", "{}*", "*{}", "{}"};
     for (unsigned i = 0; i < 4; i++)
-        ops.push_back(compare(8 + i, i == 3 ? CmpOp::Eq : CmpOp::Glob,
+        ops.push_back(comparison_of(8 + i, i == 3 ? CmpOp::Eq : CmpOp::Glob,
                               fmt::format(fmt::runtime(shapes[i]), std::string(KSURF_MAX_PATTERN - 2, char('a' + i)) + "z")));
-    for (unsigned i = 1; i < 4; i++) ops.push_back(compare(i, CmpOp::Gt, std::int64_t{1} << 40));
+    for (unsigned i = 1; i < 4; i++) ops.push_back(comparison_of(i, CmpOp::Gt, std::int64_t{1} << 40));
     std::vector<PlannedFilterNode> never;
-    never.push_back(compare(4, CmpOp::Ne, std::uint64_t{12345}));
-    ops.push_back(any_of(std::move(never), PlannedFilter::Op::Not));
-    p.filter = any_of(std::move(ops));
+    never.push_back(comparison_of(4, CmpOp::Ne, std::uint64_t{12345}));
+    ops.push_back(logical(PlannedFilter::Op::Not, std::move(never)));
+    p.filter = logical(PlannedFilter::Op::Or, std::move(ops));
     return p;
 }
 

@@ -42,22 +42,6 @@ PlannedField field(std::string name, Fetch f, Display d = Display::Decimal, bool
     return p;
 }
 
-PlannedFilterNode cmp(std::size_t field, CmpOp op, decltype(PlannedComparison::value) v, Subject s = Subject::Field) {
-    PlannedComparison c;
-    c.subject = s;
-    c.field = field;
-    c.op = op;
-    c.value = std::move(v);
-    return c;
-}
-
-PlannedFilterNode logic(Op op, std::vector<PlannedFilterNode> operands) {
-    auto f = std::make_unique<PlannedFilter>();
-    f->op = op;
-    f->operands = std::move(operands);
-    return f;
-}
-
 template <typename... Fields>
 PlannedProbe function_probe(ProbeKind kind, Fields&&... fields) {
     PlannedProbe p;
@@ -366,14 +350,14 @@ TEST(BpfPlanFilter, PostfixInSourceOrder) {
                                                field("pid", fetch(Base::Pid, Access::Value, 4, 0, true)),
                                                field("len", fetch(Base::Arg, Access::Value, 8, 0, true)));
     std::vector<PlannedFilterNode> inner;
-    inner.push_back(cmp(2, CmpOp::Lt, std::int64_t{-1}));
+    inner.push_back(comparison_of(2, CmpOp::Lt, std::int64_t{-1}));
     std::vector<PlannedFilterNode> name_eq;
-    name_eq.push_back(cmp(0, CmpOp::Eq, std::string("x")));
-    inner.push_back(logic(Op::Not, std::move(name_eq)));
+    name_eq.push_back(comparison_of(0, CmpOp::Eq, std::string("x")));
+    inner.push_back(logical(Op::Not, std::move(name_eq)));
     std::vector<PlannedFilterNode> top;
-    top.push_back(cmp(1, CmpOp::Eq, std::int64_t{7}));
-    top.push_back(logic(Op::Or, std::move(inner)));
-    p.filter = logic(Op::And, std::move(top));
+    top.push_back(comparison_of(1, CmpOp::Eq, std::int64_t{7}));
+    top.push_back(logical(Op::Or, std::move(inner)));
+    p.filter = logical(Op::And, std::move(top));
     const auto c = encode_bpf(p, frame(BpfAttach::Fentry)).config;
     std::vector<int> codes;
     for (int i = 0; i < c.nops; i++) codes.push_back(c.ops[i].code);
@@ -392,7 +376,7 @@ TEST(BpfPlanFilter, PostfixInSourceOrder) {
 TEST(BpfPlanFilter, TheFiltersFieldsAreFetchedFirst) {
     auto p = function_probe(ProbeKind::Entry, field("a", fetch(Base::Arg, Access::Value, 8)),
                                                field("b", fetch(Base::Cpu, Access::Value, 4)));
-    p.filter = cmp(1, CmpOp::Ge, std::uint64_t{2});
+    p.filter = comparison_of(1, CmpOp::Ge, std::uint64_t{2});
     const auto spec = encode_bpf(p, frame(BpfAttach::Fentry));
     const auto& c = spec.config;
     EXPECT_EQ(c.nfilter, 1);
@@ -408,11 +392,11 @@ TEST(BpfPlanFilter, TheFiltersFieldsAreFetchedFirst) {
 TEST(BpfPlanFilter, CommPidTidSubjectsAddHiddenFields) {
     auto p = function_probe(ProbeKind::Entry, field("a", fetch(Base::Arg, Access::Value, 8)));
     std::vector<PlannedFilterNode> ops;
-    ops.push_back(cmp(0, CmpOp::Eq, std::string("cat"), Subject::Comm));
-    ops.push_back(cmp(0, CmpOp::Ne, std::int64_t{1}, Subject::Pid));
-    ops.push_back(cmp(0, CmpOp::Eq, std::int64_t{2}, Subject::Tid));
-    ops.push_back(cmp(0, CmpOp::Ne, std::string("sh"), Subject::Comm));
-    p.filter = logic(Op::Or, std::move(ops));
+    ops.push_back(comparison_of(Subject::Comm, CmpOp::Eq, std::string("cat")));
+    ops.push_back(comparison_of(Subject::Pid, CmpOp::Ne, std::int64_t{1}));
+    ops.push_back(comparison_of(Subject::Tid, CmpOp::Eq, std::int64_t{2}));
+    ops.push_back(comparison_of(Subject::Comm, CmpOp::Ne, std::string("sh")));
+    p.filter = logical(Op::Or, std::move(ops));
     const auto spec = encode_bpf(p, frame(BpfAttach::Fentry));
     const auto& c = spec.config;
     ASSERT_EQ(c.nfields, 4);  // comm once
@@ -434,7 +418,7 @@ TEST(BpfPlanFilter, CommPidTidSubjectsAddHiddenFields) {
 TEST(BpfPlanFilter, GlobsBecomePrefixSuffixOrContains) {
     auto p = function_probe(ProbeKind::Entry, field("s", fetch(Base::Arg, Access::String, 128), Display::String));
     auto code_of = [&](std::string glob) {
-        p.filter = cmp(0, CmpOp::Glob, glob);
+        p.filter = comparison_of(0, CmpOp::Glob, glob);
         const auto c = encode_bpf(p, frame(BpfAttach::Fentry)).config;
         const auto& pat = c.patterns[c.ops[0].slot];
         return std::make_pair(int(c.ops[0].code), std::string(reinterpret_cast<const char*>(pat.words), pat.len));
@@ -444,7 +428,7 @@ TEST(BpfPlanFilter, GlobsBecomePrefixSuffixOrContains) {
     EXPECT_EQ(code_of("*tmp*"), std::make_pair(int(KSURF_OP_STR_CONTAINS), std::string("tmp")));
     EXPECT_EQ(code_of("exact"), std::make_pair(int(KSURF_OP_STR_EQ), std::string("exact")));
     EXPECT_EQ(code_of("*"), std::make_pair(int(KSURF_OP_STR_SUFFIX), std::string()));
-    p.filter = cmp(0, CmpOp::Glob, std::string("a*b"));
+    p.filter = comparison_of(0, CmpOp::Glob, std::string("a*b"));
     EXPECT_EQ(error_of([&] { encode_bpf(p, frame(BpfAttach::Fentry)); }),
               "p vfs_open: the BPF backend matches ~ patterns with '*' only at their start and end, not 'a*b'");
 }
@@ -452,10 +436,10 @@ TEST(BpfPlanFilter, GlobsBecomePrefixSuffixOrContains) {
 TEST(BpfPlanFilter, PatternWordsAndMasks) {
     auto p = function_probe(ProbeKind::Entry, field("s", fetch(Base::Arg, Access::String, 128), Display::String));
     std::vector<PlannedFilterNode> ops;
-    ops.push_back(cmp(0, CmpOp::Eq, std::string("0123456789")));
-    ops.push_back(cmp(0, CmpOp::Ne, std::string("0123456789")));  // the same slot
-    ops.push_back(cmp(0, CmpOp::Eq, std::string("01234567")));
-    p.filter = logic(Op::And, std::move(ops));
+    ops.push_back(comparison_of(0, CmpOp::Eq, std::string("0123456789")));
+    ops.push_back(comparison_of(0, CmpOp::Ne, std::string("0123456789")));  // the same slot
+    ops.push_back(comparison_of(0, CmpOp::Eq, std::string("01234567")));
+    p.filter = logical(Op::And, std::move(ops));
     const auto c = encode_bpf(p, frame(BpfAttach::Fentry)).config;
     EXPECT_EQ(c.ops[0].slot, c.ops[1].slot);
     const auto& ten = c.patterns[c.ops[0].slot];
@@ -477,10 +461,10 @@ TEST(BpfPlanFilter, TypeMismatchesAreRefused) {
         p.filter = std::move(f);
         return error_of([&] { encode_bpf(p, frame(BpfAttach::Fentry)); });
     };
-    EXPECT_EQ(error(cmp(0, CmpOp::Eq, std::string("x"))), "p vfs_open: a number compared with a string");
-    EXPECT_EQ(error(cmp(1, CmpOp::Eq, std::int64_t{1})), "p vfs_open: a string compared with a number");
-    EXPECT_EQ(error(cmp(1, CmpOp::Lt, std::string("x"))), "p vfs_open: strings compare with ==, != and ~ only");
-    EXPECT_EQ(error(cmp(2, CmpOp::Eq, std::int64_t{1})), "p vfs_open: 'mac' is a byte array, which filters cannot compare");
+    EXPECT_EQ(error(comparison_of(0, CmpOp::Eq, std::string("x"))), "p vfs_open: a number compared with a string");
+    EXPECT_EQ(error(comparison_of(1, CmpOp::Eq, std::int64_t{1})), "p vfs_open: a string compared with a number");
+    EXPECT_EQ(error(comparison_of(1, CmpOp::Lt, std::string("x"))), "p vfs_open: strings compare with ==, != and ~ only");
+    EXPECT_EQ(error(comparison_of(2, CmpOp::Eq, std::int64_t{1})), "p vfs_open: 'mac' is a byte array, which filters cannot compare");
 }
 
 // Reads at the end of a chain through a __user pointer: bpf_probe_read_user(_str).
@@ -521,18 +505,18 @@ TEST(BpfPlanLimits, EachBoundHasItsError) {
 
     auto p = function_probe(ProbeKind::Entry, field("x", v), field("s", fetch(Base::Arg, Access::String, 16), Display::String));
     std::vector<PlannedFilterNode> ops;
-    for (int i = 0; i < KSURF_MAX_OPS / 2 + 1; i++) ops.push_back(cmp(0, CmpOp::Ne, std::uint64_t(i)));
-    p.filter = logic(Op::And, std::move(ops));  // 17 comparisons + 16 ANDs
+    for (int i = 0; i < KSURF_MAX_OPS / 2 + 1; i++) ops.push_back(comparison_of(0, CmpOp::Ne, std::uint64_t(i)));
+    p.filter = logical(Op::And, std::move(ops));  // 17 comparisons + 16 ANDs
     EXPECT_EQ(error_of([&] { encode_bpf(p, frame(BpfAttach::Fentry)); }),
               "p vfs_open: the filter needs more than the BPF backend's 32 operations");
 
-    p.filter = cmp(1, CmpOp::Eq, std::string(KSURF_MAX_PATTERN + 1, 'a'));
+    p.filter = comparison_of(1, CmpOp::Eq, std::string(KSURF_MAX_PATTERN + 1, 'a'));
     EXPECT_EQ(error_of([&] { encode_bpf(p, frame(BpfAttach::Fentry)); }),
               "p vfs_open: the BPF backend compares strings of at most 64 bytes");
 
     std::vector<PlannedFilterNode> strs;
-    for (int i = 0; i < KSURF_MAX_PATTERNS + 1; i++) strs.push_back(cmp(1, CmpOp::Eq, std::string(1, char('a' + i))));
-    p.filter = logic(Op::Or, std::move(strs));
+    for (int i = 0; i < KSURF_MAX_PATTERNS + 1; i++) strs.push_back(comparison_of(1, CmpOp::Eq, std::string(1, char('a' + i))));
+    p.filter = logical(Op::Or, std::move(strs));
     EXPECT_EQ(error_of([&] { encode_bpf(p, frame(BpfAttach::Fentry)); }),
               "p vfs_open: the filter compares with more than the BPF backend's 8 distinct strings");
 

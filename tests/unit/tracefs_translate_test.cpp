@@ -325,47 +325,6 @@ TEST(TracefsTranslateFetch, AnL2HeaderAddressIsNotFetchable) {
 
 // ---- filters ----
 
-PlannedComparison cmp(std::size_t field, CmpOp op, std::variant<std::int64_t, std::uint64_t, std::string> v) {
-    PlannedComparison c;
-    c.field = field;
-    c.op = op;
-    c.value = std::move(v);
-    return c;
-}
-
-PlannedComparison cmp(PlannedComparison::Subject s, CmpOp op, std::variant<std::int64_t, std::uint64_t, std::string> v) {
-    auto c = cmp(0, op, std::move(v));
-    c.subject = s;
-    return c;
-}
-
-PlannedFilterNode node(PlannedFilter::Op op, std::vector<PlannedFilterNode> operands) {
-    auto f = std::make_unique<PlannedFilter>();
-    f->op = op;
-    f->operands = std::move(operands);
-    return f;
-}
-
-template <typename... T>
-PlannedFilterNode all(T... t) {
-    std::vector<PlannedFilterNode> v;
-    (v.push_back(std::move(t)), ...);
-    return node(PlannedFilter::Op::And, std::move(v));
-}
-
-template <typename... T>
-PlannedFilterNode any(T... t) {
-    std::vector<PlannedFilterNode> v;
-    (v.push_back(std::move(t)), ...);
-    return node(PlannedFilter::Op::Or, std::move(v));
-}
-
-PlannedFilterNode negate(PlannedFilterNode n) {
-    std::vector<PlannedFilterNode> v;
-    v.push_back(std::move(n));
-    return node(PlannedFilter::Op::Not, std::move(v));
-}
-
 // FILTER over fields 0 a (s32), 1 b (u64), 2 name (string, hidden), 3 ip (IPv4), 4 flags
 // (hex u32), 5 c (comm), 6 cpu_now (cpu).
 std::string filter_of(PlannedFilterNode filter, ProbeKind kind = ProbeKind::Entry) {
@@ -383,46 +342,46 @@ std::string filter_of(PlannedFilterNode filter, ProbeKind kind = ProbeKind::Entr
 }
 
 TEST(TracefsTranslateFilter, ComparisonsOfIntegers) {
-    EXPECT_EQ(filter_of(cmp(0, CmpOp::Eq, std::int64_t{5})), "a == 5");
-    EXPECT_EQ(filter_of(cmp(0, CmpOp::Lt, std::int64_t{-2})), "a < -2");
-    EXPECT_EQ(filter_of(cmp(1, CmpOp::Ge, std::uint64_t{18446744073709551615u})), "b >= 18446744073709551615");
-    EXPECT_EQ(filter_of(cmp(1, CmpOp::Ne, std::int64_t{-1})), "b != 18446744073709551615");
-    EXPECT_EQ(filter_of(cmp(4, CmpOp::Eq, std::uint64_t{0x80})), "flags == 0x80");
+    EXPECT_EQ(filter_of(comparison_of(0, CmpOp::Eq, std::int64_t{5})), "a == 5");
+    EXPECT_EQ(filter_of(comparison_of(0, CmpOp::Lt, std::int64_t{-2})), "a < -2");
+    EXPECT_EQ(filter_of(comparison_of(1, CmpOp::Ge, std::uint64_t{18446744073709551615u})), "b >= 18446744073709551615");
+    EXPECT_EQ(filter_of(comparison_of(1, CmpOp::Ne, std::int64_t{-1})), "b != 18446744073709551615");
+    EXPECT_EQ(filter_of(comparison_of(4, CmpOp::Eq, std::uint64_t{0x80})), "flags == 0x80");
     // The stored bits of a narrower signed field read back signed.
-    EXPECT_EQ(filter_of(cmp(0, CmpOp::Eq, std::uint64_t{0xfffffffe})), "a == -2");
+    EXPECT_EQ(filter_of(comparison_of(0, CmpOp::Eq, std::uint64_t{0xfffffffe})), "a == -2");
 }
 
 TEST(TracefsTranslateFilter, Ipv4IsTheNetworkOrderInteger) {
     // 127.0.0.1 as the kernel stores it, read as a little-endian u32.
-    EXPECT_EQ(filter_of(cmp(3, CmpOp::Eq, std::uint64_t{0x0100007f})), "ip == 16777343");
+    EXPECT_EQ(filter_of(comparison_of(3, CmpOp::Eq, std::uint64_t{0x0100007f})), "ip == 16777343");
 }
 
 TEST(TracefsTranslateFilter, StringsAreQuotedAndGlobbed) {
-    EXPECT_EQ(filter_of(cmp(2, CmpOp::Eq, std::string("/etc/passwd"))), "name == \"/etc/passwd\"");
-    EXPECT_EQ(filter_of(cmp(2, CmpOp::Glob, std::string("*.so*"))), "name ~ \"*.so*\"");
-    EXPECT_EQ(filter_of(cmp(2, CmpOp::Ne, std::string("say \"hi\""))), "name != 'say \"hi\"'");
+    EXPECT_EQ(filter_of(comparison_of(2, CmpOp::Eq, std::string("/etc/passwd"))), "name == \"/etc/passwd\"");
+    EXPECT_EQ(filter_of(comparison_of(2, CmpOp::Glob, std::string("*.so*"))), "name ~ \"*.so*\"");
+    EXPECT_EQ(filter_of(comparison_of(2, CmpOp::Ne, std::string("say \"hi\""))), "name != 'say \"hi\"'");
 }
 
 TEST(TracefsTranslateFilter, HeaderSubjects) {
     using S = PlannedComparison::Subject;
-    EXPECT_EQ(filter_of(cmp(S::Comm, CmpOp::Eq, std::string("bash"))), "comm == \"bash\"");
-    EXPECT_EQ(filter_of(cmp(S::Pid, CmpOp::Eq, std::int64_t{42})), "common_pid == 42");
-    EXPECT_EQ(filter_of(cmp(S::Tid, CmpOp::Ne, std::int64_t{42})), "common_pid != 42");
+    EXPECT_EQ(filter_of(comparison_of(S::Comm, CmpOp::Eq, std::string("bash"))), "comm == \"bash\"");
+    EXPECT_EQ(filter_of(comparison_of(S::Pid, CmpOp::Eq, std::int64_t{42})), "common_pid == 42");
+    EXPECT_EQ(filter_of(comparison_of(S::Tid, CmpOp::Ne, std::int64_t{42})), "common_pid != 42");
     // Fields whose value is the header's: comm and cpu
-    EXPECT_EQ(filter_of(cmp(5, CmpOp::Glob, std::string("ba*"))), "comm ~ \"ba*\"");
-    EXPECT_EQ(filter_of(cmp(6, CmpOp::Eq, std::int64_t{1})), "cpu == 1");
+    EXPECT_EQ(filter_of(comparison_of(5, CmpOp::Glob, std::string("ba*"))), "comm ~ \"ba*\"");
+    EXPECT_EQ(filter_of(comparison_of(6, CmpOp::Eq, std::int64_t{1})), "cpu == 1");
 }
 
 TEST(TracefsTranslateFilter, PrecedenceAndNegation) {
-    auto a = [] { return cmp(0, CmpOp::Eq, std::int64_t{1}); };
-    auto b = [] { return cmp(1, CmpOp::Eq, std::int64_t{2}); };
-    auto c = [] { return cmp(2, CmpOp::Eq, std::string("x")); };
-    EXPECT_EQ(filter_of(any(all(a(), b()), c())), "(a == 1 && b == 2) || name == \"x\"");
-    EXPECT_EQ(filter_of(all(any(a(), b()), c())), "(a == 1 || b == 2) && name == \"x\"");
-    EXPECT_EQ(filter_of(all(a(), b(), c())), "a == 1 && b == 2 && name == \"x\"");
-    EXPECT_EQ(filter_of(negate(a())), "!(a == 1)");
-    EXPECT_EQ(filter_of(negate(any(a(), b()))), "!(a == 1 || b == 2)");
-    EXPECT_EQ(filter_of(all(negate(a()), negate(negate(b())))), "!(a == 1) && !(!(b == 2))");
+    auto a = [] { return comparison_of(0, CmpOp::Eq, std::int64_t{1}); };
+    auto b = [] { return comparison_of(1, CmpOp::Eq, std::int64_t{2}); };
+    auto c = [] { return comparison_of(2, CmpOp::Eq, std::string("x")); };
+    EXPECT_EQ(filter_of(any_of(all_of(a(), b()), c())), "(a == 1 && b == 2) || name == \"x\"");
+    EXPECT_EQ(filter_of(all_of(any_of(a(), b()), c())), "(a == 1 || b == 2) && name == \"x\"");
+    EXPECT_EQ(filter_of(all_of(a(), b(), c())), "a == 1 && b == 2 && name == \"x\"");
+    EXPECT_EQ(filter_of(negation(a())), "!(a == 1)");
+    EXPECT_EQ(filter_of(negation(any_of(a(), b()))), "!(a == 1 || b == 2)");
+    EXPECT_EQ(filter_of(all_of(negation(a()), negation(negation(b())))), "!(a == 1) && !(!(b == 2))");
 }
 
 struct BadFilter {
@@ -450,11 +409,11 @@ TEST_P(TracefsTranslateBadFilter, SourceErrorAtTheComparison) {
 
 INSTANTIATE_TEST_SUITE_P(
     TracefsTranslate, TracefsTranslateBadFilter,
-    testing::Values(BadFilter{"glob on int", [] { return cmp(0, CmpOp::Glob, std::int64_t{1}); }, "~ matches strings only"},
-                    BadFilter{"string on int", [] { return cmp(0, CmpOp::Eq, std::string("x")); }, "a number compared with a string"},
-                    BadFilter{"int on string", [] { return cmp(2, CmpOp::Eq, std::int64_t{1}); }, "a string compared with a number"},
-                    BadFilter{"ordered string", [] { return cmp(2, CmpOp::Lt, std::string("x")); }, "strings compare with ==, != and ~ only"},
-                    BadFilter{"both quotes", [] { return cmp(2, CmpOp::Eq, std::string("'\"")); }, "both kinds of quotes"}));
+    testing::Values(BadFilter{"glob on int", [] { return comparison_of(0, CmpOp::Glob, std::int64_t{1}); }, "~ matches strings only"},
+                    BadFilter{"string on int", [] { return comparison_of(0, CmpOp::Eq, std::string("x")); }, "a number compared with a string"},
+                    BadFilter{"int on string", [] { return comparison_of(2, CmpOp::Eq, std::int64_t{1}); }, "a string compared with a number"},
+                    BadFilter{"ordered string", [] { return comparison_of(2, CmpOp::Lt, std::string("x")); }, "strings compare with ==, != and ~ only"},
+                    BadFilter{"both quotes", [] { return comparison_of(2, CmpOp::Eq, std::string("'\"")); }, "both kinds of quotes"}));
 
 // ---- tracepoints ----
 
@@ -475,7 +434,7 @@ TEST(TracefsTranslateTracepoint, TheEventItselfWithAFilterOnItsFields) {
     filename.access = Fetch::Access::DataLoc;
     fields.push_back(hidden(field("file", std::move(filename), Display::String)));
     auto p = tracepoint("sched", "sched_process_exec", std::move(fields));
-    p.filter = all(cmp(0, CmpOp::Gt, std::int64_t{1}), cmp(1, CmpOp::Glob, std::string("*/true")));
+    p.filter = all_of(comparison_of(0, CmpOp::Gt, std::int64_t{1}), comparison_of(1, CmpOp::Glob, std::string("*/true")));
     auto ctx = context();
     ctx.tracepoints.push_back(exec_format());
     auto t = translate(p, 7, ctx);
@@ -493,7 +452,7 @@ TEST(TracefsTranslateTracepoint, TheEventItselfWithAFilterOnItsFields) {
 TEST(TracefsTranslateTracepoint, CommIsUppercaseWhenTheEventHasACommField) {
     using S = PlannedComparison::Subject;
     auto p = tracepoint("sched", "sched_wakeup");
-    p.filter = cmp(S::Comm, CmpOp::Eq, std::string("bash"));
+    p.filter = comparison_of(S::Comm, CmpOp::Eq, std::string("bash"));
     auto ctx = context();
     EXPECT_EQ(translate(p, 0, ctx).filter, "COMM == \"bash\"");  // format unknown: be safe
     ctx.tracepoints.push_back({"sched", "sched_wakeup", 1, {{"char[16]", "comm", 8, 16, false}}});
@@ -532,7 +491,7 @@ TEST(TracefsTranslateTracepoint, SyscallStringsArePrintedAsTheirPointer) {
     EXPECT_EQ(t.fields[0].name, "filename");
     EXPECT_EQ(t.notes, (std::vector<std::string>{
                            "e syscalls/sys_enter_openat: 'filename' is a string in user memory; tracefs prints its address"}));
-    p.filter = cmp(0, CmpOp::Glob, std::string("/etc/*"));
+    p.filter = comparison_of(0, CmpOp::Glob, std::string("/etc/*"));
     EXPECT_THROW(translate(p, 0, ctx), SourceError);
     // A user pointer the chain loads from elsewhere is still refused.
     f.derefs = {24, 0};
@@ -547,12 +506,12 @@ std::vector<PlannedProbe> sample_probes() {
     fields.push_back(field("name", string(arg(1, {0}))));
     v.push_back(probe(ProbeKind::Entry, "do_filp_open", std::move(fields)));
     v.back().text = "p do_filp_open name=%1->name f:comm==\"it's\"";
-    v.back().filter = cmp(PlannedComparison::Subject::Comm, CmpOp::Eq, std::string("it's"));
+    v.back().filter = comparison_of(PlannedComparison::Subject::Comm, CmpOp::Eq, std::string("it's"));
     fields.clear();
     fields.push_back(field("ret", value(base(Fetch::Base::Retval), 4, true)));
     v.push_back(probe(ProbeKind::Return, "do_sys_openat2", std::move(fields)));
     v.push_back(tracepoint("sched", "sched_process_exec"));
-    v.back().filter = cmp(PlannedComparison::Subject::Pid, CmpOp::Ne, std::int64_t{1});
+    v.back().filter = comparison_of(PlannedComparison::Subject::Pid, CmpOp::Ne, std::int64_t{1});
     return v;
 }
 
