@@ -125,6 +125,15 @@ struct AggTable {
 // max over the CPUs that saw the key.
 void merge_cpus(std::span<const std::uint8_t> values, std::size_t value_size, std::size_t ncpus, bool is_signed, AggRow& row);
 
+// Where PLAN's aggregation key holds packet names and their guards, as packet_presence()
+// finds them among a probe's printed fields: settle_packet_names() on a row's key makes
+// the names of another protocol absent and drops the guards.
+PacketPresence key_presence(const PlannedProbe& plan);
+// ROW's hits added into INTO: counts, sums and buckets add, min and max of both.
+void merge_row(AggRow& into, const AggRow& row, bool is_signed);
+// ROW's key as a string that is equal exactly when the printed keys are.
+std::string key_id(const AggRow& row);
+
 // The mean of ROW's values.
 inline double mean(const AggRow& row, bool is_signed) {
     if (!row.count) return 0;

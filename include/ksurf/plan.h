@@ -190,6 +190,9 @@ struct PlannedAggregate {
     enum class Hist : std::uint8_t { None, Log2, Linear };
 
     std::vector<std::size_t> keys;      // fields, in key order
+    // The last GUARDS keys are not printed: they say whether the packet names among the
+    // keys apply (ipver, ip.proto, ip6.nexthdr), so packets of another protocol key as absent.
+    std::size_t guards = 0;
     bool stack = false;                 // the kernel stack's id ends the key
     std::optional<std::size_t> value;   // the field added, ranged or counted into buckets
     Hist hist = Hist::None;
@@ -225,6 +228,8 @@ struct PacketPresence {
     std::vector<std::size_t> guards;                         // positions not printed
 };
 PacketPresence packet_presence(const PlannedProbe& plan);  // in src/resolve
+// The packet names whose values say whether a packet has packet name NAME's protocol.
+std::vector<std::string_view> packet_guards(std::string_view name);
 // VALUES, decoded as PRESENCE's probe lays them out: the packet names of another protocol
 // become Absent and the guards are removed. Values of another layout are left as they are.
 void settle_packet_names(const PacketPresence& presence, std::vector<FieldValue>& values);

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <map>
 
 #include "ksurf/bpf_backend.h"
 #include "ksurf/error.h"
@@ -19,6 +20,7 @@ namespace ksurf {
 namespace {
 
 constexpr std::string_view kStack = "stack";
+
 
 constexpr std::string_view kNames[] = {"count", "sum", "min", "max", "avg", "stats", "hist", "lhist"};
 
@@ -126,6 +128,17 @@ void plan_aggregate(std::vector<PlannedProbe>& plans, const AggregateOptions& op
             }
             a.keys.push_back(field_of(name, p, ctx));
         }
+        // Keyed by the guards too, a packet of another protocol can key as absent, as a
+        // printed packet name prints (read_aggregate() settles and merges such rows).
+        std::vector<std::string_view> guards;
+        for (std::size_t k : a.keys)
+            for (std::string_view g : packet_guards(p.fields[k].packet))
+                if (std::ranges::find(guards, g) == guards.end()) guards.push_back(g);
+        for (std::string_view g : guards)
+            if (const std::size_t k = field_of(g, p, ctx); std::ranges::find(a.keys, k) == a.keys.end()) {
+                a.keys.push_back(k);
+                a.guards++;
+            }
         if (opt.has_value()) a.value = field_of(opt.field, p, ctx);
         a.hist = opt.kind == AggKind::Hist    ? PlannedAggregate::Hist::Log2
                  : opt.kind == AggKind::Lhist ? PlannedAggregate::Hist::Linear
@@ -183,22 +196,61 @@ BucketRange linear_range(std::size_t i, std::int64_t lmin, std::int64_t lmax, st
 // ---- merging and reading ----
 
 void merge_cpus(std::span<const std::uint8_t> values, std::size_t value_size, std::size_t ncpus, bool is_signed, AggRow& row) {
-    const std::size_t nbuckets = (value_size - sizeof(ksurf_agg_value)) / 8;
-    row.buckets.resize(nbuckets);
+    const std::size_t words = value_size / 8;
+    row.buckets.resize(words - sizeof(ksurf_agg_value) / 8);
+    std::vector<std::uint64_t> v(words);
+    for (std::size_t cpu = 0; cpu < ncpus && (cpu + 1) * value_size <= values.size(); cpu++) {
+        std::memcpy(v.data(), values.data() + cpu * value_size, words * 8);
+        AggRow one;
+        one.count = v[0];
+        one.sum = v[1];
+        one.min = v[2];
+        one.max = v[3];
+        one.buckets.assign(v.begin() + 4, v.end());
+        merge_row(row, one, is_signed);
+    }
+}
+
+PacketPresence key_presence(const PlannedProbe& plan) {
+    const PlannedAggregate& a = *plan.aggregate;
+    PlannedProbe key;
+    for (std::size_t i = 0; i < a.keys.size(); i++) {
+        PlannedField f = plan.fields[a.keys[i]];
+        f.hidden = false;
+        f.guard = i >= a.keys.size() - a.guards;
+        key.fields.push_back(std::move(f));
+    }
+    return packet_presence(key);
+}
+
+void merge_row(AggRow& into, const AggRow& row, bool is_signed) {
     const auto less = [is_signed](std::uint64_t a, std::uint64_t b) {
         return is_signed ? static_cast<std::int64_t>(a) < static_cast<std::int64_t>(b) : a < b;
     };
-    for (std::size_t cpu = 0; cpu < ncpus && (cpu + 1) * value_size <= values.size(); cpu++) {
-        std::vector<std::uint64_t> v(value_size / 8);
-        std::memcpy(v.data(), values.data() + cpu * value_size, v.size() * 8);
-        const std::uint64_t count = v[0];
-        if (!count) continue;
-        if (!row.count || less(v[2], row.min)) row.min = v[2];
-        if (!row.count || less(row.max, v[3])) row.max = v[3];
-        row.count += count;
-        row.sum += v[1];
-        for (std::size_t b = 0; b < nbuckets; b++) row.buckets[b] += v[4 + b];
+    if (!row.count) return;
+    if (!into.count || less(row.min, into.min)) into.min = row.min;
+    if (!into.count || less(into.max, row.max)) into.max = row.max;
+    into.count += row.count;
+    into.sum += row.sum;
+    into.buckets.resize(std::max(into.buckets.size(), row.buckets.size()));
+    for (std::size_t b = 0; b < row.buckets.size(); b++) into.buckets[b] += row.buckets[b];
+}
+
+std::string key_id(const AggRow& row) {
+    std::string id;
+    for (const auto& f : row.key) {
+        id += static_cast<char>('0' + f.value.v.index());
+        std::visit(
+            [&](const auto& v) {
+                using T = std::decay_t<decltype(v)>;
+                if constexpr (std::is_same_v<T, std::string>) id += v;
+                else if constexpr (!std::is_same_v<T, Absent>) id += std::to_string(v);
+            },
+            f.value.v);
+        id += '\0';
     }
+    for (const auto& frame : row.stack) id += frame + '\n';
+    return id;
 }
 
 double sort_value(const AggTable& t, const AggRow& row) {
@@ -242,6 +294,8 @@ AggTable read_aggregate(const BpfAggregateMaps& maps, const AggregateOptions& op
     BpfProgramSpec key_spec;
     key_spec.outputs = maps.key;
     std::vector<std::uint8_t> key(a.key_len), next(a.key_len), values(ncpus * value_size);
+    const PacketPresence presence = key_presence(plan);
+    std::map<std::string, std::size_t> row_of;  // rows by key_id(), once guards are settled
     const void* prev = nullptr;
     while (bpf_map_get_next_key(maps.values, prev, next.data()) == 0) {
         key = next;
@@ -253,7 +307,15 @@ AggTable read_aggregate(const BpfAggregateMaps& maps, const AggregateOptions& op
         if (!row.count) continue;
         row.key = decode_bpf(key_spec, key);
         if (a.stack) row.stack = stack_frames(maps.stacks, key, maps.stack_at, kallsyms, opt.folded);
-        t.rows.push_back(std::move(row));
+        if (!a.guards) {
+            t.rows.push_back(std::move(row));
+            continue;
+        }
+        // Packets of another protocol left their own bytes in the packet names' keys.
+        settle_packet_names(presence, row.key);
+        const auto [at, fresh] = row_of.try_emplace(key_id(row), t.rows.size());
+        if (fresh) t.rows.push_back(std::move(row));
+        else merge_row(t.rows[at->second], row, t.value_signed);
     }
     rank(t, 0);
     return t;

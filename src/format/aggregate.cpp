@@ -228,6 +228,7 @@ std::string format_aggregate_json(const AggTable& t) {
     for (const auto& r : t.rows) {
         json key = json::object();
         for (const auto& f : r.key) {
+            if (std::holds_alternative<Absent>(f.value.v)) continue;  // as events leave it out
             if (const auto* s = std::get_if<std::string>(&f.value.v)) key[f.name] = *s;
             else if (f.value.display != Display::Decimal) key[f.name] = format_value(f.value);
             else if (const auto* i = std::get_if<std::int64_t>(&f.value.v)) key[f.name] = *i;

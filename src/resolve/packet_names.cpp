@@ -67,6 +67,11 @@ std::vector<std::string_view> protocol_names(Proto p) {
     }
 }
 
+std::vector<std::string_view> packet_guards(std::string_view name) {
+    const PacketName* n = packet_name(name);
+    return n ? protocol_names(n->proto) : std::vector<std::string_view>{};
+}
+
 PacketPresence packet_presence(const PlannedProbe& plan) {
     PacketPresence out;
     for (const PlannedField& f : plan.fields) {

@@ -260,16 +260,9 @@ struct Probe {
     std::vector<Slot> slots;
     std::optional<Slot> comm;  // kprobes: __comm
     std::vector<Slot> hist_keys;  // an aggregating run's: how each key of t.hist is shown
+    PacketPresence key_presence;  // and which of them are packet names and their guards
     DyneventPtr kprobe;
 };
-
-// A comparable text of ROW's key: rows of hist entries merge when it is the same.
-std::string key_id(const AggRow& row) {
-    std::string id;
-    for (const auto& f : row.key) id += format_value(f.value) + '\0';
-    for (const auto& frame : row.stack) id += frame + '\n';
-    return id;
-}
 
 class InstanceBackend final : public TracefsBackend {
 public:
@@ -363,9 +356,11 @@ public:
                  filter_refusal(instance_.get(), p.t.system, p.t.event, err));
         }
         for (const auto& src : p.t.fields) p.slots.push_back(slot(plan, p, src));
-        if (p.t.hist)
+        if (p.t.hist) {
             for (const auto& k : p.t.hist->keys)
                 p.hist_keys.push_back(k.print == HistKey::Print::Stack ? Slot{} : slot(plan, p, k.source));
+            p.key_presence = key_presence(plan);
+        }
         probes_.push_back(std::move(p));
     }
 
@@ -491,6 +486,7 @@ private:
             if (keys[i].print == HistKey::Print::Number) v = s.number(std::stoull(e.keys[i]));
             key.key.push_back({s.name, std::move(v)});
         }
+        settle_packet_names(p.key_presence, key.key);
         AggRow& row = rows.try_emplace(key_id(key), std::move(key)).first->second;
         row.count += e.hits;
         row.sum += e.value;
