@@ -145,21 +145,19 @@ inline PlannedFilterNode logical(PlannedFilter::Op op, std::vector<PlannedFilter
     return out;
 }
 
-template <typename... N>
-PlannedFilterNode all_of(N... n) {
+template <PlannedFilter::Op Op, typename... N>
+PlannedFilterNode combined(N... n) {
     std::vector<PlannedFilterNode> v;
     v.reserve(sizeof...(n));
     (v.emplace_back(std::move(n)), ...);
-    return logical(PlannedFilter::Op::And, std::move(v));
+    return logical(Op, std::move(v));
 }
 
 template <typename... N>
-PlannedFilterNode any_of(N... n) {
-    std::vector<PlannedFilterNode> v;
-    v.reserve(sizeof...(n));
-    (v.emplace_back(std::move(n)), ...);
-    return logical(PlannedFilter::Op::Or, std::move(v));
-}
+PlannedFilterNode all_of(N... n) { return combined<PlannedFilter::Op::And>(std::move(n)...); }
+
+template <typename... N>
+PlannedFilterNode any_of(N... n) { return combined<PlannedFilter::Op::Or>(std::move(n)...); }
 
 inline PlannedFilterNode negation(PlannedFilterNode n) {
     std::vector<PlannedFilterNode> one;

@@ -48,8 +48,11 @@ std::size_t Resolver::name_slot(std::string_view name) {
 }
 
 PlannedFilterNode Resolver::compare(const Comparison& c, Span s) {
-    bool known = std::ranges::any_of(plan_.fields, [&](const PlannedField& f) { return f.name == c.name; }) ||
-                 (format_ && format_->field(c.name)) || is_param(c.name);
+    // A hidden field of that name is one an earlier comparison added (udp.dport's, caller's):
+    // it shadows nothing, and this comparison needs its protocol test or ranges as that one did.
+    bool known =
+        std::ranges::any_of(plan_.fields, [&](const PlannedField& f) { return !f.hidden && !f.guard && f.name == c.name; }) ||
+        (format_ && format_->field(c.name)) || is_param(c.name);
     if (!known && (packet_name(c.name) || c.name == kL4Proto)) return packet_comparison(c, s);
     if (!known && c.name == "caller") return caller_comparison(c, s);
     return comparison(c, s);

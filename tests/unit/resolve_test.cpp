@@ -975,6 +975,22 @@ TEST_F(ResolveKernel, PacketNames) {
     EXPECT_EQ(message, "l4proto exists in filters only; print ip.proto or ip6.nexthdr");
 }
 
+// Every comparison of a packet name gets its protocol test, not only the first: the later
+// ones find the name's hidden field, which must not pass for a field of the probe's own.
+TEST_F(ResolveKernel, EachComparisonOfAPacketNameIsGuarded) {
+    PlannedProbe p = resolve(parse_probe("p ip_rcv f:udp.dport==9000||udp.dport==9002||udp.dport==3"),
+                             ResolveContext{*btf, test_format, {}});
+    const auto& any = *std::get<std::unique_ptr<PlannedFilter>>(p.filter.value());
+    ASSERT_EQ(any.op, PlannedFilter::Op::Or);
+    ASSERT_EQ(any.operands.size(), 3u);
+    for (const auto& operand : any.operands) {
+        const auto* guarded = std::get_if<std::unique_ptr<PlannedFilter>>(&operand);
+        ASSERT_TRUE(guarded) << "a bare comparison";
+        EXPECT_EQ((*guarded)->op, PlannedFilter::Op::And);
+        EXPECT_EQ(p.fields.at(std::get<PlannedComparison>((*guarded)->operands.at(1)).field).name, "udp.dport");
+    }
+}
+
 TEST_F(ResolveKernel, VariadicArgumentsAreUntyped) {
     std::string printk = "_printk";  // since 5.15
     try {
@@ -1034,6 +1050,12 @@ TEST_F(ResolveFixture, CallerBoundsComeFromTheContextsSymbols) {
     }
     EXPECT_EQ(ranges, (std::vector<std::pair<std::uint64_t, std::uint64_t>>{{0xffffffff81000000, 0xffffffff81000040},
                                                                           {0xffffffffc0000000, 0xffffffffc0000100}}));
+    // A second caller== is ranges too, not a compare of the hidden address with a name.
+    const PlannedProbe two = resolve(parse_probe("p rs_open f:caller==rs_next||caller==rs_parent"), with);
+    const auto& either = *std::get<std::unique_ptr<PlannedFilter>>(two.filter.value());
+    ASSERT_EQ(either.operands.size(), 2u);
+    for (const auto& operand : either.operands)
+        EXPECT_EQ(std::get<std::unique_ptr<PlannedFilter>>(operand)->op, PlannedFilter::Op::Or);
     auto [message, caret] = error_of([&] { resolve(parse_probe("p rs_open f:caller==rs_parent"), ctx); });
     EXPECT_EQ(message, "'caller' needs the kernel's symbols (/proc/kallsyms)");
     EXPECT_EQ(caret, "            ^^^^^^");

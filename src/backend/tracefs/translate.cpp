@@ -263,6 +263,21 @@ private:
         if (a.stack) key("stacktrace", {HistKey::Print::Stack, {}, true});
         // A hist trigger needs a key: without one of ksurf's, the CPU, merged away.
         if (keys.empty()) key("cpu", {HistKey::Print::Number, {FieldSource::Kind::Cpu, {}, 0}, false});
+        // TRACING_MAP_KEYS_MAX. A packet name of one protocol brings ipver and ip.proto or
+        // ip6.nexthdr into the key, which say whether it applies (see PlannedAggregate).
+        constexpr std::size_t kMaxKeys = 3;
+        if (keys.size() > kMaxKeys) {
+            std::vector<std::string> own, guards;
+            for (std::size_t i = 0; i < a.keys.size(); i++)
+                (i < a.keys.size() - a.guards ? own : guards).push_back(probe_.fields[a.keys[i]].name);
+            if (a.stack) own.emplace_back("stack");
+            if (opt.kind == AggKind::Hist) own.push_back(fmt::format("the log2 bucket of {}", opt.field));
+            refuse_aggregate(fmt::format("hist triggers key by at most {} fields, and this key takes {}: {}{}", kMaxKeys,
+                                         keys.size(), fmt::join(own, ", "),
+                                         guards.empty() ? ""
+                                                        : fmt::format(", and {}, which say whether the packet names apply",
+                                                                      fmt::join(guards, ", "))));
+        }
         h.spec = fmt::format("hist:keys={}:vals=hitcount{}:size={}", fmt::join(keys, ","), h.value.empty() ? "" : "," + h.value,
                              h.size);
         return h;
