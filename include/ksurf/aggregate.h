@@ -120,6 +120,9 @@ struct AggTable {
     std::uint64_t ts_ns = 0;           // CLOCK_REALTIME of the read
 };
 
+// An empty table of OPT over PLAN's values, read now: what a backend's rows go under.
+AggTable agg_table(const AggregateOptions& opt, const PlannedProbe& plan);
+
 // The per-CPU values of one key (NCPUS values of VALUE_SIZE bytes each, as the kernel's
 // percpu map lookup returns them) added into ROW: counts, sums and buckets add, min and
 // max over the CPUs that saw the key.

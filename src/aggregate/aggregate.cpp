@@ -272,8 +272,7 @@ void rank(AggTable& t, std::size_t top) {
     if (top && t.rows.size() > top) t.rows.resize(top);
 }
 
-AggTable read_aggregate(const BpfAggregateMaps& maps, const AggregateOptions& opt, const PlannedProbe& plan,
-                        const Kallsyms* kallsyms) {
+AggTable agg_table(const AggregateOptions& opt, const PlannedProbe& plan) {
     const PlannedAggregate& a = *plan.aggregate;
     AggTable t;
     t.kind = *opt.kind;
@@ -284,10 +283,17 @@ AggTable read_aggregate(const BpfAggregateMaps& maps, const AggregateOptions& op
     t.lmax = opt.lmax;
     t.lstep = opt.lstep;
     t.folded = opt.folded;
-    t.full = maps.full;
     t.map_size = opt.map_size;
     t.ts_ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    return t;
+}
+
+AggTable read_aggregate(const BpfAggregateMaps& maps, const AggregateOptions& opt, const PlannedProbe& plan,
+                        const Kallsyms* kallsyms) {
+    const PlannedAggregate& a = *plan.aggregate;
+    AggTable t = agg_table(opt, plan);
+    t.full = maps.full;
 
     const std::size_t ncpus = static_cast<std::size_t>(std::max(libbpf_num_possible_cpus(), 1));
     const std::size_t value_size = sizeof(ksurf_agg_value) + 8 * agg_buckets(a);

@@ -263,22 +263,14 @@ Type::Kind Type::kind() const {
             return Kind::Char;
         return Kind::Int;
     case BTF_KIND_ENUM:
-    case BTF_KIND_ENUM64:
-        return Kind::Enum;
-    case BTF_KIND_FLOAT:
-        return Kind::Float;
-    case BTF_KIND_PTR:
-        return Kind::Pointer;
-    case BTF_KIND_ARRAY:
-        return Kind::Array;
-    case BTF_KIND_STRUCT:
-        return Kind::Struct;
-    case BTF_KIND_UNION:
-        return Kind::Union;
-    case BTF_KIND_FWD:
-        return btf_kflag(t) ? Kind::Union : Kind::Struct;
-    case BTF_KIND_FUNC_PROTO:
-        return Kind::FuncProto;
+    case BTF_KIND_ENUM64: return Kind::Enum;
+    case BTF_KIND_FLOAT: return Kind::Float;
+    case BTF_KIND_PTR: return Kind::Pointer;
+    case BTF_KIND_ARRAY: return Kind::Array;
+    case BTF_KIND_STRUCT: return Kind::Struct;
+    case BTF_KIND_UNION: return Kind::Union;
+    case BTF_KIND_FWD: return btf_kflag(t) ? Kind::Union : Kind::Struct;
+    case BTF_KIND_FUNC_PROTO: return Kind::FuncProto;
     }
     fail("BTF type id {} (kind {}) is not a C type", strip().id_, btf_kind(t));
 }

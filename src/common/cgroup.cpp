@@ -7,20 +7,13 @@
 #include <sys/statfs.h>
 
 #include <cerrno>
-#include <fstream>
 
 #include "ksurf/error.h"
+#include "ksurf/file.h"
 
 namespace ksurf {
 
-std::vector<std::string> cgroup2_mounts() {
-    std::vector<std::string> dirs;
-    std::ifstream in("/proc/self/mounts");
-    std::string dev, dir, type, rest;
-    while (in >> dev >> dir >> type && std::getline(in, rest))
-        if (type == "cgroup2") dirs.push_back(dir);
-    return dirs;
-}
+std::vector<std::string> cgroup2_mounts() { return mount_points("cgroup2"); }
 
 std::uint64_t cgroup_id(const std::string& path) {
     const auto mounts = cgroup2_mounts();

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 
 namespace ksurf {
 
@@ -29,6 +30,15 @@ std::optional<std::string> read_file(const std::string& path) {
     close(fd);
     text.resize(have);
     return text;
+}
+
+std::vector<std::string> mount_points(std::string_view type) {
+    std::vector<std::string> dirs;
+    std::ifstream in("/proc/self/mounts");
+    std::string dev, dir, fs_type, rest;
+    while (in >> dev >> dir >> fs_type && std::getline(in, rest))
+        if (fs_type == type) dirs.push_back(dir);
+    return dirs;
 }
 
 }  // namespace ksurf

@@ -1,10 +1,9 @@
 // The call-graph fallback without BPF: ftrace's function_graph tracer, started in ROOT by
 // set_graph_function and limited to ROOT and its callees by set_ftrace_filter, read back
-// from the top-level per-CPU buffers with libtracefs/libtraceevent and rebuilt into the
-// same Graph as the BPF recorder's.
+// from the top-level per-CPU buffers by the tracefs reader and rebuilt into the same Graph
+// as the BPF recorder's.
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,12 +15,12 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "../backend/tracefs/libtracefs.h"
 #include "ksurf/file.h"
 #include "ksurf/error.h"
 #include "ksurf/graph.h"
 #include "ksurf/kallsyms.h"
 #include "ksurf/tracefs.h"
+#include "ksurf/tracefs_reader.h"
 
 namespace ksurf {
 namespace {
@@ -190,10 +189,6 @@ private:
     SavedState saved_;
 };
 
-struct TepDeleter {
-    void operator()(tep_handle* t) const { tep_free(t); }
-};
-
 class FunctionGraphRecorder final : public GraphRecorder {
 public:
     FunctionGraphRecorder(const std::string& root, const std::vector<std::string>& callees, FunctionGraphOptions opt,
@@ -207,8 +202,7 @@ public:
 
     void attach() override {
         std::string dir = tracefs::root();
-        if (tracefs_set_tracing_dir(dir.data()) != 0) fail("libtracefs cannot use {}", dir);
-        open_tep(dir);
+        open_reader(dir);
         top_ = std::make_unique<TopLevel>(dir, opt_.note);
         // The filters first: switching the tracer on with them empty would trace the whole
         // kernel, which a TCG guest does not survive.
@@ -239,69 +233,44 @@ public:
     std::size_t attached() const override { return names_.size() - 1 - failed_.size(); }
     std::vector<std::pair<std::string, std::string>> failed() const override { return failed_; }
 
-    // Like the tracefs backend: drain, sleep, drain (no readiness notification covers
-    // partly filled pages).
-    bool poll(int timeout_ms) override {
-        if (!top_) return false;
-        if (drain() > 0 || timeout_ms <= 0) return true;
-        if (::poll(nullptr, 0, timeout_ms) < 0 && errno == EINTR) return false;
-        drain();
-        return true;
-    }
+    bool poll(int timeout_ms) override { return top_ && reader_->poll(timeout_ms); }
 
     RecorderStats stats() const override {
         RecorderStats s = stats_;
-        std::error_code ec;
-        for (const auto& cpu : fs::directory_iterator(fs::path(tracefs::root()) / "per_cpu", ec)) {
-            std::istringstream in(slurp(cpu.path() / "stats"));
-            for (std::string line; std::getline(in, line);)
-                for (std::string_view key : {"overrun: ", "commit overrun: ", "dropped events: "})
-                    if (line.starts_with(key)) s.dropped += std::stoull(line.substr(key.size()));
-        }
+        if (reader_) s.dropped = reader_->dropped();
         return s;
     }
 
     const std::vector<std::string>& names() const override { return names_; }
 
 private:
-    void open_tep(const std::string& dir) {
-        tep_.reset(tep_alloc());
-        if (!tep_) fail("out of memory");
-        std::string header = slurp(dir + "/events/header_page");
-        if (tep_parse_header_page(tep_.get(), header.data(), header.size(), sizeof(long)) != 0)
-            fail("cannot parse {}/events/header_page", dir);
-        for (const char* e : {"funcgraph_entry", "funcgraph_exit"}) {
-            std::string format = slurp(fmt::format("{}/events/ftrace/{}/format", dir, e));
-            if (tep_parse_event(tep_.get(), format.data(), format.size(), "ftrace") != 0)
-                fail("cannot parse the format of ftrace/{}", e);
+    // Where funcgraph_entry and funcgraph_exit records hold what a graph needs.
+    struct Layout {
+        std::uint32_t id = 0;
+        tracefs::Field func, depth;
+        std::optional<tracefs::Field> retval;  // exit, with CONFIG_FUNCTION_GRAPH_RETVAL (6.5)
+
+        static Layout of(const tracefs::EventFormat& f) {
+            auto field = [&](const char* name) {
+                const tracefs::Field* x = f.field(name);
+                if (!x) fail("ftrace/{} has no field '{}'", f.name, name);
+                return *x;
+            };
+            Layout l{f.id, field("func"), field("depth"), std::nullopt};
+            if (const tracefs::Field* r = f.field("retval")) l.retval = *r;
+            return l;
         }
-        entry_ = tep_find_event_by_name(tep_.get(), "ftrace", "funcgraph_entry");
-        exit_ = tep_find_event_by_name(tep_.get(), "ftrace", "funcgraph_exit");
-        // CONFIG_FUNCTION_GRAPH_RETVAL (6.5) records the return value.
-        has_retval_ = exit_ && tep_find_field(exit_, "retval");
+    };
+
+    void open_reader(const std::string& dir) {
+        const auto entry = tracefs::read_format(dir, "ftrace", "funcgraph_entry");
+        const auto exit = tracefs::read_format(dir, "ftrace", "funcgraph_exit");
+        entry_ = Layout::of(entry);
+        exit_ = Layout::of(exit);
+        reader_.emplace(dir, "", std::vector{&entry, &exit}, [this](const tracefs::Record& r) { add(r); });
     }
 
-    std::size_t drain() {
-        const auto before = records_;
-        int rc = tracefs_iterate_raw_events(tep_.get(), nullptr, nullptr, 0, on_record, this);
-        if (rc < 0) fail("cannot read the top-level tracefs ring buffers: {}", errno_text(errno));
-        return records_ - before;
-    }
-
-    static int on_record(tep_event* event, tep_record* record, int cpu, void* ctx) {
-        static_cast<FunctionGraphRecorder*>(ctx)->add(event, record, cpu);
-        return 0;
-    }
-
-    static unsigned long long field(tep_event* e, tep_record* r, const char* name) {
-        unsigned long long v = 0;
-        tep_get_field_val(nullptr, e, name, r, &v, 0);
-        return v;
-    }
-
-    std::uint8_t context_of(tep_event* e, tep_record* r) const {
-        unsigned long long flags = 0;
-        tep_get_common_field_val(nullptr, e, "common_flags", r, &flags, 0);
+    static std::uint8_t context_of(std::uint8_t flags) {
         return flags & kFlagNmi ? KSURF_CTX_NMI : flags & kFlagHardirq ? KSURF_CTX_HARDIRQ : flags & kFlagSoftirq ? KSURF_CTX_SOFTIRQ : KSURF_CTX_TASK;
     }
 
@@ -313,37 +282,31 @@ private:
         return it->second;
     }
 
-    // The task a record's pid names, while it lives.
-    Event root_event(std::uint64_t ts, std::uint32_t pid, int cpu) const {
+    // The graph's task: a record names only the thread.
+    Event root_event(const tracefs::Record& rec) {
         Event ev;
-        ev.ts_ns = ts;
-        ev.pid = pid;
-        ev.tgid = pid;
-        ev.cpu = static_cast<std::uint32_t>(cpu);
+        ev.ts_ns = rec.ts_ns;
+        ev.pid = rec.tid;
+        ev.cpu = rec.cpu;
         ev.probe = names_[0];
-        const fs::path proc = fs::path("/proc") / std::to_string(pid);
-        ev.comm = pid ? slurp(proc / "comm") : "<idle>";
-        if (ev.comm.ends_with('\n')) ev.comm.pop_back();
-        if (ev.comm.empty()) ev.comm = "<...>";
-        std::istringstream status(slurp(proc / "status"));
-        for (std::string line; std::getline(status, line);)
-            if (line.starts_with("Tgid:")) ev.tgid = std::stoul(line.substr(5));
+        const tracefs::Task& task = reader_->task(rec.tid);
+        ev.comm = task.comm;
+        ev.tgid = task.tgid ? task.tgid : rec.tid;
         return ev;
     }
 
-    void add(tep_event* event, tep_record* record, int cpu) {
-        const bool entry = event == entry_;
-        if (!entry && event != exit_) return;
-        records_++;
-        const auto func = func_index(field(event, record, "func"));
+    void add(const tracefs::Record& rec) {
+        const bool entry = rec.id == entry_.id;
+        const Layout& l = entry ? entry_ : exit_;
+        const auto func = func_index(rec.number(l.func).value_or(0));
         if (!func) return;
-        const auto depth = static_cast<long long>(field(event, record, "depth"));
-        const auto pid = static_cast<std::uint32_t>(tep_data_pid(tep_.get(), record));
+        const auto depth = static_cast<long long>(rec.number(l.depth).value_or(0));
+        const std::uint32_t pid = rec.tid;
         ksurf_graph_rec r{};
-        r.ts_ns = record->ts;  // trace_clock mono
+        r.ts_ns = rec.ts_ns;  // trace_clock mono
         r.func = *func;
-        r.context = context_of(event, record);
-        Open& open = open_[key(r.context, pid, cpu)];
+        r.context = context_of(rec.flags);
+        Open& open = open_[key(r.context, pid, rec.cpu)];
         // ROOT entered again no deeper than the open graph's ROOT: that one's end was lost.
         if (open.graph && entry && *func == 0 && depth <= open.base) open = {};
         if (!open.graph) {
@@ -355,19 +318,19 @@ private:
             r.graph = open.graph;
             r.kind = KSURF_GRAPH_OPEN;
             builder_.add(r);
-            builder_.add_root_event(root_event(r.ts_ns, pid, cpu), open.graph);
+            builder_.add_root_event(root_event(rec), open.graph);
             return;
         }
         r.graph = open.graph;
         r.depth = static_cast<std::uint16_t>(depth - open.base);
         const bool close = !entry && *func == 0 && depth == open.base;
         r.kind = entry ? KSURF_GRAPH_ENTRY : close ? KSURF_GRAPH_CLOSE : KSURF_GRAPH_EXIT;
-        if (close) r.value = has_retval_ ? field(event, record, "retval") : 0;
+        if (close) r.value = l.retval ? rec.number(*l.retval).value_or(0) : 0;
         auto g = builder_.add(r);
         if (!close) return;
         open = {};
         if (!g) return;
-        if (!has_retval_) g->retval.reset();
+        if (!l.retval) g->retval.reset();
         const std::uint32_t n = opt_.config.sample > 1 ? opt_.config.sample : 1;
         if (completed_++ % n) {
             stats_.counts[KSURF_GCOUNT_SAMPLED_OUT]++;
@@ -379,7 +342,7 @@ private:
     // Where a graph's records come from: its task, wherever it runs (it may sleep and
     // migrate), or the interrupt context of one CPU, which is not mixed with the task it
     // interrupted (the ftrace return stack is the task's, so their depths continue it).
-    static std::uint64_t key(std::uint8_t context, std::uint32_t pid, int cpu) {
+    static std::uint64_t key(std::uint8_t context, std::uint32_t pid, std::uint32_t cpu) {
         if (context == KSURF_CTX_TASK && pid) return 1ULL << 63 | pid;
         return static_cast<std::uint64_t>(cpu) << 8 | context;
     }
@@ -394,17 +357,15 @@ private:
     std::vector<std::string> names_;
     std::unordered_map<std::uint64_t, std::uint32_t> index_;  // function address → names_ index
     std::vector<std::pair<std::string, std::string>> failed_;
-    std::unique_ptr<tep_handle, TepDeleter> tep_;
-    tep_event* entry_ = nullptr;
-    tep_event* exit_ = nullptr;
-    bool has_retval_ = false;
+    Layout entry_, exit_;
+    std::optional<tracefs::Reader> reader_;
     // After the reader: the tracer stops (TopLevel restores) before the reader goes.
     std::unique_ptr<TopLevel> top_;
     std::map<std::uint64_t, Open> open_;  // by key()
     GraphBuilder builder_;
     RecorderStats stats_;
     std::uint32_t next_id_ = 0;
-    std::uint64_t completed_ = 0, records_ = 0;
+    std::uint64_t completed_ = 0;
 };
 
 }  // namespace

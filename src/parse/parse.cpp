@@ -91,6 +91,7 @@ private:
     void check_source() const;
     Target function_target();
     Target user_target();
+    void offset(Target& t);
     Target tracepoint_target();
     Field field();
     void apply_naming(Field& f) const;
@@ -227,14 +228,7 @@ Target Parser::function_target() {
     t.name = name;
     t.name_span = {start, name.size()};
     t.is_glob = std::ranges::any_of(name, is_glob_char);
-    if (peek() == '+') {
-        auto plus = pos_++;
-        auto value = number("offset after '+'");
-        if (kind_ == ProbeKind::Return) error(plus, pos_ - plus, "return probes take no offset");
-        if (t.is_glob) error(plus, pos_ - plus, "an offset needs one function, not a glob");
-        t.offset = value;
-        t.offset_span = span_from(plus + 1);
-    }
+    offset(t);
     return t;
 }
 
@@ -253,14 +247,19 @@ Target Parser::user_target() {
     if (t.name.empty()) expected(fmt::format("function name after '{}:'", t.binary));
     t.name_span = {start + colon + 1, t.name.size()};
     if (std::ranges::any_of(t.name, is_glob_char)) error(t.name_span, "user-space probes take one function, not a glob");
-    if (peek() == '+') {
-        auto plus = pos_++;
-        auto value = number("offset after '+'");
-        if (kind_ == ProbeKind::Return) error(plus, pos_ - plus, "return probes take no offset");
-        t.offset = value;
-        t.offset_span = span_from(plus + 1);
-    }
+    offset(t);
     return t;
+}
+
+// The +OFFSET that may follow T's function: return probes and globs take none.
+void Parser::offset(Target& t) {
+    if (peek() != '+') return;
+    auto plus = pos_++;
+    auto value = number("offset after '+'");
+    if (kind_ == ProbeKind::Return) error(plus, pos_ - plus, "return probes take no offset");
+    if (t.is_glob) error(plus, pos_ - plus, "an offset needs one function, not a glob");
+    t.offset = value;
+    t.offset_span = span_from(plus + 1);
 }
 
 Target Parser::tracepoint_target() {

@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -129,11 +128,9 @@ EventFormat parse_format(std::string_view system, std::string_view name, std::st
 }
 
 std::optional<std::string> find_mount() {
-    std::ifstream in("/proc/self/mounts");
-    std::string dev, dir, type, rest;
-    while (in >> dev >> dir >> type && std::getline(in, rest))
-        if (type == "tracefs") return dir;
-    return std::nullopt;
+    auto dirs = mount_points("tracefs");
+    if (dirs.empty()) return std::nullopt;
+    return std::move(dirs.front());
 }
 
 std::string root(bool* mounted_now) {

@@ -500,6 +500,32 @@ TEST(GraphTracefs, KilledRunIsUndoneByTheNext) {
     EXPECT_EQ(top_level_state(), before);
 }
 
+// Records the top level's buffers lost are counted in the summary: nothing reads ksurf's
+// output, so it blocks writing graphs while the child's opens overflow 4 KB buffers.
+TEST(GraphTracefs, RecordsLostToFullBuffersAreCounted) {
+    REQUIRE_FUNCTION_GRAPH();
+    // "1408", or "7 (expanded: 1408)" before the buffers were first used: put back the size in use.
+    struct BufferSize {
+        std::string kb = slurp(kTracing + "/buffer_size_kb");
+        BufferSize() {
+            if (auto at = kb.find("expanded: "); at != std::string::npos) kb = kb.substr(at + 10);
+            write_file("4");
+        }
+        ~BufferSize() { write_file(kb.substr(0, kb.find_first_not_of("0123456789"))); }
+        static void write_file(const std::string& v) { std::ofstream(kTracing + "/buffer_size_kb") << v; }
+    } small;
+    Opener child(2000);
+    Process g(tracefs_graph("do_sys_openat2", {"--depth", "2", "-p", std::to_string(child.pid())}));
+    ASSERT_TRUE(g.wait_for_err("Hit Ctrl-C to end.", 120s)) << g.finish(5s).err;
+    child.go();
+    g.signal(SIGINT);
+    auto r = g.finish(120s);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto dropped = summary_count(r.err, "records dropped");
+    EXPECT_GT(dropped, 0u) << r.err;
+    EXPECT_NE(dropped, ~0ULL) << r.err;
+}
+
 // Where neither BPF nor function_graph can record (this build host), one line says why.
 TEST(GraphTracefs, NeitherBackendSaysWhy) {
     if (kernel_can_graph() || has_feature("function_graph"))

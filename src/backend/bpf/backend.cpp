@@ -293,7 +293,9 @@ private:
         g->plans.push_back(copy_of(p));
     }
 
-    // A group keeps what start() needs of its plans: kind, target, label.
+    // A group keeps what start() needs of its plans: kind, target, label; not their fields and
+    // filters, once per function of a glob. (Member by member, like the tracefs backend's
+    // Slot: the two copy different members and share nothing but the shape.)
     static PlannedProbe copy_of(const PlannedProbe& p) {
         PlannedProbe c;
         c.kind = p.kind;

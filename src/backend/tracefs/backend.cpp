@@ -1,16 +1,14 @@
 // The tracefs backend at run time: a private instance holding the run's events, kprobes in
-// the run's own group, and the instance's per-CPU ring buffers read in binary.
+// the run's own group, and the instance's per-CPU ring buffers read in binary (by the
+// tracefs reader) and decoded as the plan says.
 #include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
-#include <cstring>
-#include <exception>
+#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -18,12 +16,13 @@
 #include <utility>
 
 #include "bits.h"
-#include "libtracefs.h"
+#include "../../tracefs/libtracefs.h"
 #include "ksurf/file.h"
 #include "ksurf/error.h"
 #include "ksurf/kallsyms.h"
 #include "ksurf/kconfig.h"
 #include "ksurf/tracefs_backend.h"
+#include "ksurf/tracefs_reader.h"
 
 namespace ksurf {
 namespace {
@@ -59,10 +58,6 @@ struct DyneventDeleter {
     }
 };
 using DyneventPtr = std::unique_ptr<tracefs_dynevent, DyneventDeleter>;
-
-struct TepDeleter {
-    void operator()(tep_handle* t) const { tep_free(t); }
-};
 
 // The kernel's reason for refusing DEFINITION, from DIR's error_log (the top one for
 // kprobes, the instance's for hist triggers):
@@ -105,72 +100,6 @@ std::string filter_refusal(tracefs_instance* inst, const std::string& system, co
     return reason;
 }
 
-// Tracepoint records carry only the thread id: comm and tgid come from /proc while the
-// task lives, else from what ftrace saved when it last ran (saved_cmdlines, saved_tgids).
-class TaskNames {
-public:
-    struct Task {
-        std::string comm;
-        std::uint32_t tgid = 0;
-    };
-
-    explicit TaskNames(std::string root) : root_(std::move(root)) {}
-
-    // Each drain asks again: a tid may have exec'd or been reused since.
-    void forget() {
-        known_.clear();
-        saved_loaded_ = false;
-    }
-
-    const Task& get(std::uint32_t tid) {
-        auto [it, fresh] = known_.try_emplace(tid);
-        if (fresh) it->second = lookup(tid);
-        return it->second;
-    }
-
-private:
-    Task lookup(std::uint32_t tid) {
-        if (tid == 0) return {"<idle>", 0};
-        const fs::path proc = fs::path("/proc") / std::to_string(tid);
-        if (std::ifstream comm(proc / "comm"); comm) {
-            Task t;
-            std::getline(comm, t.comm);
-            std::istringstream status(slurp(proc / "status"));
-            for (std::string line; std::getline(status, line);)
-                if (line.starts_with("Tgid:")) t.tgid = std::stoul(line.substr(5));
-            return t;
-        }
-        if (!saved_loaded_) load_saved();
-        Task t{"<...>", 0};  // as ftrace prints a task it did not save
-        if (auto c = saved_comm_.find(tid); c != saved_comm_.end()) t.comm = c->second;
-        if (auto g = saved_tgid_.find(tid); g != saved_tgid_.end()) t.tgid = g->second;
-        return t;
-    }
-
-    void load_saved() {
-        saved_loaded_ = true;
-        saved_comm_.clear();
-        saved_tgid_.clear();
-        std::istringstream cmdlines(slurp(fs::path(root_) / "saved_cmdlines"));
-        std::uint32_t pid = 0, tgid = 0;
-        for (std::string comm; cmdlines >> pid && std::getline(cmdlines >> std::ws, comm);) saved_comm_[pid] = comm;
-        std::istringstream tgids(slurp(fs::path(root_) / "saved_tgids"));
-        while (tgids >> pid >> tgid) saved_tgid_[pid] = tgid;
-    }
-
-    std::string root_;
-    std::unordered_map<std::uint32_t, Task> known_;
-    bool saved_loaded_ = false;
-    std::unordered_map<std::uint32_t, std::string> saved_comm_;
-    std::unordered_map<std::uint32_t, std::uint32_t> saved_tgid_;
-};
-
-std::uint64_t load_le(const std::uint8_t* p, std::uint32_t size) {
-    std::uint64_t v = 0;
-    std::memcpy(&v, p, std::min<std::uint32_t>(size, 8));  // x86_64: little-endian
-    return v;
-}
-
 std::string c_string(std::span<const std::uint8_t> bytes, std::size_t limit) {
     bytes = bytes.first(std::min(bytes.size(), limit));
     return {bytes.begin(), std::find(bytes.begin(), bytes.end(), std::uint8_t{0})};
@@ -196,16 +125,17 @@ struct Slot {
     }
 
     // Strings in kprobe and tracepoint records alike: __data_loc/__rel_loc or char arrays.
-    std::optional<std::string> text(std::span<const std::uint8_t> rec) const {
+    std::optional<std::string> text(const tracefs::Record& r) const {
+        const auto rec = r.data;
         if (field.offset + field.size > rec.size()) return std::nullopt;
         if (!field.data_loc && !field.rel_loc) return c_string(rec.subspan(field.offset, field.size), limit);
-        auto loc = static_cast<std::uint32_t>(load_le(rec.data() + field.offset, 4));
+        auto loc = static_cast<std::uint32_t>(*r.number(field.offset, 4));
         std::size_t off = (loc & 0xffff) + (field.rel_loc ? field.offset + field.size : 0);
         if (off > rec.size()) return std::nullopt;
         return c_string(rec.subspan(off, std::min<std::size_t>(loc >> 16, rec.size() - off)), limit);
     }
 
-    std::optional<Value> read(std::span<const std::uint8_t> rec, const Event& ev, std::uint32_t tgid) const {
+    std::optional<Value> read(const tracefs::Record& rec, const Event& ev, std::uint32_t tgid) const {
         switch (kind) {
         case FieldSource::Kind::Comm: return Value{ev.comm, Display::String};
         case FieldSource::Kind::Pid: return number(tgid);
@@ -218,8 +148,9 @@ struct Slot {
             if (!s) return std::nullopt;
             return Value{*s, Display::String};
         }
-        if (field.offset + field.size > rec.size()) return std::nullopt;
-        return number(load_le(rec.data() + field.offset, field.size));
+        const auto raw = rec.number(field);
+        if (!raw) return std::nullopt;
+        return number(*raw);
     }
 };
 
@@ -267,7 +198,7 @@ struct Probe {
 class InstanceBackend final : public TracefsBackend {
 public:
     InstanceBackend(Sink sink, tracefs::SkbLayout skb, TracefsOptions opt)
-        : sink_(std::move(sink)), root_(tracing_root()), tasks_(root_), opt_(std::move(opt)) {
+        : sink_(std::move(sink)), root_(tracing_root()), opt_(std::move(opt)) {
         ctx_.group = tracefs::run_name(getpid());
         ctx_.skb = skb;
         ctx_.aggregate = opt_.aggregate;
@@ -317,7 +248,7 @@ public:
     }
 
     void add(const PlannedProbe& plan) override {
-        if (tep_) fail("{}: probes must be added before the trace starts", plan.text);
+        if (started_) fail("{}: probes must be added before the trace starts", plan.text);
         const bool is_kprobe = plan.kind != ProbeKind::Tracepoint;
         if (!plan.binary.empty() && !fs::exists(fs::path(root_) / "uprobe_events"))
             fail("{}: uprobes are not available on this kernel{}", plan.text, config_hint("CONFIG_UPROBE_EVENTS"));
@@ -365,23 +296,16 @@ public:
     }
 
     void start() override {
-        tep_.reset(tep_alloc());
-        if (!tep_) fail("out of memory");
-        std::string header = slurp(fs::path(root_) / "events/header_page");
-        if (tep_parse_header_page(tep_.get(), header.data(), header.size(), sizeof(long)) != 0)
-            fail("cannot parse {}/events/header_page", root_);
+        std::vector<const tracefs::EventFormat*> events;
         for (std::size_t i = 0; i < probes_.size(); i++) {
-            const auto& t = probes_[i].t;
-            std::string format = slurp(fs::path(root_) / "events" / t.system / t.event / "format");
-            if (tep_parse_event(tep_.get(), format.data(), format.size(), t.system.c_str()) != 0)
-                fail("cannot parse the format of {}/{}", t.system, t.event);
-            by_id_[static_cast<int>(probes_[i].format.id)] = i;
+            events.push_back(&probes_[i].format);
+            by_id_[probes_[i].format.id] = i;
         }
-        if (stack_format_) {
-            std::string format = slurp(fs::path(root_) / "events/ftrace/kernel_stack/format");
-            if (tep_parse_event(tep_.get(), format.data(), format.size(), "ftrace") != 0)
-                fail("cannot parse the format of ftrace/kernel_stack");
-        }
+        if (stack_format_) events.push_back(&*stack_format_);
+        // Events go to the sink as each pass reads them; -s holds one back per CPU for its stack.
+        reader_.emplace(root_, ctx_.group, events, [this](const tracefs::Record& r) { deliver(r); }, [this] {
+            while (!pending_.empty()) flush(pending_.begin()->first);
+        });
         started_ = true;
         for (const auto& p : probes_) {
             if (p.t.hist) {
@@ -395,17 +319,9 @@ public:
 
     AggTable aggregate(const std::vector<PlannedProbe>& plans) override {
         const AggregateOptions& opt = *opt_.aggregate;
-        const PlannedAggregate& a = *plans.front().aggregate;
-        AggTable t;
-        t.kind = *opt.kind;
-        t.field = opt.field;
-        t.by = opt.by;
-        t.value_signed = a.value && plans.front().fields[*a.value].fetch.is_signed;
-        t.folded = opt.folded;
+        AggTable t = agg_table(opt, plans.front());
         t.ceil_log2 = true;
         t.bounds = false;
-        t.ts_ns = static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
         std::map<std::string, AggRow> rows;
         for (const auto& p : probes_) {
             char* text = tracefs_event_file_read(instance_.get(), p.t.system.c_str(), p.t.event.c_str(), "hist", nullptr);
@@ -422,35 +338,18 @@ public:
         return t;
     }
 
-    // tracefs has no readiness notification that also covers partly filled pages, so
-    // this drains, then sleeps, then drains again; a busy trace never sleeps.
     bool poll(int timeout_ms) override {
-        if (!tep_) return false;
+        if (!reader_) return false;
         // Hist triggers keep their tables in the kernel: nothing to read until they print.
         if (opt_.aggregate) return ::poll(nullptr, 0, timeout_ms) >= 0 || errno != EINTR;
-        if (drain() > 0 || timeout_ms <= 0) return true;
-        if (::poll(nullptr, 0, timeout_ms) < 0 && errno == EINTR) return false;
-        drain();
-        return true;
+        return reader_->poll(timeout_ms);
     }
 
     RunStats stats() const override {
         // `filtered` stays 0: event filters discard without counting.
         RunStats s;
         s.events = delivered_;
-        char* dir = tracefs_instance_get_dir(instance_.get());
-        if (!dir) return s;
-        std::error_code ec;
-        for (const auto& cpu : fs::directory_iterator(fs::path(dir) / "per_cpu", ec)) {
-            std::istringstream in(slurp(cpu.path() / "stats"));
-            for (std::string line; std::getline(in, line);) {
-                // Lost while the buffer was full: overwritten (overrun), never written
-                // (dropped events) or lost to nested writers (commit overrun).
-                for (std::string_view key : {"overrun: ", "commit overrun: ", "dropped events: "})
-                    if (line.starts_with(key)) s.dropped += std::stoull(line.substr(key.size()));
-            }
-        }
-        tracefs_put_tracing_file(dir);
+        if (reader_) s.dropped = reader_->dropped();
         return s;
     }
 
@@ -568,41 +467,28 @@ private:
         return s;
     }
 
-    static int on_record(tep_event* event, tep_record* record, int cpu, void* ctx) {
-        auto* self = static_cast<InstanceBackend*>(ctx);
-        try {
-            self->deliver(event, record, cpu);
-            return 0;
-        } catch (...) {
-            // C frames are in between: stop the iteration and rethrow once out of them.
-            self->error_ = std::current_exception();
-            return 1;
-        }
-    }
-
-    void deliver(tep_event* event, tep_record* record, int cpu) {
-        std::span rec(static_cast<const std::uint8_t*>(record->data), static_cast<std::size_t>(record->size));
-        if (stack_format_ && event->id == static_cast<int>(stack_format_->id)) return attach_stack(rec, cpu);
-        auto it = by_id_.find(event->id);
+    void deliver(const tracefs::Record& rec) {
+        if (stack_format_ && rec.id == stack_format_->id) return attach_stack(rec);
+        auto it = by_id_.find(rec.id);
         if (it == by_id_.end()) return;
         const Probe& p = probes_[it->second];
         Event ev;
-        ev.ts_ns = record->ts;  // trace_clock mono: CLOCK_MONOTONIC ns
-        ev.pid = static_cast<std::uint32_t>(tep_data_pid(tep_.get(), record));
-        ev.cpu = static_cast<std::uint32_t>(cpu);
+        ev.ts_ns = rec.ts_ns;  // trace_clock mono: CLOCK_MONOTONIC ns
+        ev.pid = rec.tid;
+        ev.cpu = rec.cpu;
         ev.probe = p.name;
-        const auto& task = tasks_.get(ev.pid);
+        const auto& task = reader_->task(ev.pid);
         ev.tgid = task.tgid;
         ev.comm = p.comm ? p.comm->text(rec).value_or(task.comm) : task.comm;
         if (p.slots.empty() && p.t.kind == ProbeKind::Tracepoint)
-            ev.fields = decode_tracepoint(p.format, rec);
+            ev.fields = decode_tracepoint(p.format, rec.data);
         for (const auto& s : p.slots)
             if (auto v = s.read(rec, ev, task.tgid)) ev.fields.push_back({s.name, std::move(*v)});
         settle_packet_names(p.t.presence, ev.fields);
         if (!stack_format_) return send(ev);
         // Its kernel_stack record comes next on the same CPU.
-        flush(cpu);
-        pending_[cpu] = std::move(ev);
+        flush(rec.cpu);
+        pending_[rec.cpu] = std::move(ev);
     }
 
     void send(const Event& ev) {
@@ -610,7 +496,7 @@ private:
         sink_(ev);
     }
 
-    void flush(int cpu) {
+    void flush(std::uint32_t cpu) {
         auto it = pending_.find(cpu);
         if (it == pending_.end()) return;
         Event ev = std::move(it->second);
@@ -619,48 +505,37 @@ private:
     }
 
     // A kernel_stack record: `int size` entries of `unsigned long caller[]`.
-    void attach_stack(std::span<const std::uint8_t> rec, int cpu) {
-        auto it = pending_.find(cpu);
+    void attach_stack(const tracefs::Record& rec) {
+        auto it = pending_.find(rec.cpu);
         if (it == pending_.end()) return;
         const tracefs::Field* size = stack_format_->field("size");
         const tracefs::Field* caller = stack_format_->field("caller");
-        if (size && caller && size->offset + 4 <= rec.size()) {
+        if (const auto n = size && caller ? rec.number(size->offset, 4) : std::nullopt) {
             if (!kallsyms_) kallsyms_.emplace(Kallsyms::load());
-            const auto n = static_cast<std::uint32_t>(load_le(rec.data() + size->offset, 4));
-            for (std::uint64_t i = 0, at = caller->offset; i < n && at + 8 <= rec.size(); i++, at += 8) {
-                const std::uint64_t ip = load_le(rec.data() + at, 8);
-                if (ip && ip != ~0ull) it->second.stack.push_back(kallsyms_->describe(ip));  // older kernels end with ~0
+            std::uint32_t at = caller->offset;
+            for (std::uint64_t i = 0; i < *n; i++, at += 8) {
+                const auto ip = rec.number(at, 8);
+                if (!ip) break;
+                if (*ip && *ip != ~0ull) it->second.stack.push_back(kallsyms_->describe(*ip));  // older kernels end with ~0
             }
         }
-        flush(cpu);
-    }
-
-    std::size_t drain() {
-        const auto before = delivered_;
-        tasks_.forget();
-        int rc = tracefs_iterate_raw_events(tep_.get(), instance_.get(), nullptr, 0, on_record, this);
-        if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
-        while (!pending_.empty()) flush(pending_.begin()->first);
-        if (rc < 0) fail("cannot read the ring buffers of {}: {}", ctx_.group, errno_text(errno));
-        return delivered_ - before;
+        flush(rec.cpu);
     }
 
     Sink sink_;
     std::string root_;
     tracefs::TranslateContext ctx_;
-    TaskNames tasks_;
     // Destroyed bottom-up: the instance (disabling every event) before the kprobes,
     // which the kernel refuses to remove while enabled.
     std::vector<Probe> probes_;
-    std::unique_ptr<tep_handle, TepDeleter> tep_;
     InstancePtr instance_;
-    std::unordered_map<int, std::size_t> by_id_;
+    std::optional<tracefs::Reader> reader_;  // from start(): the instance's buffers
+    std::unordered_map<std::uint32_t, std::size_t> by_id_;
     std::uint64_t delivered_ = 0;
-    std::exception_ptr error_;
     TracefsOptions opt_;
     std::optional<tracefs::EventFormat> stack_format_;  // -s
     std::optional<Kallsyms> kallsyms_;
-    std::map<int, Event> pending_;  // -s: by CPU, the event whose stack comes next
+    std::map<std::uint32_t, Event> pending_;  // -s: by CPU, the event whose stack comes next
     bool started_ = false;
 };
 
