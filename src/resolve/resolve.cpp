@@ -16,6 +16,7 @@
 #include "ksurf/elf.h"
 #include "ksurf/error.h"
 #include "ksurf/kallsyms.h"
+#include "globals.h"
 #include "packet_names.h"
 #include "ksurf/suggest.h"
 
@@ -129,6 +130,7 @@ struct Place {
     Type type;
     bool object = false;
     bool user = false;  // a pointer (value or object) into user memory
+    bool untyped = false;  // a kernel variable BTF does not type: a cast may take any size
 };
 
 // The object P points to, at offset 0 of it. User memory is read by the final access only:
@@ -536,12 +538,20 @@ private:
             fail_at(s, fmt::format("cannot cast a value to '{0}'; cast it to a pointer: ({0} *)", to.name()));
         if (k == Kind::Pointer && p.type.size() != 8)
             fail_at(s, fmt::format("cannot cast to '{}': a pointer needs 8 bytes, but {}", to.name(), from));
-        if (to.size() > p.type.size())
+        if (to.size() > p.type.size() && !p.untyped)
             fail_at(s, fmt::format("cannot cast to '{}' ({} bytes): {}", to.name(), to.size(), from));
         if (c.type.user && k != Kind::Pointer)
             fail_at(c.type.span, fmt::format("__user qualifies a pointer: ({} __user *)", kernel.to_string()));
         p.type = to;
+        p.untyped = false;
         p.user = c.type.user || !plan_.binary.empty();  // a uprobe's pointers are the process's
+        return p;
+    }
+
+    Place eval(const Global& g, Span s) const {
+        GlobalVariable v = guard(s, [&] { return global_variable(ctx_, g.name); });
+        Place p{std::move(v.fetch), v.type, true};
+        p.untyped = !v.typed;
         return p;
     }
 
@@ -896,6 +906,10 @@ private:
         if (name == "common_pid" || name == "$pid") return by(Builtin::Pid, Subject::Pid);
         if (name == "$tid") return by(Builtin::Tid, Subject::Tid);
         if (name == "$cpu") return field(add_hidden(builtin_field(Builtin::Cpu), name));
+        if (name.starts_with('@')) {
+            const Expr e = global_operand(name, c.name_span);
+            return field(add_hidden(guard(c.name_span, [&] { return lower(eval(e), c.name_span); }), name));
+        }
         if (name == "$retval")
             return field(add_hidden(lower(eval(BuiltinRef{Builtin::Retval}, c.name_span), c.name_span), name));
         bool params = fn_ && !(plan_.kind == ProbeKind::Entry && plan_.offset);
