@@ -76,6 +76,10 @@ static __noinline int ksurf_fetch(void *ctx, struct ksurf_scratch *s, __u32 i)
 	case KSURF_BASE_CPU:
 		v = bpf_get_smp_processor_id();
 		break;
+	/* Constants to the verifier: the address costs it nothing to track. */
+	case KSURF_BASE_ADDR:
+		v = (__u64)f->base_hi << 32 | (__u32)f->base_off;
+		break;
 	}
 #pragma unroll
 	for (int j = 0; j < KSURF_MAX_STEPS; j++) {

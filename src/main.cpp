@@ -47,7 +47,8 @@ constexpr const char* kHelpFooter = R"(Probes:
   e SUBSYS/EVENT [NAME=FIELD...] [f:FILTER] tracepoint; without fields, all of its own
 EXPR: %0..%5 or a parameter name, ->member .member [i], (struct T *)casts, %reg at
 FUNC+OFF, $comm $pid $tid $cpu, S/U/X prefixes (signed, unsigned, hex), packet headers
-@(struct iphdr *)l3%0->saddr. Field names ip_* print IPv4, b16_/B16_* byte-swap.
+@(struct iphdr *)l3%0->saddr, kernel variables @jiffies ((T)@var to type one).
+Field names ip_* print IPv4, b16_/B16_* byte-swap.
 FILTER: == != < <= > >= ~ && || ! ( ) over fields, comm, common_pid.
 
 Examples:

@@ -87,8 +87,14 @@ struct PacketHeader {
     ExprPtr skb;
 };
 
+// @jiffies, as surftrace and kprobe_events write it: the kernel variable NAME, an object at
+// its address (typed by BTF where the kernel's BTF has it, else a u64 a cast may retype).
+struct Global {
+    std::string name;
+};
+
 struct Expr {
-    std::variant<ArgRef, RegRef, BuiltinRef, Ident, Member, Index, Cast, PacketHeader> node;
+    std::variant<ArgRef, RegRef, BuiltinRef, Ident, Member, Index, Cast, PacketHeader, Global> node;
     Span span;
 
     std::string to_string() const;
@@ -132,7 +138,7 @@ enum class CmpOp : std::uint8_t { Eq, Ne, Lt, Le, Gt, Ge, Glob };
 std::string_view cmp_op_text(CmpOp op);  // "=="
 
 // NAME OP LITERAL. NAME is kept as one string: a field, tracepoint field, `common_pid`,
-// `$pid`, or a dotted name such as `ip.saddr`.
+// `$pid`, a dotted name such as `ip.saddr`, or a kernel variable `@jiffies` (`@init_task.pid`).
 struct Comparison {
     std::string name;
     Span name_span;

@@ -27,6 +27,7 @@ enum ksurf_base {
 	KSURF_BASE_PID,       /* thread group id */
 	KSURF_BASE_TID,
 	KSURF_BASE_CPU,
+	KSURF_BASE_ADDR,      /* a kernel address, base_hi << 32 | (__u32)base_off: a variable */
 };
 
 /* How the value at the end of the chain is taken. */
@@ -57,6 +58,8 @@ struct ksurf_field_cfg {
 	__s32 base_off;
 	__s32 offset;     /* of the final access */
 	__s32 steps[KSURF_MAX_STEPS]; /* value = *(u64 *)(value + steps[i]) */
+	__u32 base_hi;    /* KSURF_BASE_ADDR: the address's upper half (module data does not
+			   * fit a sign-extended base_off) */
 };
 
 /* The filter: a postfix program over a stack of booleans, all comparisons evaluated. */

@@ -113,6 +113,13 @@ struct Function {
     std::size_t param_index(std::string_view param) const;
 };
 
+// A kernel variable vmlinux's BTF describes (BTF_KIND_VAR), and whether it lives in the
+// per-CPU section (.data..percpu), where its address is an offset into each CPU's area.
+struct Variable {
+    Type type;
+    bool per_cpu = false;
+};
+
 // Owns the BTF objects: vmlinux (or an explicit file) and, loaded on first need, the
 // split BTF of kernel modules. Lookups are const even when they load a module (its
 // answers were there all along); not thread-safe.
@@ -135,6 +142,9 @@ public:
     // The tp_btf prototype of a tracepoint from its btf_trace_<event> typedef, without the
     // leading `void *__data`; BTF does not name these parameters.
     Function find_tracepoint_proto(std::string_view event) const;
+    // The variable NAME of vmlinux's BTF; nullopt when it has none (Debian's BTF lists
+    // only per-CPU variables).
+    std::optional<Variable> find_variable(std::string_view name) const;
     // Every function of vmlinux's BTF and, with MODULES, of each loaded module's; with
     // KEEP, only those whose name it accepts (the others are never built).
     std::vector<Function> functions(bool modules, const std::function<bool(std::string_view)>& keep = {}) const;

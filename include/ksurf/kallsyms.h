@@ -21,9 +21,11 @@ struct KernelSymbol {
 class Kallsyms {
 public:
     // Text symbols only (t/T), sorted by address, and the addresses of the VARIABLES named
-    // (any type: the data a BPF program reads), from one read of the file.
-    static Kallsyms load(const std::string& path = "/proc/kallsyms", const std::vector<std::string>& variables = {});
-    static Kallsyms parse(std::string_view text, const std::vector<std::string>& variables = {});
+    // (any type: the data a BPF program reads), from one read of the file; with DATA, every
+    // data symbol too (d/D, b/B, r/R), for probes that name kernel variables.
+    static Kallsyms load(const std::string& path = "/proc/kallsyms", const std::vector<std::string>& variables = {},
+                         bool data = false);
+    static Kallsyms parse(std::string_view text, const std::vector<std::string>& variables = {}, bool data = false);
 
     // The symbol whose [addr, end) holds ADDR; nullptr outside kernel text.
     const KernelSymbol* at(std::uint64_t addr) const;
@@ -35,10 +37,19 @@ public:
     const std::vector<KernelSymbol>& symbols() const { return syms_; }
     // The address of VARIABLE, one of those load() was asked for; 0 when the kernel has none.
     std::uint64_t variable(std::string_view name) const;
+    // Every data symbol named NAME (`end` unset), when loaded with DATA; several for
+    // static variables that share a name.
+    std::vector<const KernelSymbol*> find_data(std::string_view name) const;
+    const std::vector<KernelSymbol>& data_symbols() const { return data_; }
+    // Whether the file lists static data (d, b): only kernels built with
+    // CONFIG_KALLSYMS_ALL list variables at all, beyond a few exported markers.
+    bool lists_variables() const { return static_data_; }
 
 private:
     std::vector<KernelSymbol> syms_;
     std::vector<std::pair<std::string, std::uint64_t>> variables_;
+    std::vector<KernelSymbol> data_;
+    bool static_data_ = false;
 };
 
 }  // namespace ksurf

@@ -19,6 +19,7 @@
 //             | NAME                        BTF parameter (p/r) or tracepoint field (e)
 //             | '(' expr ')'
 //             | '@(' 'struct' HEADER '*' ')' [ MARK ] primary       packet header of skb
+//             | '@' NAME                    kernel variable: @jiffies, @init_task.comm
 //   type     := ('struct' | 'union' | 'enum') NAME { '*' } | NAME { NAME } { '*' }
 //   HEADER   := ethhdr (l2) | iphdr | ipv6hdr (l3) | tcphdr | udphdr | icmphdr | icmp6hdr (l4)
 //   MARK     := 'l2' | 'l3' | 'l4'          where skb->data points at this probe; default l3
@@ -27,7 +28,7 @@
 //   filter   := and { '||' and }            whitespace allowed anywhere; runs to the end
 //   and      := unary { '&&' unary }
 //   unary    := '!' unary | '(' filter ')' | OPERAND CMP LITERAL
-//   OPERAND  := '$' NAME | NAME { '.' NAME }   one name: comm, $pid, ip.saddr, caller
+//   OPERAND  := '$' NAME | [ '@' ] NAME { '.' NAME }   comm, $pid, ip.saddr, caller, @jiffies
 //   CMP      := '==' | '!=' | '<' | '<=' | '>' | '>=' | '~'   ('~' is a glob match)
 //   LITERAL  := '"' chars '"' | "'" chars "'"   escapes \\ \" \' \n \t
 //             | WORD                        integer (decimal, 0x hex, negative), IPv4
@@ -53,6 +54,14 @@
 //   `cdata[i] Sdata[i] sdata[i] ldata[i] qdata[i]`: the i-th u8, s8, u16, u32, u64 right
 //   after the header (`sdata[1]` is bytes 2-3). The packet names of resolve.h (tcp.dport)
 //   read the headers the kernel set instead.
+// - `@NAME` is a kernel variable, read where it is (surftrace's and kprobe_events' @SYM):
+//   an object of the type BTF gives it (a VAR outside the per-CPU section), else of an
+//   unknown type read as a u64, whose cast gives it one: `(int)@x`, `(struct task_struct
+//   *)@p` (8 bytes: a pointer), `((struct task_struct)@init_task).pid` (an object: the
+//   cast reinterprets its bytes, however many). Its address comes from /proc/kallsyms,
+//   which lists variables only in kernels built with CONFIG_KALLSYMS_ALL. Chains apply:
+//   `@init_task.comm`, `@init_task.mm->pgd`; a filter names one as `@jiffies` or
+//   `@init_task.pid`.
 // - P and R probe user space: %0..%5 are the x86-64 argument registers and $retval rax,
 //   all `long` (casts narrow them: `(int)%0`), and every pointer cast points into the
 //   process's memory: `(char *)%0` is its string. There is no BTF: no parameter names.

@@ -50,6 +50,7 @@ struct Fetch {
         Record,     // e probes: the tracepoint record itself; `offset` is the field's
         Packet,     // the header at `layer` of the sk_buff that `skb` fetches
         Caller,     // p at entry: the return address into the calling function (`caller`)
+        Global,     // the kernel variable `symbol`, at `address`: the chain starts there
     };
     // How the value at the end of the chain is taken.
     enum class Access : std::uint8_t {
@@ -65,6 +66,8 @@ struct Fetch {
     std::string reg;
     Layer layer = Layer::L3;
     Boxed<Fetch> skb;            // Packet only: yields a `struct sk_buff *`
+    std::string symbol;          // Global only: its name (kprobe_events' @SYM)
+    std::uint64_t address = 0;   // Global only: its address, from /proc/kallsyms
 
     // Applied in order before the final access: value = *(u64 *)(value + off).
     std::vector<std::int64_t> derefs;

@@ -75,12 +75,13 @@ struct ResolveContext {
     // The tracepoints as "system/event" (tracefs::events()): what e globs expand over.
     // Unset: e globs are an error.
     std::function<std::vector<std::string>()> tracepoints = {};
-    // The kernel's text symbols, for `caller==FUNC`. Unset: caller filters are an error.
+    // The kernel's symbols, text and data (Kallsyms::load's DATA), for `caller==FUNC` and
+    // `@VAR`. Unset: caller filters and kernel variables are an error.
     std::function<const Kallsyms&()> kallsyms = {};
 };
 
 // The context of the running kernel: tracepoint formats and names from tracefs, kallsyms
-// read once when a filter first needs it, the traceable FUNCTIONS as given.
+// (text and data) read once when a probe first needs them, the traceable FUNCTIONS as given.
 ResolveContext kernel_context(const Btf& btf, std::function<std::vector<std::string>()> functions);
 
 // PROBE, whose target is one function or tracepoint (no glob), with its filter.

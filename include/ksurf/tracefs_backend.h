@@ -13,7 +13,8 @@
 //   the IP header is on the receive path up to ip_rcv_finish; L2 = data - ETH_HLEN; L4 =
 //   data + 20, an IPv4 header without options.
 // - Filters count nothing: events the kernel discards are not reported (filtered = 0).
-// - Strings are read from kernel memory only.
+// - A tracepoint's event holds its record only: a syscall's user string or a kernel variable
+//   needs an event probe on it (5.15+); older kernels print the string's address.
 // - Aggregations are hist triggers (CONFIG_HIST_TRIGGERS): hit counts and sums by key, and
 //   `.log2` buckets that end at their power of two; no minimum, maximum or linear buckets,
 //   and keys by thread, not process (a trigger records nothing that names the process).
@@ -52,6 +53,9 @@ struct TranslateContext {
     std::vector<EventFormat> tracepoints;
     // An aggregating run's options: its probes become hist triggers (TracefsProbe::hist).
     const AggregateOptions* aggregate = nullptr;
+    // The kernel has event probes (eprobes_available()): an e probe that reads more than its
+    // record (a syscall's user string, a kernel variable) becomes one.
+    bool eprobes = false;
 };
 
 // Where a printed field is in a record.
@@ -105,6 +109,9 @@ struct TracefsProbe {
     std::string system;   // the kprobe group, or the tracepoint's subsystem
     std::string event;    // "p0", "r1" (kind and index in the run), or the tracepoint
     std::string address;  // kprobes: "[MODULE:]FUNCTION[+OFFSET]"; uprobes: "PATH:0xFILEOFFSET"
+    // An event probe's tracepoint, "SYSTEM.EVENT": then system/event name the dynamic event
+    // ("e0") of the run's group that reads its record, and args are its fetch-args.
+    std::string attached;
     bool uprobe = false;  // a P/R probe: defined in uprobe_events
     std::string args;     // kprobes: fetch-args, ending with `__comm=$comm` for the header
     std::string filter;   // the event filter; empty for none
@@ -118,8 +125,12 @@ struct TracefsProbe {
     // What this translation prints differently from the BPF backend, one line each.
     std::vector<std::string> notes;
 
-    // "p:ksurf_42/p0 do_filp_open name=+0(+0(%si)):string __comm=$comm"; empty for e probes.
+    // "p:ksurf_42/p0 do_filp_open name=+0(+0(%si)):string __comm=$comm",
+    // "e:ksurf_42/e1 syscalls.sys_enter_openat filename=+0($filename):ustring"; empty for
+    // other e probes.
     std::string definition() const;
+    // A kprobe, uprobe or event probe the run creates, in its group.
+    bool dynamic() const { return kind != ProbeKind::Tracepoint || !attached.empty(); }
 };
 
 // The record offset of the pointer a tracepoint field F follows to a string in user memory
@@ -130,6 +141,9 @@ std::optional<std::int64_t> record_user_pointer(const Fetch& f);
 // one-line Error naming the probe for what kprobe_events or event filters cannot express.
 TracefsProbe translate(const PlannedProbe& probe, std::size_t index, const TranslateContext& ctx);
 
+
+// Whether the kernel has event probes (`e:` in dynamic_events, 5.15+, CONFIG_EPROBE_EVENTS).
+bool eprobes_available();
 
 // "ksurf_<pid>": the kprobe group and the instance of the run with PID.
 std::string run_name(pid_t pid);

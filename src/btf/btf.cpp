@@ -489,6 +489,22 @@ Function Btf::find_function(std::string_view name) const {
     return f;
 }
 
+std::optional<Variable> Btf::find_variable(std::string_view name) const {
+    const struct btf* b = base();
+    const std::uint32_t id = find_own(b, name, BTF_KIND_VAR);
+    if (!id) return std::nullopt;
+    Variable v{Type(b, type_of(b, id)->type), false};
+    const std::uint32_t n = btf__type_cnt(b);
+    for (std::uint32_t i = 1; i < n; i++) {
+        const struct btf_type* t = type_of(b, i);
+        if (!btf_is_datasec(t)) continue;
+        const struct btf_var_secinfo* info = btf_var_secinfos(t);
+        for (std::uint16_t j = 0; j < btf_vlen(t); j++)
+            if (info[j].type == id) v.per_cpu = std::string_view(btf__name_by_offset(b, t->name_off)) == ".data..percpu";
+    }
+    return v;
+}
+
 Function Btf::find_tracepoint_proto(std::string_view event) const {
     auto found = locate({}, fmt::format("btf_trace_{}", event), BTF_KIND_TYPEDEF);
     if (!found) fail("tracepoint '{}' not found in BTF (no btf_trace_{})", event, event);

@@ -68,6 +68,12 @@ tracefs::SkbLayout skb_layout(const Btf& btf, const std::vector<PlannedProbe>& p
     return {};
 }
 
+// Whether e probes may become event probes: only they ask tracefs.
+bool eprobes(const std::vector<PlannedProbe>& plans) {
+    return std::ranges::any_of(plans, [](const auto& p) { return p.kind == ProbeKind::Tracepoint; }) &&
+           tracefs::eprobes_available();
+}
+
 // The tracepoints the e probes name, for translation and tracefs filters.
 std::vector<tracefs::EventFormat> tracepoint_formats(const std::vector<PlannedProbe>& plans) {
     std::vector<tracefs::EventFormat> formats;
@@ -229,7 +235,7 @@ int run_trace(const TraceOptions& opt) {
 
     if (opt.script || !opt.script_file.empty()) {
         const tracefs::TranslateContext tctx{tracefs::run_name(getpid()), skb_layout(btf, plans), tracepoint_formats(plans),
-                                             agg.active() ? &agg : nullptr};
+                                             agg.active() ? &agg : nullptr, eprobes(plans)};
         // What the instance can do is written into the script; what only BPF can is refused,
         // as --backend tracefs refuses it.
         if (!opt.cgroup.empty()) fail("--cgroup needs the BPF backend: tracefs event filters cannot match a cgroup");

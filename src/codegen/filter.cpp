@@ -381,6 +381,7 @@ private:
             emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_smp_processor_id));
             emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R0, 0, 0));
             break;
+        case KSURF_BASE_ADDR: imm64(R3, std::uint64_t{f.base_hi} << 32 | static_cast<std::uint32_t>(f.base_off)); break;
         default: unsupported(fmt::format("a field based at {}", f.base));
         }
     }

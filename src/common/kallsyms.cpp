@@ -10,16 +10,16 @@
 
 namespace ksurf {
 
-Kallsyms Kallsyms::load(const std::string& path, const std::vector<std::string>& variables) {
+Kallsyms Kallsyms::load(const std::string& path, const std::vector<std::string>& variables, bool data) {
     const auto text = read_file(path);
     if (!text) fail("cannot read {}: {}", path, errno_text(errno));
-    Kallsyms k = parse(*text, variables);
+    Kallsyms k = parse(*text, variables, data);
     if (k.syms_.empty()) fail("{} lists no kernel text addresses (kptr_restrict hides them without CAP_SYSLOG)", path);
     return k;
 }
 
 // Lines are "ADDR TYPE NAME[\t[MODULE]]".
-Kallsyms Kallsyms::parse(std::string_view text, const std::vector<std::string>& variables) {
+Kallsyms Kallsyms::parse(std::string_view text, const std::vector<std::string>& variables, bool data) {
     Kallsyms k;
     for (const auto& v : variables) k.variables_.emplace_back(v, 0);
     std::vector<std::uint64_t> all;  // every symbol's address bounds the text one before it
@@ -40,6 +40,9 @@ Kallsyms Kallsyms::parse(std::string_view text, const std::vector<std::string>& 
         }
         all.push_back(addr);
         if (type == 't' || type == 'T') k.syms_.push_back({addr, 0, std::string(rest), std::string(module)});
+        if (type == 'd' || type == 'b') k.static_data_ = true;
+        if (data && std::string_view("dDbBrR").find(type) != std::string_view::npos)
+            k.data_.push_back({addr, 0, std::string(rest), std::string(module)});
         for (auto& [name, at] : k.variables_)
             if (!at && module.empty() && rest == name) at = addr;
     }
@@ -56,6 +59,13 @@ std::uint64_t Kallsyms::variable(std::string_view name) const {
     for (const auto& [n, at] : variables_)
         if (n == name) return at;
     return 0;
+}
+
+std::vector<const KernelSymbol*> Kallsyms::find_data(std::string_view name) const {
+    std::vector<const KernelSymbol*> out;
+    for (const auto& s : data_)
+        if (s.name == name) out.push_back(&s);
+    return out;
 }
 
 const KernelSymbol* Kallsyms::at(std::uint64_t addr) const {

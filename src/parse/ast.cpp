@@ -75,6 +75,7 @@ std::string Expr::to_string() const {
             [](const RegRef& r) { return fmt::format("%{}", r.name); },
             [](const BuiltinRef& b) { return fmt::format("${}", builtin_name(b.which)); },
             [](const Ident& i) { return i.name; },
+            [](const Global& g) { return "@" + g.name; },
             [](const Member& m) { return fmt::format("{}{}{}", postfix_base(*m.base), m.arrow ? "->" : ".", m.name); },
             [](const Index& i) { return fmt::format("{}[{}]", postfix_base(*i.base), i.index); },
             [](const Cast& c) { return fmt::format("({}){}", c.type.to_string(), c.operand->to_string()); },

@@ -102,6 +102,7 @@ private:
     Expr primary();
     Expr percent();
     Expr packet();
+    Expr global();
     Expr postfix(Expr e, std::size_t start);
     Builtin builtin(std::size_t start);
     FilterExpr logical(Logical::Op op);
@@ -428,7 +429,7 @@ Expr Parser::primary() {
         return Expr{BuiltinRef{which}, span_from(start)};
     }
     case '@':
-        return packet();
+        return peek(1) == '(' ? packet() : global();
     case '(': {
         ++pos_;
         ++parens_;
@@ -442,7 +443,7 @@ Expr Parser::primary() {
     }
     default:
         auto name = ident();
-        if (name.empty()) expected("an expression (%N, %REG, $VAR, NAME, '(' or '@(')");
+        if (name.empty()) expected("an expression (%N, %REG, $VAR, NAME, @VAR, '(' or '@(')");
         return Expr{Ident{std::string(name)}, span_from(start)};
     }
 }
@@ -525,6 +526,14 @@ Expr Parser::packet() {
     if (!starts_operand(peek())) expected("the skb after the packet header type, e.g. %0 or skb");
     h.skb = box(primary());
     return Expr{std::move(h), span_from(start)};
+}
+
+// At '@' before a name: the kernel variable of that name.
+Expr Parser::global() {
+    auto start = pos_++;
+    auto name = ident();
+    if (name.empty()) expected("a kernel variable after '@' (@jiffies) or '(' (a packet header)");
+    return Expr{Global{std::string(name)}, span_from(start)};
 }
 
 // `start` is where the primary began: for `(sk)->x` the chain's span includes the '(' that
@@ -638,7 +647,9 @@ Comparison Parser::comparison() {
     if (peek() == '$') {
         builtin(start);
     } else {
-        if (ident().empty()) expected("a name to compare");
+        const bool global = peek() == '@';
+        pos_ += global;
+        if (ident().empty()) expected(global ? "a kernel variable after '@'" : "a name to compare");
         while (peek() == '.' && is_alpha(peek(1))) {
             ++pos_;
             ident();

@@ -408,12 +408,20 @@ Place Resolver::eval(const Cast& c, Span s) {
         fail_at(s, fmt::format("cannot cast a value to '{0}'; cast it to a pointer: ({0} *)", to.name()));
     if (k == Kind::Pointer && p.type.size() != 8)
         fail_at(s, fmt::format("cannot cast to '{}': a pointer needs 8 bytes, but {}", to.name(), from));
-    if (to.size() > p.type.size())
+    if (to.size() > p.type.size() && !p.untyped)
         fail_at(s, fmt::format("cannot cast to '{}' ({} bytes): {}", to.name(), to.size(), from));
     if (c.type.user && k != Kind::Pointer)
         fail_at(c.type.span, fmt::format("__user qualifies a pointer: ({} __user *)", kernel.to_string()));
     p.type = to;
+    p.untyped = false;
     p.user = c.type.user || !plan_.binary.empty();  // a uprobe's pointers are the process's
+    return p;
+}
+
+Place Resolver::eval(const Global& g, Span s) const {
+    GlobalVariable v = guard(s, [&] { return global_variable(ctx_, g.name); });
+    Place p{std::move(v.fetch), v.type, true};
+    p.untyped = !v.typed;
     return p;
 }
 

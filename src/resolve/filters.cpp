@@ -121,6 +121,10 @@ std::optional<PlannedField> Resolver::bind(const Comparison& c, PlannedCompariso
     if (name == "common_pid" || name == "$pid") return by(Builtin::Pid, Subject::Pid);
     if (name == "$tid") return by(Builtin::Tid, Subject::Tid);
     if (name == "$cpu") return field(add_hidden(builtin_field(Builtin::Cpu), name));
+    if (name.starts_with('@')) {
+        const Expr e = global_operand(name, c.name_span);
+        return field(add_hidden(guard(c.name_span, [&] { return lower(eval(e), c.name_span); }), name));
+    }
     if (name == "$retval")
         return field(add_hidden(lower(eval(BuiltinRef{Builtin::Retval}, c.name_span), c.name_span), name));
     bool params = fn_ && !(plan_.kind == ProbeKind::Entry && plan_.offset);

@@ -16,7 +16,7 @@ ResolveContext kernel_context(const Btf& btf, std::function<std::vector<std::str
         std::move(functions),
         [] { return tracefs::events(tracefs::root()); },
         [syms]() -> const Kallsyms& {
-            if (!*syms) syms->emplace(Kallsyms::load());
+            if (!*syms) syms->emplace(Kallsyms::load("/proc/kallsyms", {}, true));
             return **syms;
         },
     };

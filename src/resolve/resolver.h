@@ -15,6 +15,7 @@
 #include "ksurf/btf.h"
 #include "ksurf/error.h"
 #include "ksurf/resolve.h"
+#include "globals.h"
 #include "packet_names.h"
 
 namespace ksurf::detail {
@@ -50,6 +51,7 @@ struct Place {
     Type type;
     bool object = false;
     bool user = false;  // a pointer (value or object) into user memory
+    bool untyped = false;  // a kernel variable BTF does not type: a cast may take any size
 };
 
 // The object P points to, at offset 0 of it. User memory is read by the final access only:
@@ -159,6 +161,9 @@ private:
     Place eval(const Index& ix, Span);
 
     Place eval(const Cast& c, Span s);
+
+    // @VAR: the object at the variable's address (globals.cpp).
+    Place eval(const Global& g, Span s) const;
 
     Place eval(const PacketHeader& h, Span);
 

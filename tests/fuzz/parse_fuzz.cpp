@@ -9,6 +9,7 @@
 #include "../unit/formats.h"
 #include "ksurf/btf.h"
 #include "ksurf/error.h"
+#include "ksurf/kallsyms.h"
 #include "ksurf/parse.h"
 #include "ksurf/resolve.h"
 
@@ -23,12 +24,27 @@ tracefs::EventFormat fixture_format(std::string_view subsys, std::string_view ev
     fail("tracepoint '{}/{}' not found", subsys, event);
 }
 
+// Kernel symbols for caller filters and @VAR: functions, variables of the fixture's BTF
+// (typed, per-CPU), an untyped one, two statics sharing a name, a module's.
+const Kallsyms& symbols() {
+    static const Kallsyms syms = Kallsyms::parse(
+        "ffffffff81000000 T rs_open\nffffffff81000100 T rs_read\nffffffff82000000 D rs_current\n"
+        "ffffffff82000100 D rs_per_cpu\nffffffff82000200 D jiffies\nffffffff82000300 d twice\n"
+        "ffffffff82000400 d twice\nffffffffc0001000 b rs_mod_var\t[rsmod]\n",
+        {}, true);
+    return syms;
+}
+
 const ResolveContext& context() {
     static const Btf btf = Btf::from_file(KSURF_RESOLVE_FIXTURE);
-    static const ResolveContext ctx{btf, fixture_format, [] {
+    static const ResolveContext ctx{btf,
+                                    fixture_format,
+                                    [] {
                                         return std::vector<std::string>{"rs_open", "rs_read", "rs_close", "rs_noargs",
                                                                         "rs_fill", "rs_open.isra.0", "rs_fill [rsmod]"};
-                                    }};
+                                    },
+                                    {},
+                                    symbols};
     return ctx;
 }
 

@@ -48,15 +48,22 @@ inline std::vector<std::string> cgroup2_dirs() {
 
 inline bool kprobes_available() { return std::filesystem::exists(tracing_dir() / "kprobe_events"); }
 
+// Event probes (`e:` in dynamic_events, 5.15+): whether the kernel has the code that
+// creates them (its tracing README lists them whether they are built or not).
+inline bool eprobes_available() {
+    static const bool yes = slurp("/proc/kallsyms").find(" eprobe_dyn_event_create\n") != std::string::npos;
+    return yes;
+}
+
 inline bool instance_exists(pid_t pid) {
     return std::filesystem::exists(tracing_dir() / "instances" / fmt::format("ksurf_{}", pid));
 }
 
-// kprobe_events lines of the run with PID: ksurf's group, or libbpf's legacy kprobes
-// (named libbpf_PID_...) where the kernel has no kprobe PMU.
+// dynamic_events lines (kprobes, uprobes, event probes) of the run with PID: ksurf's group,
+// or libbpf's legacy kprobes (named libbpf_PID_...) where the kernel has no kprobe PMU.
 inline std::vector<std::string> kprobes_of(pid_t pid) {
     std::vector<std::string> v;
-    for (const auto& l : lines(slurp(tracing_dir() / "kprobe_events")))
+    for (const auto& l : lines(slurp(tracing_dir() / "dynamic_events")))
         if (l.find(fmt::format(":ksurf_{}/", pid)) != std::string::npos ||
             l.find(fmt::format("/libbpf_{}_", pid)) != std::string::npos)
             v.push_back(l);

@@ -12,9 +12,11 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "backends.h"
+#include "kernel_state.h"
 #include "process.h"
 #include "traffic.h"
 
@@ -136,17 +138,46 @@ TEST(LangUser, SyscallStringsAndUserCastsOnBpf) {
     EXPECT_EQ(mine[1], fmt::format("sys_enter_openat: name={} c=47", path)) << all;
 }
 
-// tracefs cannot follow a record's pointer: the address, and a note saying so.
-TEST(LangUser, SyscallStringsOnTracefsPrintTheAddress) {
+// Where the kernel has event probes (5.15+), tracefs reads a syscall's string through one
+// on the tracepoint, and prints and filters it as BPF does; without them it prints the
+// address and says why.
+TEST(LangUser, SyscallStringsOnTracefsAsOnBpf) {
     const std::string path = unique_path("tracefs");
-    pid_t cat = 0;
-    auto r = trace("tracefs", {"-d", "2", "e syscalls/sys_enter_openat f:comm==\"cat\""},
-                   [&] { cat = spawn_and_wait({"/bin/cat", path}); });
-    ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.err.find("'filename' is a string in user memory; tracefs prints its address"), std::string::npos) << r.err;
-    const auto mine = rests(of(parse(r.out), cat));
-    ASSERT_FALSE(mine.empty()) << r.out;
-    for (const auto& l : mine) EXPECT_NE(l.find(" filename=0x"), std::string::npos) << l;
+    std::ofstream{path};
+    const std::string probe = fmt::format("e syscalls/sys_enter_openat f:filename~\"*/ksurf-lang-tracefs-{}\"", getpid());
+    if (!eprobes_available()) {
+        pid_t cat = 0;
+        auto r = trace("tracefs", {"-d", "2", "e syscalls/sys_enter_openat f:comm==\"cat\""},
+                       [&] { cat = spawn_and_wait({"/bin/cat", path}); });
+        unlink(path.c_str());
+        ASSERT_EQ(r.status, 0) << r.err;
+        EXPECT_NE(r.err.find("'filename' is a string in user memory; tracefs prints its address"), std::string::npos) << r.err;
+        const auto mine = rests(of(parse(r.out), cat));
+        ASSERT_FALSE(mine.empty()) << r.out;
+        for (const auto& l : mine) EXPECT_NE(l.find(" filename=0x"), std::string::npos) << l;
+        // The filter on the string is refused with the reason, before anything is created.
+        auto refused = run({ksurf_bin(), "--backend", "tracefs", "-d", "1", probe});
+        EXPECT_EQ(refused.status, 1);
+        EXPECT_NE(refused.err.find("event probes, 5.15+, can read it"), std::string::npos) << refused.err;
+        return;
+    }
+    std::map<std::string, std::vector<std::string>> seen;
+    for (const char* backend : {"bpf", "tracefs"}) {
+        pid_t cat = 0;
+        auto r = trace(backend, {"-d", "2", probe}, [&] { cat = spawn_and_wait({"/bin/cat", path}); });
+        ASSERT_EQ(r.status, 0) << r.err;
+        EXPECT_EQ(r.err.find("prints its address"), std::string::npos) << r.err;
+        seen[backend] = rests(of(parse(r.out), cat));
+    }
+    unlink(path.c_str());
+    ASSERT_EQ(seen["tracefs"].size(), 1u) << fmt::format("{}", fmt::join(seen["tracefs"], "\n"));
+    EXPECT_NE(seen["tracefs"][0].find(fmt::format(" filename={} ", path)), std::string::npos) << seen["tracefs"][0];
+    EXPECT_EQ(seen["tracefs"], seen["bpf"]);
+    // -S writes the same event probe.
+    auto s = run({ksurf_bin(), "-S", probe});
+    ASSERT_EQ(s.status, 0) << s.err;
+    EXPECT_NE(s.out.find("eprobe \"e:$G/e0 \"'syscalls.sys_enter_openat "), std::string::npos) << s.out;
+    EXPECT_NE(s.out.find(" filename=+0($filename):ustring "), std::string::npos) << s.out;
 }
 
 // P/R on a program of known calls (uprobe_target.c), -c gating the run to it: x86-64

@@ -37,6 +37,9 @@ void PrintTo(const Config& c, std::ostream* os) { *os << c.name; }
 const std::vector<Config>& configs() {
     static const std::vector<Config> c{
         {"TracefsTracepoint", {"--backend", "tracefs", "e sched/sched_process_exec"}, Needs::Nothing, true, 0},
+        // An event probe where the kernel has them (its user string), else the tracepoint's event.
+        {"TracefsEventProbe", {"--backend", "tracefs", "e syscalls/sys_enter_openat"}, Needs::Nothing, true,
+         eprobes_available() ? 1u : 0u},
         {"TracefsKprobes",
          {"--backend", "tracefs", "p do_filp_open name=%1->name", "r do_sys_openat2 ret=$retval"},
          Needs::TracefsKprobes,
@@ -80,7 +83,7 @@ std::vector<std::string> command(const Config& c, std::vector<std::string> extra
 // What the run PID holds in the kernel while it traces, checked to be what C attaches.
 BpfObjects attached(const Config& c, pid_t pid) {
     EXPECT_EQ(instance_exists(pid), c.tracefs);
-    EXPECT_EQ(kprobes_of(pid).size(), c.kprobes) << slurp(tracing_dir() / "kprobe_events");
+    EXPECT_EQ(kprobes_of(pid).size(), c.kprobes) << slurp(tracing_dir() / "dynamic_events");
     BpfObjects objects = bpf_objects_of(pid);
     if (!c.tracefs) {
         EXPECT_FALSE(objects.progs.empty()) << "the BPF backend holds no program";
@@ -93,7 +96,7 @@ BpfObjects attached(const Config& c, pid_t pid) {
 // so they get a moment), bpffs.
 void expect_nothing_left(pid_t pid, const BpfObjects& held) {
     EXPECT_FALSE(instance_exists(pid)) << "instance ksurf_" << pid << " is left";
-    EXPECT_TRUE(kprobes_of(pid).empty()) << slurp(tracing_dir() / "kprobe_events");
+    EXPECT_TRUE(kprobes_of(pid).empty()) << slurp(tracing_dir() / "dynamic_events");
     const BpfObjects alive = still_alive_after_exit(held);
     EXPECT_TRUE(alive.progs.empty()) << alive.progs.size() << " programs left, the first " << alive.progs[0];
     EXPECT_TRUE(alive.maps.empty()) << alive.maps.size() << " maps left";

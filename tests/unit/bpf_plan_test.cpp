@@ -323,6 +323,40 @@ TEST(BpfPlanPacket, HeaderFromTheSkbThenTheFieldsChain) {
     EXPECT_EQ(g.steps[0], 0x30);
 }
 
+// A kernel variable's chain starts at its address, whole 64 bits of it (module data is
+// above the sign-extended 32 bits kernel text and data fit), in every kind of program.
+TEST(BpfPlanGlobal, TheChainStartsAtTheVariablesAddress) {
+    Fetch jiffies = fetch(Base::Global, Access::Load, 8);
+    jiffies.symbol = "jiffies";
+    jiffies.address = 0xffffffff82a05010;
+    Fetch module = fetch(Base::Global, Access::Load, 4, 0x18, true);
+    module.symbol = "mod_var";
+    module.address = 0xffffffffc0a81008;
+    module.derefs = {0x40};
+    for (BpfAttach a : {BpfAttach::Fentry, BpfAttach::Kprobe, BpfAttach::Kretprobe}) {
+        auto p = function_probe(a == BpfAttach::Kretprobe ? ProbeKind::Return : ProbeKind::Entry, field("j", jiffies),
+                                field("m", module));
+        const auto c = encode_bpf(p, frame(a)).config;
+        const auto& j = c.fields[0];
+        EXPECT_EQ(j.base, KSURF_BASE_ADDR);
+        EXPECT_EQ((std::uint64_t{j.base_hi} << 32 | static_cast<std::uint32_t>(j.base_off)), 0xffffffff82a05010u);
+        EXPECT_EQ(j.nsteps, 0);
+        EXPECT_EQ(j.access, KSURF_ACCESS_LOAD);
+        EXPECT_EQ(j.size, 8);
+        EXPECT_EQ(j.offset, 0);
+        const auto& m = c.fields[1];
+        EXPECT_EQ((std::uint64_t{m.base_hi} << 32 | static_cast<std::uint32_t>(m.base_off)), 0xffffffffc0a81008u);
+        ASSERT_EQ(m.nsteps, 1);
+        EXPECT_EQ(m.steps[0], 0x40);
+        EXPECT_EQ(m.offset, 0x18);
+        EXPECT_EQ(m.size, 4);
+        EXPECT_EQ(finish(m, 0xffffffffu), ~0ULL);  // a signed int: -1
+    }
+    auto tp = exec_probe();
+    tp.fields.push_back(field("j", jiffies));
+    EXPECT_EQ(encode_bpf(tp, frame(BpfAttach::Tracepoint)).config.fields[2].base, KSURF_BASE_ADDR);
+}
+
 TEST(BpfPlanNumbers, BitfieldsAndSignsAreCutOutByShifts) {
     Fetch bf = fetch(Base::Arg, Access::Load, 4, 0x10, true);
     bf.bit_offset = 3;

@@ -110,6 +110,13 @@ const Valid kValid[] = {
     {"p f a=%r15 b=%r8 c=%ip d=%rsp e=%ax", "p f a=%r15 b=%r8 c=%ip d=%sp e=%ax"},
     {"p f x=%0->arr[0x10]", "p f x=%0->arr[16]"},
     {"p f x=%0->a[1][2].b", "p f x=%0->a[1][2].b"},
+    {"p do_nanosleep j=@jiffies", "p do_nanosleep j=@jiffies"},
+    {"p f x=X@jiffies y=S@x.a->b[1]", "p f x=X@jiffies y=S@x.a->b[1]"},
+    {"p f x=(int)@x", "p f x=(int)@x"},
+    {"p f x=((struct task_struct *)@p)->pid", "p f x=((struct task_struct *)@p)->pid"},
+    {"p f x=((struct task_struct)@init_task).comm", "p f x=((struct task_struct)@init_task).comm"},
+    {"p f x=( @init_task . comm )", "p f x=@init_task.comm"},
+    {"e sched/sched_switch j=@jiffies f:@jiffies>0", "e sched/sched_switch j=@jiffies f:@jiffies>0"},
     // packet headers
     {"p f x=@(struct iphdr *)l3(%0->next)->saddr", "p f x=@(struct iphdr *)l3(%0->next)->saddr"},
     {"p f x=@(struct iphdr *)skb->saddr", "p f x=@(struct iphdr *)l3skb->saddr"},
@@ -193,7 +200,7 @@ const Invalid kInvalid[] = {
     {"p f 1x=%0", "    ^", "expected a field 'NAME=EXPR' or a filter 'f:'"},
     {"p f x=%0 x=%1", "         ^", "duplicate field name 'x'"},
     {"p f x=", "      ^", "expected an expression"},
-    {"p f x= %0", "      ^", "expected an expression (%N, %REG, $VAR, NAME, '(' or '@('), found whitespace"},
+    {"p f x= %0", "      ^", "expected an expression (%N, %REG, $VAR, NAME, @VAR, '(' or '@('), found whitespace"},
     {"p f x=%0-comm", "        ^", "expected '->', '.', '[' or whitespace after field 'x', found '-'"},
     {"p f x=%zz", "      ^^^", "unknown register '%zz' (x86_64: di si"},
     {"p f x=%eax", "      ^^^^", "unknown register '%eax' (32-bit names are not accepted; use %ax"},
@@ -216,7 +223,11 @@ const Invalid kInvalid[] = {
     {"p f x=(struct)%0", "             ^", "expected struct name after 'struct', found ')'"},
     {"p f x=(%0", "         ^", "expected ')'"},
     {"p f x=(u32 *)", "             ^", "expected an expression"},
-    {"p f x=@%0", "       ^", "expected '(' after '@'"},
+    {"p f x=@%0", "       ^", "expected a kernel variable after '@' (@jiffies) or '(' (a packet header)"},
+    {"p f x=@", "       ^", "expected a kernel variable after '@' (@jiffies) or '(' (a packet header), found end of input"},
+    {"p f x=@1x", "       ^", "expected a kernel variable after '@'"},
+    {"p f x=@a.", "         ^", "expected member name after '.'"},
+    {"p f x=@a f:@==1", "            ^", "expected a kernel variable after '@', found '='"},
     {"p f x=@(", "        ^", "expected 'struct HEADER *' after '@('"},
     {"p f x=@(struct iphdr *%0", "                      ^", "expected ')' after 'struct iphdr *'"},
     {"p f x=@(struct iphdr *)l4%0->saddr", "                       ^^",
@@ -365,6 +376,24 @@ TEST(ParseProbe, PacketHeader) {
     EXPECT_EQ(as<Ident>(*implicit.skb).name, "skb");
 }
 
+// @NAME is a kernel variable; chains and casts take it as any operand, and in a filter
+// it is a name like the others, its members dotted.
+TEST(ParseProbe, GlobalVariables) {
+    auto p = parse_probe("p f j=@jiffies c=@init_task.mm->pgd t=(u32)@x f:@init_task.pid==1");
+    EXPECT_EQ(as<Global>(p.fields[0].expr).name, "jiffies");
+    EXPECT_EQ(at(p.text, p.fields[0].expr.span), "@jiffies");
+    const auto& pgd = as<Member>(p.fields[1].expr);
+    EXPECT_TRUE(pgd.arrow);
+    const auto& mm = as<Member>(*pgd.base);
+    EXPECT_FALSE(mm.arrow);
+    EXPECT_EQ(as<Global>(*mm.base).name, "init_task");
+    EXPECT_EQ(at(p.text, mm.base->span), "@init_task");
+    EXPECT_EQ(as<Global>(*as<Cast>(p.fields[2].expr).operand).name, "x");
+    const auto& c = std::get<Comparison>(p.filter->root.node);
+    EXPECT_EQ(c.name, "@init_task.pid");
+    EXPECT_EQ(at(p.text, c.name_span), "@init_task.pid");
+}
+
 TEST(ParseProbe, RegistersAndBuiltins) {
     auto p = parse_probe("r f a=%rdi b=%r12 c=$retval d=$comm e=common_pid");
     EXPECT_EQ(as<RegRef>(p.fields[0].expr).name, "di");
@@ -450,6 +479,7 @@ const FilterCase kFilters[] = {
     {"tcp.dport==80 && ip.saddr==10.0.0.1 && l4proto==6", "tcp.dport==80 && ip.saddr==10.0.0.1 && l4proto==6"},
     {"comm ~ 1*", "comm~\"1*\""},
     {"comm==kworker/0:1", "comm==\"kworker/0:1\""},
+    {"@jiffies > 0x10 && @init_task.pid==0", "@jiffies>0x10 && @init_task.pid==0"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Parse, ParseFilter, testing::ValuesIn(kFilters));

@@ -1063,3 +1063,139 @@ TEST_F(ResolveFixture, CallerBoundsComeFromTheContextsSymbols) {
 
 }  // namespace
 }  // namespace ksurf
+
+namespace ksurf {
+namespace {
+
+// ---- kernel variables: @VAR ----
+
+// A kallsyms of a kernel built with CONFIG_KALLSYMS_ALL: static data (d, b) is listed.
+class ResolveGlobals : public ResolveFixture {
+protected:
+    const Kallsyms syms = Kallsyms::parse(
+        "ffffffff81000000 T rs_open\nffffffff82000010 D jiffies\nffffffff82000040 d rs_current\n"
+        "ffffffff82000100 D rs_per_cpu\nffffffff82000200 d twice\nffffffff82000300 d twice\n"
+        "ffffffffc0001008 b rs_mod_var\t[rsmod]\n",
+        {}, true);
+    ResolveContext with = [this] {
+        ResolveContext c = ctx;
+        c.kallsyms = [this]() -> const Kallsyms& { return syms; };
+        return c;
+    }();
+
+    PlannedField global(std::string_view text) const {
+        PlannedProbe p = resolve(parse_probe(text), with);
+        EXPECT_EQ(p.fields.size(), 1u) << text;
+        return std::move(p.fields.at(0));
+    }
+    std::pair<std::string, std::string> error(std::string_view text) const {
+        return error_of([&] { resolve(parse_probe(text), with); });
+    }
+};
+
+// Without a BTF VAR, @VAR is the u64 at the address kallsyms gives, as kprobe_events reads
+// an untyped @SYM; module data keeps its full 64-bit address.
+TEST_F(ResolveGlobals, UntypedVariablesAreTheU64AtTheirAddress) {
+    PlannedField j = global("p rs_open j=@jiffies");
+    EXPECT_EQ(j.fetch.base, Base::Global);
+    EXPECT_EQ(j.fetch.symbol, "jiffies");
+    EXPECT_EQ(j.fetch.address, 0xffffffff82000010u);
+    EXPECT_TRUE(j.fetch.derefs.empty());
+    EXPECT_EQ(j.fetch.access, Access::Load);
+    EXPECT_EQ(j.fetch.offset, 0);
+    EXPECT_EQ(j.fetch.size, 8u);
+    EXPECT_FALSE(j.fetch.is_signed);
+    EXPECT_EQ(j.c_type, "u64");
+    EXPECT_EQ(j.display, Display::Decimal);
+    EXPECT_EQ(global("p rs_open m=@rs_mod_var").fetch.address, 0xffffffffc0001008u);
+}
+
+// A cast gives an untyped variable its type: a narrower number, a pointer followed by a
+// chain, or (an object of any size) a struct whose members are read in place.
+TEST_F(ResolveGlobals, CastsTypeAnUntypedVariable) {
+    PlannedField narrow = global("p rs_open n=(int)@jiffies");
+    EXPECT_EQ(narrow.fetch.size, 4u);
+    EXPECT_TRUE(narrow.fetch.is_signed);
+    EXPECT_TRUE(narrow.fetch.derefs.empty());
+
+    PlannedField flags = global("p rs_open f=((struct rs_file *)@jiffies)->f_flags");
+    EXPECT_EQ(flags.fetch.derefs, (std::vector<std::int64_t>{0}));
+    EXPECT_EQ(flags.fetch.offset, off(offsetof(rs_file, f_flags)));
+    EXPECT_EQ(flags.fetch.size, 4u);
+
+    PlannedField tag = global("p rs_open t=((struct rs_file)@jiffies).tag");
+    EXPECT_TRUE(tag.fetch.derefs.empty());
+    EXPECT_EQ(tag.fetch.address, 0xffffffff82000010u);
+    EXPECT_EQ(tag.fetch.offset, off(offsetof(rs_file, tag)));
+    EXPECT_EQ(tag.fetch.access, Access::String);
+    EXPECT_EQ(tag.fetch.size, 8u);
+}
+
+// A BTF VAR types the variable: its members are read at their offsets from its address,
+// and pointers among them are followed.
+TEST_F(ResolveGlobals, BtfVariablesHaveTheirType) {
+    PlannedField flags = global("p rs_open f=@rs_current.f_flags");
+    EXPECT_EQ(flags.fetch.base, Base::Global);
+    EXPECT_EQ(flags.fetch.address, 0xffffffff82000040u);
+    EXPECT_TRUE(flags.fetch.derefs.empty());
+    EXPECT_EQ(flags.fetch.offset, off(offsetof(rs_file, f_flags)));
+    EXPECT_EQ(flags.fetch.access, Access::Load);
+    EXPECT_EQ(flags.fetch.size, 4u);
+    EXPECT_EQ(flags.c_type, "unsigned int");
+
+    PlannedField label = global("p rs_open l=@rs_current->label");
+    EXPECT_EQ(label.fetch.derefs, (std::vector<std::int64_t>{off(offsetof(rs_file, label))}));
+    EXPECT_EQ(label.fetch.access, Access::String);
+
+    PlannedField dentry = global("p rs_open d=@rs_current.f_path.dentry->d_name.len");
+    EXPECT_EQ(dentry.fetch.derefs, (std::vector<std::int64_t>{off(offsetof(rs_file, f_path.dentry))}));
+    EXPECT_EQ(dentry.fetch.offset, off(offsetof(rs_node, d_name.len)));
+
+    auto [message, caret] = error("p rs_open x=(struct rs_file)@rs_current.f_flags");
+    EXPECT_EQ(message.rfind("cannot cast to 'struct rs_file'", 0), 0u) << message;
+}
+
+// In a filter, @VAR and its dotted members are hidden fields compared like any other.
+TEST_F(ResolveGlobals, FiltersNameVariables) {
+    PlannedProbe p = resolve(parse_probe("p rs_open f:@jiffies>100 && @rs_current.f_flags==1"), with);
+    ASSERT_EQ(p.fields.size(), 2u);
+    EXPECT_TRUE(p.fields[0].hidden);
+    EXPECT_EQ(p.fields[0].name, "@jiffies");
+    EXPECT_EQ(p.fields[0].fetch.address, 0xffffffff82000010u);
+    EXPECT_EQ(p.fields[1].fetch.offset, off(offsetof(rs_file, f_flags)));
+    EXPECT_EQ(p.fields[1].fetch.size, 4u);
+    const auto& both = *std::get<std::unique_ptr<PlannedFilter>>(p.filter.value());
+    const auto& gt = std::get<PlannedComparison>(both.operands[0]);
+    EXPECT_EQ(gt.field, 0u);
+    EXPECT_EQ(gt.op, CmpOp::Gt);
+    EXPECT_EQ(gt.value, (Stored{std::uint64_t{100}}));
+
+    auto [message, caret] = error("p rs_open f:@rs_current.nope==1");
+    EXPECT_EQ(message.rfind("struct rs_file has no member 'nope'", 0), 0u) << message;
+    EXPECT_EQ(caret, "                        ^^^^");
+}
+
+// Each variable ksurf cannot read says why, under its name.
+TEST_F(ResolveGlobals, UnreadableVariablesSayWhy) {
+    auto [percpu, caret] = error("p rs_open x=@rs_per_cpu");
+    EXPECT_EQ(percpu, "'rs_per_cpu' is a per-CPU variable, which ksurf cannot read yet");
+    EXPECT_EQ(caret, "            ^^^^^^^^^^^");
+    EXPECT_EQ(error("p rs_open x=@jifies").first, "no kernel variable 'jifies' in /proc/kallsyms; did you mean 'jiffies'?");
+    EXPECT_EQ(error("p rs_open x=@rs_open").first, "'rs_open' is a kernel function, not a variable");
+    EXPECT_EQ(error("p rs_open x=@twice").first,
+              "2 kernel variables are named 'twice' (statics of different files or modules): ksurf cannot tell which");
+
+    // The host's kernel: text symbols and a few exported markers, no static data.
+    const Kallsyms text_only = Kallsyms::parse("ffffffff81000000 T rs_open\nffffffff82000000 D __start_foo\n", {}, true);
+    ResolveContext no_all = ctx;
+    no_all.kallsyms = [&]() -> const Kallsyms& { return text_only; };
+    auto [message, at] = error_of([&] { resolve(parse_probe("p rs_open j=@jiffies f:j>0"), no_all); });
+    EXPECT_EQ(message, "kallsyms lists no data symbol 'jiffies' (this kernel is built without CONFIG_KALLSYMS_ALL)");
+    EXPECT_EQ(at, "            ^^^^^^^^");
+
+    EXPECT_EQ(error_of([&] { resolve(parse_probe("p rs_open j=@jiffies"), ctx); }).first,
+              "kernel variables need the kernel's symbols (/proc/kallsyms)");
+}
+
+}  // namespace
+}  // namespace ksurf

@@ -70,6 +70,14 @@ Fetch packet(Layer layer, Fetch skb, std::int64_t offset, std::uint32_t size) {
     return load(std::move(f), offset, size);
 }
 
+Fetch global(std::string symbol, std::vector<std::int64_t> derefs = {}) {
+    Fetch f = base(Fetch::Base::Global);
+    f.symbol = std::move(symbol);
+    f.address = 0xffffffff82000010;
+    f.derefs = std::move(derefs);
+    return f;
+}
+
 Fetch record(std::int64_t offset, std::uint32_t size, bool is_signed = false) {
     return load(base(Fetch::Base::Record), offset, size, is_signed);
 }
@@ -167,6 +175,20 @@ TEST(TracefsTranslateFetch, StringsAreReadThroughTheChain) {
     EXPECT_EQ(args_of(field("name", string(arg(1, {0})))), "name=+0(+0(%si)):string __comm=$comm");
     // task->comm, an array inside the struct
     EXPECT_EQ(args_of(field("c", string(arg(0), 1552, 16))), "c=+1552(%di):string __comm=$comm");
+}
+
+// A kernel variable is kprobe_events' @SYM[+|-OFF], the memory at the symbol: the first load
+// of the chain, the value itself or a pointer followed further.
+TEST(TracefsTranslateFetch, VariablesAreTheMemoryAtTheirSymbol) {
+    EXPECT_EQ(args_of(field("j", load(global("jiffies"), 0, 8))), "j=@jiffies:u64 __comm=$comm");
+    EXPECT_EQ(args_of(field("p", load(global("init_task"), 1234, 4, true))), "p=@init_task+1234:s32 __comm=$comm");
+    EXPECT_EQ(args_of(field("n", load(global("x"), -8, 2))), "n=@x-8:u16 __comm=$comm");
+    // a char array inside the variable: the string stored there
+    EXPECT_EQ(args_of(field("c", string(global("init_task"), 1552, 16))), "c=@init_task+1552:string __comm=$comm");
+    EXPECT_EQ(args_of(field("s", string(global("saved_command_line", {0})))), "s=+0(@saved_command_line):string __comm=$comm");
+    EXPECT_EQ(args_of(field("g", load(global("init_task", {2048, 16}), 80, 8), Display::Hex)),
+              "g=+80(+16(@init_task+2048)):x64 __comm=$comm");
+    EXPECT_EQ(args_of(field("v", value(global("init_task", {2048}), 8), Display::Hex)), "v=@init_task+2048:x64 __comm=$comm");
 }
 
 TEST(TracefsTranslateFetch, UserMemoryIsReadWithTheUPrefix) {
@@ -311,7 +333,9 @@ INSTANTIATE_TEST_SUITE_P(
         Refused{"16 bytes", ProbeKind::Entry, [] { return field("x", load(arg(0), 0, 16)); }, "16-byte values cannot be fetched"},
         Refused{"no skb layout", ProbeKind::Entry, [] { return field("x", packet(Layer::L3, value(arg(0), 8), 12, 4)); },
                 "offsetof(struct sk_buff, data) is unknown"},
-        Refused{"record in p", ProbeKind::Entry, [] { return field("x", record(8, 4)); }, "not a kprobe fetch-arg"}));
+        Refused{"record in p", ProbeKind::Entry, [] { return field("x", record(8, 4)); }, "not a kprobe fetch-arg"},
+        Refused{"variable's address", ProbeKind::Entry, [] { return field("x", value(global("jiffies"), 8)); },
+                "the address of a kernel variable is not a fetch-arg"}));
 
 TEST(TracefsTranslateFetch, AnL2HeaderAddressIsNotFetchable) {
     Fetch f = base(Fetch::Base::Packet);
@@ -469,6 +493,19 @@ TEST(TracefsTranslateTracepoint, RecordPointersCannotBeFollowed) {
     EXPECT_THROW(tr(tracepoint("syscalls", "sys_enter_openat", std::move(fields))), Error);
 }
 
+// A tracepoint's event holds its record: a kernel variable needs a kprobe of its own.
+TEST(TracefsTranslateTracepoint, KernelVariablesAreRefused) {
+    std::vector<PlannedField> fields;
+    fields.push_back(field("j", load(global("jiffies"), 0, 8)));
+    try {
+        tr(tracepoint("sched", "sched_switch", std::move(fields)));
+        FAIL() << "translated";
+    } catch (const Error& e) {
+        EXPECT_EQ(std::string(e.what()), "e sched/sched_switch: field 'j': a tracepoint's event reads only its record, not "
+                                         "kernel variables (an event probe, 5.15+, a p probe or the BPF backend can) on tracefs");
+    }
+}
+
 // A syscall's string argument: the plan follows the record's pointer into user memory,
 // which tracefs cannot do from a tracepoint; it prints the pointer and says so.
 TEST(TracefsTranslateTracepoint, SyscallStringsArePrintedAsTheirPointer) {
@@ -496,6 +533,56 @@ TEST(TracefsTranslateTracepoint, SyscallStringsArePrintedAsTheirPointer) {
     // A user pointer the chain loads from elsewhere is still refused.
     f.derefs = {24, 0};
     EXPECT_FALSE(record_user_pointer(f));
+}
+
+// The probe of sys_enter_openat's dfd and filename, the string in user memory, with
+// the record's offsets (a 6.18 kernel's), and its format.
+PlannedProbe openat(TranslateContext& ctx) {
+    Fetch name = string(base(Fetch::Base::Record), 0, 128);
+    name.derefs = {24};
+    name.user = true;
+    std::vector<PlannedField> fields;
+    fields.push_back(field("dfd", record(16, 8, true)));
+    fields.push_back(field("filename", std::move(name)));
+    auto p = tracepoint("syscalls", "sys_enter_openat", std::move(fields));
+    ctx.tracepoints.push_back(
+        {"syscalls", "sys_enter_openat", 782, {{"int", "dfd", 16, 8, false}, {"const char *", "filename", 24, 8, false}}});
+    return p;
+}
+
+// Where the kernel has event probes, a tracepoint whose fields reach beyond its record
+// becomes one: record fields by name, a syscall's string through its pointer in user
+// memory, a kernel variable as a kprobe reads it; filters then compare the string.
+TEST(TracefsTranslateTracepoint, EventProbesReadWhatTheRecordPointsTo) {
+    auto ctx = context();
+    ctx.eprobes = true;
+    auto p = openat(ctx);
+    p.filter = comparison_of(1, CmpOp::Glob, std::string("/etc/*"));
+    auto t = translate(p, 2, ctx);
+    EXPECT_EQ(t.attached, "syscalls.sys_enter_openat");
+    EXPECT_EQ(t.system, "ksurf_42");
+    EXPECT_EQ(t.event, "e2");
+    EXPECT_TRUE(t.dynamic());
+    EXPECT_EQ(t.args, "dfd=$dfd:s64 filename=+0($filename):ustring");
+    EXPECT_EQ(t.definition(), "e:ksurf_42/e2 syscalls.sys_enter_openat dfd=$dfd:s64 filename=+0($filename):ustring");
+    EXPECT_TRUE(t.notes.empty());
+    EXPECT_EQ(t.filter, "filename ~ \"/etc/*\"");
+    ASSERT_EQ(t.fields.size(), 2u);
+    EXPECT_EQ(t.fields[1].name, "filename");
+    // The event has only its args: comm is the generic one, whatever the tracepoint has.
+    p.filter = comparison_of(PlannedComparison::Subject::Comm, CmpOp::Eq, std::string("cat"));
+    ctx.tracepoints.back().fields.push_back({"char[16]", "comm", 40, 16, false});
+    EXPECT_EQ(translate(p, 2, ctx).filter, "comm == \"cat\"");
+
+    p.fields.push_back(field("j", load(global("jiffies"), 0, 8)));
+    EXPECT_EQ(translate(p, 2, ctx).args, "dfd=$dfd:s64 filename=+0($filename):ustring j=@jiffies:u64");
+    // A tracepoint its record suffices for stays the tracepoint's own event.
+    p.fields.erase(p.fields.begin() + 1, p.fields.end());
+    p.filter.reset();
+    auto own = translate(p, 2, ctx);
+    EXPECT_TRUE(own.attached.empty());
+    EXPECT_EQ(own.system, "syscalls");
+    EXPECT_FALSE(own.dynamic());
 }
 
 // ---- -S ----
@@ -553,6 +640,24 @@ bool valid_shell(const std::string& text) {
 }
 
 TEST(TracefsTranslateScript, IsValidShell) { EXPECT_TRUE(valid_shell(script(sample_probes(), context()))); }
+
+// An event probe is written to dynamic_events and removed from there.
+TEST(TracefsTranslateScript, EventProbesAreDynamicEvents) {
+    auto ctx = context();
+    ctx.eprobes = true;
+    std::vector<PlannedProbe> v;
+    v.push_back(openat(ctx));
+    v.back().filter = comparison_of(1, CmpOp::Glob, std::string("/etc/*"));
+    const auto s = script(v, ctx);
+    for (const char* line : {
+             "\tfor e in e0; do printf -- '-:%s/%s\\n' \"$G\" \"$e\" >> \"$T/dynamic_events\"; done",
+             "eprobe \"e:$G/e0 \"'syscalls.sys_enter_openat dfd=$dfd:s64 filename=+0($filename):ustring'\n",
+             "filter \"$G/e0\" 'filename ~ \"/etc/*\"'\n",
+             "echo 1 > \"$I/events/$G/e0/enable\"\n",
+         })
+        EXPECT_NE(s.find(line), std::string::npos) << "missing: " << line << "\nin:\n" << s;
+    EXPECT_TRUE(valid_shell(s));
+}
 
 TEST(TracefsTranslateScript, WithoutKprobesThereIsNothingToRemove) {
     std::vector<PlannedProbe> v;

@@ -26,8 +26,8 @@ static_assert(KSURF_MAX_PATTERN % 8 == 0, "patterns are compared in u64 words");
 static_assert(KSURF_MAX_OPS <= 63, "the filter's stack is the bits of a u64");
 static_assert(KSURF_MAX_DATA + 8 <= 0xffff, "payload offsets are __u16");
 static_assert(KSURF_MAX_FIELDS * KSURF_MAX_STR <= KSURF_MAX_DATA, "any fields fit a payload");
-static_assert(sizeof(ksurf_field_cfg) == 52 && sizeof(ksurf_op) == 16 && sizeof(ksurf_pattern) == 88 &&
-                  sizeof(ksurf_config) == 2080 + 8 + 8 * KSURF_MAX_CBPF + sizeof(ksurf_layout) + sizeof(ksurf_agg_cfg) &&
+static_assert(sizeof(ksurf_field_cfg) == 56 && sizeof(ksurf_op) == 16 && sizeof(ksurf_pattern) == 88 &&
+                  sizeof(ksurf_config) == 2144 + 8 + 8 * KSURF_MAX_CBPF + sizeof(ksurf_layout) + sizeof(ksurf_agg_cfg) &&
                   sizeof(ksurf_layout) == 16 && sizeof(ksurf_agg_cfg) == 32,
               "no implicit padding: configs compare bytewise");
 
@@ -352,6 +352,11 @@ private:
         case Base::Tid: c.base = KSURF_BASE_TID; break;
         case Base::Cpu: c.base = KSURF_BASE_CPU; break;
         case Base::Packet: refuse(f, "a nested packet header");
+        case Base::Global:
+            c.base = KSURF_BASE_ADDR;
+            c.base_off = static_cast<std::int32_t>(static_cast<std::uint32_t>(x.address));
+            c.base_hi = static_cast<std::uint32_t>(x.address >> 32);
+            break;
         case Base::Caller:
             // At entry the return address is the word at the stack pointer. A trampoline
             // saves it at a frame offset that varies with the kernel and the argument count.

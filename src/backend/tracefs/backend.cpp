@@ -161,9 +161,9 @@ bool live_run(pid_t pid) {
     return !theirs.empty() && theirs == slurp("/proc/self/comm");
 }
 
-// A run's probe events: kprobes, and uprobes for P/R.
+// A run's probe events: kprobes, uprobes for P/R, event probes on tracepoints.
 constexpr unsigned kKprobeTypes = TRACEFS_DYNEVENT_KPROBE | TRACEFS_DYNEVENT_KRETPROBE | TRACEFS_DYNEVENT_UPROBE |
-                                  TRACEFS_DYNEVENT_URETPROBE;
+                                  TRACEFS_DYNEVENT_URETPROBE | TRACEFS_DYNEVENT_EPROBE;
 
 // Removes the instance and the kprobe group of the run with PID.
 tracefs::StaleRun remove_run(pid_t pid) {
@@ -266,15 +266,19 @@ public:
                          plan.event);
             ctx_.tracepoints.push_back(tracefs::read_format(root_, plan.subsystem, plan.event));
         }
+        if (!is_kprobe && !eprobes_) eprobes_ = tracefs::eprobes_available();
+        ctx_.eprobes = eprobes_.value_or(false);
         p.t = tracefs::translate(plan, probes_.size(), ctx_);
         // The notes are on how fields print: an aggregation prints none.
         if (!p.t.hist)
             for (const auto& note : p.t.notes) fmt::print(stderr, "ksurf: {}\n", note);
-        if (is_kprobe) {
+        if (p.t.dynamic()) {
             create_kprobe(plan, p);
             p.format = tracefs::read_format(root_, p.t.system, p.t.event);
-            p.comm.emplace();
-            p.comm->field = field_of(plan, p, "__comm");
+            if (is_kprobe) {
+                p.comm.emplace();
+                p.comm->field = field_of(plan, p, "__comm");
+            }
         } else {
             p.format = ctx_.tracepoints.back();
         }
@@ -403,7 +407,10 @@ private:
     void create_kprobe(const PlannedProbe& plan, Probe& p) {
         const auto& t = p.t;
         const bool ret = plan.kind == ProbeKind::Return;
-        if (t.uprobe)
+        if (!t.attached.empty())
+            p.kprobe.reset(tracefs_eprobe_alloc(t.system.c_str(), t.event.c_str(), plan.subsystem.c_str(), plan.event.c_str(),
+                                                t.args.c_str()));
+        else if (t.uprobe)
             p.kprobe.reset((ret ? tracefs_uretprobe_alloc : tracefs_uprobe_alloc)(
                 t.system.c_str(), t.event.c_str(), plan.binary.c_str(), plan.file_offset, t.args.c_str()));
         else
@@ -415,7 +422,8 @@ private:
         // Not created: nothing to destroy.
         tracefs_dynevent_free(p.kprobe.release());
         auto reason = logged_refusal(root_, t.definition());
-        fail("{}: the kernel refused the kprobe: {}", plan.text, reason ? *reason : errno_text(err));
+        fail("{}: the kernel refused the {}: {}", plan.text, t.attached.empty() ? "kprobe" : "event probe",
+             reason ? *reason : errno_text(err));
     }
 
     // A fetch-arg of the kprobe P created, as its format file lays it out.
@@ -441,7 +449,7 @@ private:
             return s;
         }
         s.bits = x.bit_size ? x.bit_size : std::min(x.size * 8, 64u);
-        if (plan.kind != ProbeKind::Tracepoint) {
+        if (p.t.dynamic()) {
             s.field = field_of(plan, p, src.name);
             return s;
         }
@@ -537,11 +545,19 @@ private:
     std::optional<Kallsyms> kallsyms_;
     std::map<std::uint32_t, Event> pending_;  // -s: by CPU, the event whose stack comes next
     bool started_ = false;
+    std::optional<bool> eprobes_;  // asked when the first e probe is added
 };
 
 }  // namespace
 
 namespace tracefs {
+
+bool eprobes_available() {
+    if (auto on = kernel_config("CONFIG_EPROBE_EVENTS")) return *on == "y";
+    // Without the configuration, the code that parses them is in the kernel's text (the
+    // README documents them whether they are built or not).
+    return slurp("/proc/kallsyms").find(" eprobe_dyn_event_create") != std::string::npos;
+}
 
 std::vector<StaleRun> cleanup_stale() {
     tracing_root();

@@ -31,6 +31,7 @@ G=ksurf_sh_$$
 I=$T/instances/$G
 kprobe() { printf '%s\n' "$1" >> "$T/kprobe_events" || { tail -n 3 "$T/error_log" >&2; exit 1; }; }
 uprobe() { printf '%s\n' "$1" >> "$T/uprobe_events" || { tail -n 3 "$T/error_log" >&2; exit 1; }; }
+eprobe() { printf '%s\n' "$1" >> "$T/dynamic_events" || { tail -n 3 "$T/error_log" >&2; exit 1; }; }
 filter() { printf '%s\n' "$2" > "$I/events/$1/filter" || { cat "$I/events/$1/filter" >&2; exit 1; }; }
 trigger() { printf '%s\n' "$2" >> "$I/events/$1/trigger" || { tail -n 3 "$I/error_log" >&2; exit 1; }; }
 cleanup() {
@@ -50,10 +51,11 @@ std::string script(std::span<const PlannedProbe> probes, const TranslateContext&
                     "# `ksurf --backend tracefs` would. Run as root; Ctrl-C ends the trace and removes\n"
                     "# the instance and the kprobes it created.\n";
     s += kPrologue;
-    std::string kprobes, uprobes;
+    std::string kprobes, uprobes, eprobes;
     for (const auto& t : ts)
-        if (t.kind != ProbeKind::Tracepoint) (t.uprobe ? uprobes : kprobes) += " " + t.event;
-    for (const auto& [events, file] : {std::pair{kprobes, "kprobe_events"}, std::pair{uprobes, "uprobe_events"}})
+        if (t.dynamic()) (!t.attached.empty() ? eprobes : t.uprobe ? uprobes : kprobes) += " " + t.event;
+    for (const auto& [events, file] : {std::pair{kprobes, "kprobe_events"}, std::pair{uprobes, "uprobe_events"},
+                                       std::pair{eprobes, "dynamic_events"}})
         if (!events.empty())
             s += fmt::format("\tfor e in{}; do printf -- '-:%s/%s\\n' \"$G\" \"$e\" >> \"$T/{}\"; done 2>/dev/null\n",
                              events, file);
@@ -73,11 +75,12 @@ std::string script(std::span<const PlannedProbe> probes, const TranslateContext&
     if (run.buffer_kb) s += fmt::format("echo {} > \"$I/buffer_size_kb\"\n", run.buffer_kb);
     for (std::size_t i = 0; i < ts.size(); i++) {
         const auto& t = ts[i];
-        const bool is_kprobe = t.kind != ProbeKind::Tracepoint;
-        const std::string event = is_kprobe ? "$G/" + t.event : t.system + "/" + t.event;
+        const std::string event = t.dynamic() ? "$G/" + t.event : t.system + "/" + t.event;
         s += fmt::format("\n# {}: {}\n", probes[i].event, one_line(probes[i].text));
         for (const auto& note : t.notes) s += fmt::format("# {}\n", one_line(note));
-        if (is_kprobe)
+        if (!t.attached.empty())
+            s += fmt::format("eprobe \"e:$G/{} \"{}\n", t.event, sh_quote(t.attached + " " + t.args));
+        else if (t.dynamic())
             s += fmt::format("{} \"{}:$G/{} \"{}\n", t.uprobe ? "uprobe" : "kprobe", t.kind == ProbeKind::Return ? 'r' : 'p', t.event,
                              sh_quote(t.address + " " + t.args));
         if (t.hist) {

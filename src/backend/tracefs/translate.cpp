@@ -66,7 +66,11 @@ public:
     TracefsProbe run() {
         TracefsProbe t;
         t.kind = probe_.kind;
-        if (probe_.kind == ProbeKind::Tracepoint) {
+        if (probe_.kind == ProbeKind::Tracepoint && ctx_.eprobes && beyond_record()) {
+            t.attached = probe_.subsystem + "." + probe_.event;
+            t.system = ctx_.group;
+            t.event = fmt::format("e{}", index_);
+        } else if (probe_.kind == ProbeKind::Tracepoint) {
             t.system = probe_.subsystem;
             t.event = probe_.event;
         } else {
@@ -83,6 +87,9 @@ public:
             if (auto kind = header_kind(f.fetch.base)) {
                 if (!f.fetch.derefs.empty()) refuse(f, "header values cannot be dereferenced");
                 src.kind = *kind;
+            } else if (t.dynamic() && probe_.kind == ProbeKind::Tracepoint) {
+                src.name = arg_name(f, i);
+                t.args += fmt::format("{}={}:{} ", src.name, event_arg(f), type(f));
             } else if (probe_.kind == ProbeKind::Tracepoint) {
                 src.name = record_field(f, t);
             } else {
@@ -93,8 +100,11 @@ public:
             if (!f.hidden) t.fields.push_back(std::move(src));
         }
         // The comm of the task that hit a kprobe, for the event header: exact, where a
-        // tracepoint's comm has to be looked up afterwards.
+        // tracepoint's comm has to be looked up afterwards. An event probe's is looked up
+        // too: 6.1 reads every `$NAME` of one as a record field, `$comm` included.
         if (probe_.kind != ProbeKind::Tracepoint) t.args += "__comm=$comm";
+        else if (!t.args.empty()) t.args.pop_back();  // the space after the last arg
+        eprobe_ = !t.attached.empty();
         if (probe_.filter) t.filter = filter(*probe_.filter, false);
         t.presence = packet_presence(probe_);
         if (probe_.aggregate && ctx_.aggregate) t.hist = hist();
@@ -114,8 +124,40 @@ private:
         return identifier(f.name) && !reserved_arg_name(f.name) && !taken ? f.name : fmt::format("f{}", i);
     }
 
+    // Whether a field reads what the record only points to (a syscall's string in user
+    // memory) or what it does not hold (a kernel variable): an event probe can, where the
+    // tracepoint's own event cannot. An aggregation keeps the tracepoint's own event, whose
+    // hist trigger counts without the cost of the strings.
+    bool beyond_record() const {
+        if (probe_.aggregate && ctx_.aggregate) return false;
+        return std::ranges::any_of(probe_.fields, [](const PlannedField& f) {
+            return record_user_pointer(f.fetch) || f.fetch.base == Fetch::Base::Global;
+        });
+    }
+
+    // The name of the tracepoint's field at OFFSET; F's own when the format is unknown.
+    std::string field_at(std::int64_t offset, const PlannedField& f) const {
+        if (format_)
+            for (const auto& field : format_->fields)
+                if (field.offset == static_cast<std::uint64_t>(offset)) return field.name;
+        return f.name;
+    }
+
+    // An event probe's fetch-arg for F: a record field is `$NAME`, and the string a syscall's
+    // pointer leads to `+0($NAME)` (typed ustring).
+    std::string event_arg(const PlannedField& f) const {
+        if (f.fetch.base == Fetch::Base::Global) return location(f.fetch, f);
+        if (f.fetch.base != Fetch::Base::Record) refuse(f, "e probes read only their own record and kernel variables");
+        if (const std::optional<std::int64_t> pointer = record_user_pointer(f.fetch)) return at(0, "$" + field_at(*pointer, f));
+        if (!f.fetch.derefs.empty()) refuse(f, "pointers in a tracepoint record cannot be followed");
+        return "$" + field_at(f.fetch.offset, f);
+    }
+
     // A tracepoint field is in the record already: its name is all a filter needs.
     std::string record_field(const PlannedField& f, TracefsProbe& t) const {
+        if (f.fetch.base == Fetch::Base::Global)
+            refuse(f, "a tracepoint's event reads only its record, not kernel variables (an event probe, 5.15+, a p probe or "
+                      "the BPF backend can)");
         if (f.fetch.base != Fetch::Base::Record) refuse(f, "e probes read only their own record");
         const std::optional<std::int64_t> pointer = record_user_pointer(f.fetch);
         if (pointer)
@@ -123,11 +165,7 @@ private:
                                           f.name));
         else if (!f.fetch.derefs.empty())
             refuse(f, "pointers in a tracepoint record cannot be followed");
-        const std::int64_t offset = pointer.value_or(f.fetch.offset);
-        if (format_)
-            for (const auto& field : format_->fields)
-                if (field.offset == static_cast<std::uint64_t>(offset)) return field.name;
-        return f.name;
+        return field_at(pointer.value_or(f.fetch.offset), f);
     }
 
     // The fetch-arg for F's value, without a type.
@@ -142,6 +180,7 @@ private:
             break;
         case Fetch::Base::Reg: expr = "%" + f.reg; break;
         case Fetch::Base::Caller: expr = "$stack0"; break;
+        case Fetch::Base::Global: return global(f, owner);
         case Fetch::Base::Retval:
             if (probe_.kind != ProbeKind::Return) refuse(owner, "$retval exists in r probes only");
             expr = "$retval";
@@ -167,6 +206,20 @@ private:
             return expr;
         }
         return at(f.offset + pending, expr, user_memory(f));
+    }
+
+    // `@SYM+OFF` is kprobe_events' read of the memory at a symbol plus an offset: the
+    // first load of a chain that starts at a variable's address, whether a pointer load or
+    // the final access (`@SYM+OFF:string` reads the string stored there).
+    std::string global(const Fetch& f, const PlannedField& owner) const {
+        const auto sym = [&](std::int64_t off) { return off ? fmt::format("@{}{:+}", f.symbol, off) : "@" + f.symbol; };
+        if (f.derefs.empty()) {
+            if (f.access == Fetch::Access::Value) refuse(owner, "the address of a kernel variable is not a fetch-arg");
+            return sym(f.offset);
+        }
+        std::string expr = sym(f.derefs.front());
+        for (std::size_t i = 1; i < f.derefs.size(); i++) expr = at(f.derefs[i], expr);
+        return f.access == Fetch::Access::Value ? expr : at(f.offset, expr, user_memory(f));
     }
 
     // Whether X's final read needs the kprobe's user-memory form: a uprobe reads the
@@ -300,7 +353,7 @@ private:
     // The generic comm/cpu, unless the tracepoint has a field of that name: then (or when
     // its format is unknown) the upper-case spelling, which no event uses.
     std::string generic(std::string_view lower, std::string_view upper) const {
-        if (probe_.kind != ProbeKind::Tracepoint || (format_ && !format_->field(lower))) return std::string(lower);
+        if (probe_.kind != ProbeKind::Tracepoint || eprobe_ || (format_ && !format_->field(lower))) return std::string(lower);
         return std::string(upper);
     }
 
@@ -336,7 +389,8 @@ private:
             name = "common_pid";
         }
         auto op = cmp_op_text(c.op);
-        if (field && record_user_pointer(field->fetch)) refuse(c, "a string in user memory that a record points to");
+        if (field && record_user_pointer(field->fetch) && !eprobe_)
+            refuse(c, "a string in user memory that a record points to (event probes, 5.15+, can read it)");
         if (is_string) {
             const auto* s = std::get_if<std::string>(&c.value);
             if (!s) refuse(c, "a string compared with a number");
@@ -362,6 +416,7 @@ private:
     std::size_t index_;
     const EventFormat* format_ = nullptr;
     std::vector<std::string> names_;  // per plan field: its name in the event, "" for header values
+    bool eprobe_ = false;             // the probe is an event probe on its tracepoint
 };
 
 }  // namespace
@@ -373,6 +428,7 @@ std::optional<std::int64_t> record_user_pointer(const Fetch& f) {
 }
 
 std::string TracefsProbe::definition() const {
+    if (!attached.empty()) return fmt::format("e:{}/{} {} {}", system, event, attached, args);
     if (kind == ProbeKind::Tracepoint) return {};
     return fmt::format("{}:{}/{} {} {}", kind == ProbeKind::Return ? 'r' : 'p', system, event, address, args);
 }

@@ -25,3 +25,8 @@ int rs_fill(struct rs_buf *b, void *ctx)
 {
     return b->data[0] + (ctx != 0);
 }
+
+/* Kernel variables as BTF describes them (VAR in a DATASEC): one in .data, typed by its
+ * VAR, and one in the per-CPU section, which ksurf refuses. */
+struct rs_file rs_current = {.f_flags = 1};
+__attribute__((section(".data..percpu"))) long rs_per_cpu = 2;
