@@ -2,9 +2,12 @@
  * accepted hit adds to its key's value in a per-CPU hash instead of sending an event. The
  * key is the payload's first cfg.agg.key_len bytes (bpf_config.h), so a hit pays for one
  * lookup; a key seen for the first time, for an insert and a second lookup. Per-CPU values
- * need no atomics; the host sums the CPUs' values when it reads them. */
+ * need no atomics; the host sums the CPUs' values when it reads them. A layer above
+ * bpf/ksurf.bpf.h, beside the interpreter, which calls it; `ksurf lat` uses both. */
 #ifndef KSURF_AGG_BPF_H
 #define KSURF_AGG_BPF_H
+
+#include "ksurf.bpf.h"
 
 /* Key and value sizes and the entry count are set by the host for the run: the key is as
  * long as the key fields, the value as long as the histogram. */

@@ -1,12 +1,15 @@
 /* The execution context a program runs in, for pairing what happens in it (call graphs,
  * latencies): the task, or in interrupt context the CPU with its preempt_count interrupt
- * bits. Needs CO-RE and, where BTF has no per-CPU variables, `gcfg`'s kallsyms addresses
- * (struct ksurf_graph_config): the includer defines gcfg first. */
+ * bits. Needs CO-RE and, where BTF has no per-CPU variables, the kallsyms addresses in
+ * `gcfg`, which the call-graph recorder also configures itself with. */
 #ifndef KSURF_CONTEXT_BPF_H
 #define KSURF_CONTEXT_BPF_H
 
+#include "ksurf.bpf.h"
 #include <bpf/bpf_core_read.h>
 #include "ksurf/graph_record.h"
+
+const volatile struct ksurf_graph_config gcfg = {};
 
 /* preempt_count lives in the per-CPU struct pcpu_hot from 6.2 to 6.14, in the per-CPU int
  * __preempt_count before and after. Both are weak: the one the kernel lacks resolves to

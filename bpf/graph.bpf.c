@@ -8,12 +8,8 @@
  * A context is the task, or, in interrupt context, the CPU with its preempt_count
  * interrupt bits: a packet handled in a softirq on top of a task must not be recorded into
  * that task's graph, nor the task's calls into the packet's. */
+#include "context.bpf.h"
 #include "interp.bpf.h"
-#include <bpf/bpf_core_read.h>
-#include <bpf/bpf_tracing.h>
-#include "ksurf/graph_record.h"
-
-const volatile struct ksurf_graph_config gcfg = {};
 
 struct graph_state {
 	__u32 graph;
@@ -37,17 +33,6 @@ struct {
 	__type(value, __u64);
 } gcounts SEC(".maps");
 
-#include "context.bpf.h"
-
-/* A counter bump that does not use the old value: a plain XADD, which every kernel takes. */
-static __always_inline void gcount(__u32 which)
-{
-	__u64 *v = bpf_map_lookup_elem(&gcounts, &which);
-
-	if (v)
-		__sync_fetch_and_add(v, 1);
-}
-
 #ifndef KSURF_GRAPH_NO_ATOMIC_FETCH
 static __always_inline __u64 gcount_next(__u32 which)
 {
@@ -63,12 +48,12 @@ static __always_inline bool admit(__u8 context, __u32 *graph)
 	__u64 n = gcount_next(KSURF_GCOUNT_MATCHED);
 
 	if (gcfg.sample > 1 && n % gcfg.sample) {
-		gcount(KSURF_GCOUNT_SAMPLED_OUT);
+		ksurf_count(&gcounts, KSURF_GCOUNT_SAMPLED_OUT);
 		return false;
 	}
 	n = gcount_next(KSURF_GCOUNT_STARTED);
 	if (gcfg.max && n >= gcfg.max) {
-		gcount(KSURF_GCOUNT_OVER_MAX);
+		ksurf_count(&gcounts, KSURF_GCOUNT_OVER_MAX);
 		return false;
 	}
 	*graph = n + 1;
@@ -103,13 +88,13 @@ static __always_inline bool admit(__u8 context, __u32 *graph)
 
 	if (!slot || !started)
 		return false;
-	gcount(KSURF_GCOUNT_MATCHED);
+	ksurf_count(&gcounts, KSURF_GCOUNT_MATCHED);
 	if (gcfg.sample > 1 && slot->matched++ % gcfg.sample) {
-		gcount(KSURF_GCOUNT_SAMPLED_OUT);
+		ksurf_count(&gcounts, KSURF_GCOUNT_SAMPLED_OUT);
 		return false;
 	}
 	if (gcfg.max && *started >= gcfg.max) {
-		gcount(KSURF_GCOUNT_OVER_MAX);
+		ksurf_count(&gcounts, KSURF_GCOUNT_OVER_MAX);
 		return false;
 	}
 	__sync_fetch_and_add(started, 1);
@@ -144,7 +129,7 @@ static __always_inline void call(struct graph_state *st, __u8 kind, __u32 func)
 		__u16 depth = ++st->depth;
 
 		if (gcfg.max_depth && depth > gcfg.max_depth) {
-			gcount(KSURF_GCOUNT_DEEP);
+			ksurf_count(&gcounts, KSURF_GCOUNT_DEEP);
 			return;
 		}
 		emit(st, kind, func, depth, 0);
@@ -192,17 +177,10 @@ static __always_inline int root_entry(void *ctx)
 		return 0;
 	st.context = context;
 	if (bpf_map_update_elem(&recordings, &key, &st, BPF_NOEXIST)) {
-		gcount(KSURF_GCOUNT_NO_ROOM);
+		ksurf_count(&gcounts, KSURF_GCOUNT_NO_ROOM);
 		return 0;
 	}
-#pragma unroll
-	for (int i = 0; i < KSURF_MAX_FIELDS; i++) {
-		if (i < cfg.nfilter)
-			continue;
-		if (i >= cfg.nfields)
-			break;
-		ksurf_fetch(ctx, s, i);
-	}
+	ksurf_fetch_rest(ctx, s);
 	emit(&st, KSURF_GRAPH_OPEN, gcfg.func, 0, 0);
 	s->ev.probe_id = st.graph;
 	ksurf_submit(s, cfg.data_len);

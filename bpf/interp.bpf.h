@@ -1,5 +1,5 @@
-/* The interpreter of a ksurf_config (include/ksurf/bpf_config.h): fetch the fields, run the
- * filter, send the event. Every program type runs the same code: what differs between
+/* The interpreter of a ksurf_config (include/ksurf/bpf_config.h), the top layer (on
+ * bpf/pcap.bpf.h and bpf/agg.bpf.h): fetch the fields, run the filter, send the event. Every program type runs the same code: what differs between
  * fentry, kprobe and tracepoint contexts the host has already turned into offsets.
  *
  * The verifier knows every config value: rodata is frozen, and the loops over fields, steps
@@ -12,38 +12,8 @@
 #ifndef KSURF_INTERP_BPF_H
 #define KSURF_INTERP_BPF_H
 
-#include "ksurf.bpf.h"
-
-const volatile struct ksurf_config cfg = {};
-
-/* A kernel value of SIZE bytes (1, 2, 4, 8) at AT, zero-extended; 0 when unreadable. */
-static __always_inline __u64 ksurf_read(__u64 at, __u32 size)
-{
-	__u64 v = 0;
-
-	bpf_probe_read_kernel(&v, size, (void *)at);
-	return v;
-}
-
-/* The address of the header at LAYER of the sk_buff at SKB, or 0 when the skb has none
- * set (~0). The offsets move between kernels: the host reads them from BTF. */
-static __always_inline __u64 ksurf_packet(__u64 skb, __u8 layer)
-{
-	__u16 off;
-
-	if (layer == 2)
-		off = ksurf_read(skb + cfg.layout.skb_mac_header, 2);
-	else if (layer == 3)
-		off = ksurf_read(skb + cfg.layout.skb_network_header, 2);
-	else
-		off = ksurf_read(skb + cfg.layout.skb_transport_header, 2);
-	if (off == (__u16)~0U)
-		return 0;
-	return ksurf_read(skb + cfg.layout.skb_head, 8) + off;
-}
-
-#include "pcap.bpf.h"
 #include "agg.bpf.h"
+#include "pcap.bpf.h"
 
 /* Failed reads leave zeroes (bpf_probe_read_kernel clears its destination), so a fault
  * anywhere in a chain yields 0 or "" rather than stale data. */
@@ -62,16 +32,22 @@ static __noinline int ksurf_fetch(void *ctx, struct ksurf_scratch *s, __u32 i)
 	case KSURF_BASE_CTX_U64:
 		bpf_probe_read_kernel(&v, sizeof(v), ctx + f->base_off);
 		break;
-	/* Fetched here, not before the filter runs: a hit pays for what its filter reads. */
+	/* Fetched here, not before the filter runs: a hit pays for what its filter reads. comm
+	 * is always the whole string (the host encodes it so), copied NUL-padded, which also
+	 * clears what a longer comm left in an aggregation key; only the filter's string
+	 * comparisons need its length. */
 	case KSURF_BASE_COMM:
-		bpf_get_current_comm(s->ev.comm, sizeof(s->ev.comm));
-		v = (__u64)s->ev.comm;
-		break;
+		bpf_get_current_comm(out, f->size);
+		if (i < cfg.nfilter && cfg.nops) {
+			n = bpf_probe_read_kernel_str(s->ev.comm, sizeof(s->ev.comm), out);
+			s->len[i] = n > 0 ? n - 1 : 0;
+		}
+		return 0;
 	case KSURF_BASE_PID:
-		v = s->ev.tgid;
+		v = bpf_get_current_pid_tgid() >> 32;
 		break;
 	case KSURF_BASE_TID:
-		v = s->ev.pid;
+		v = (__u32)bpf_get_current_pid_tgid();
 		break;
 	case KSURF_BASE_CPU:
 		v = bpf_get_smp_processor_id();
@@ -244,20 +220,17 @@ static __always_inline int ksurf_filter(struct ksurf_scratch *s)
 /* Whether the probe takes this hit: the fields the filter reads come first in cfg.fields
  * (the first `nfilter`) and are fetched before it runs; a rejected hit is counted and
  * costs nothing more. Every program that gates on a probe's predicate (events here, call
- * graphs in bpf/graph.bpf.c) goes through this, before ksurf_capture(). */
+ * graphs in bpf/graph.bpf.c, latencies in bpf/lat.bpf.c) goes through this, before
+ * ksurf_capture(); a compiled filter (src/codegen) does the same, in the same order. */
 static __always_inline int ksurf_accept(void *ctx, struct ksurf_scratch *s)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-
-	/* Read once for the gates, the filter's pid and tid, and the event. */
-	s->ev.pid = (__u32)id;
-	s->ev.tgid = tgid;
-	if (cfg.self_tgid && tgid == cfg.self_tgid)
-		return 0;
 	/* Tasks outside -p/-c/--cgroup are not the user's to see: not counted as filtered. */
-	if (cfg.by_pid && !bpf_map_lookup_elem(&pids, &tgid))
-		return 0;
+	if (cfg.by_pid) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+		if (!bpf_map_lookup_elem(&pids, &tgid))
+			return 0;
+	}
 	if (cfg.cgroup_id && bpf_get_current_cgroup_id() != cfg.cgroup_id)
 		return 0;
 #pragma unroll
@@ -270,6 +243,10 @@ static __always_inline int ksurf_accept(void *ctx, struct ksurf_scratch *s)
 		s->counts[KSURF_STAT_FILTERED]++;
 		return 0;
 	}
+	/* ksurf's own hits, after the filter: one it rejects is rejected whoever made it (and
+	 * counted as filtered), so the hits a filter rejects skip this helper call. */
+	if (cfg.self_tgid && bpf_get_current_pid_tgid() >> 32 == cfg.self_tgid)
+		return 0;
 	return 1;
 }
 

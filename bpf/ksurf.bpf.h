@@ -1,10 +1,16 @@
-/* Maps and the event header every ksurf program shares. */
+/* The first layer of ksurf's BPF code: the probe's configuration, the maps and the event
+ * header every program shares, and the counters. Above it, bpf/pcap.bpf.h (packet access and
+ * the classic BPF runner), then bpf/agg.bpf.h and bpf/interp.bpf.h; each header includes
+ * the layers it uses. */
 #ifndef KSURF_BPF_H
 #define KSURF_BPF_H
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "ksurf/bpf_config.h"
+
+/* The probe's configuration, frozen by the host before load: the verifier sees constants. */
+const volatile struct ksurf_config cfg = {};
 
 /* The host creates these once per run and hands them to every program instance with
  * bpf_map__reuse_fd(); it also sizes the ring buffer. */
@@ -50,10 +56,33 @@ static __always_inline struct ksurf_scratch *ksurf_scratch(void)
 	return bpf_map_lookup_elem(&scratch, &zero);
 }
 
-/* The rest of the event's header (ksurf_accept() has its pid and tgid), once the hit has
- * passed the gates and the filter: a rejected hit never reads the clock or copies comm. */
+/* Bumps counter WHICH of COUNTERS, an array of u64 (per-CPU or not): a plain XADD, which
+ * every kernel takes. */
+static __always_inline void ksurf_count(void *counters, __u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(counters, &which);
+
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+/* A kernel value of SIZE bytes (1, 2, 4, 8) at AT, zero-extended; 0 when unreadable. */
+static __always_inline __u64 ksurf_read(__u64 at, __u32 size)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, size, (void *)at);
+	return v;
+}
+
+/* The event's header, once the hit has passed the gates and the filter: a rejected hit
+ * never reads the clock, its ids or comm. */
 static __always_inline void ksurf_capture(struct ksurf_scratch *s, __u32 probe_id)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+
+	s->ev.pid = (__u32)id;
+	s->ev.tgid = id >> 32;
 	s->ev.ts_ns = bpf_ktime_get_ns();
 	s->ev.probe_id = probe_id;
 	s->ev.cpu = bpf_get_smp_processor_id();

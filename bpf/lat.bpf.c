@@ -5,13 +5,8 @@
  * return program takes them back and adds the time since to the key's log2 histogram
  * (bpf/agg.bpf.h). A call that fails the predicate stores nothing, so its return costs one
  * lookup. Both are cloned per probe with their own rodata, as bpf/probe.bpf.c is. */
-#include "interp.bpf.h"
-#include "ksurf/graph_record.h"
-
-/* Only the kallsyms addresses of preempt_count, for kernels without per-CPU BTF. */
-const volatile struct ksurf_graph_config gcfg = {};
-
 #include "context.bpf.h"
+#include "interp.bpf.h"
 
 /* Context key → the key (cfg.agg.key_len bytes) then the entry time: the host sizes it. */
 struct {

@@ -1,6 +1,7 @@
-/* --pcap in the kernel: the classic BPF program libpcap compiled (src/pcap/compile.cpp),
- * run over the packet of the probe's sk_buff from its network header (DLT_RAW), and -w's
- * copy of the packet bytes. Included by interp.bpf.h after `cfg` and ksurf_packet().
+/* Packet access, the second layer (on bpf/ksurf.bpf.h): an sk_buff's headers, and --pcap in
+ * the kernel: the classic BPF program libpcap compiled (src/pcap/compile.cpp), run over the
+ * packet of the probe's sk_buff from its network header (DLT_RAW), and -w's copy of the
+ * packet bytes. `ksurf skb` uses this layer alone; the interpreter builds on it.
  *
  * The program sits in rodata (cfg.cbpf), so every opcode, jump offset and constant is
  * known to the verifier. The interpreter is unrolled over the KSURF_MAX_CBPF slots; slot i
@@ -12,7 +13,25 @@
 #ifndef KSURF_PCAP_BPF_H
 #define KSURF_PCAP_BPF_H
 
+#include "ksurf.bpf.h"
 #include <bpf/bpf_endian.h>
+
+/* The address of the header at LAYER of the sk_buff at SKB, or 0 when the skb has none
+ * set (~0). The offsets move between kernels: the host reads them from BTF. */
+static __always_inline __u64 ksurf_packet(__u64 skb, __u8 layer)
+{
+	__u16 off;
+
+	if (layer == 2)
+		off = ksurf_read(skb + cfg.layout.skb_mac_header, 2);
+	else if (layer == 3)
+		off = ksurf_read(skb + cfg.layout.skb_network_header, 2);
+	else
+		off = ksurf_read(skb + cfg.layout.skb_transport_header, 2);
+	if (off == (__u16)~0U)
+		return 0;
+	return ksurf_read(skb + cfg.layout.skb_head, 8) + off;
+}
 
 /* Opcode fields, from linux/filter.h (the UAPI header clashes with vmlinux.h). */
 #define KSURF_CBPF_CLASS(c) ((c) & 0x07)

@@ -6,7 +6,7 @@
  * wherever the headers are by then (NAT, tunnels, a freshly pushed header). skb_clone()
  * passes the mark on to the clone; the functions that release an skb's memory end it, so
  * a reused address is not mistaken for the packet. */
-#include "interp.bpf.h"
+#include "pcap.bpf.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "ksurf/skb_record.h"
@@ -50,14 +50,6 @@ struct {
 	__type(value, __u64);
 } skb_counts SEC(".maps");
 
-static __always_inline void count(__u32 which)
-{
-	__u64 *v = bpf_map_lookup_elem(&skb_counts, &which);
-
-	if (v)
-		(*v)++;
-}
-
 /* The record of a hit: who, where, the device and the packet's first bytes. */
 static __always_inline void emit(__u8 kind, __u64 skb, __u64 ip, __u64 value, __u8 first)
 {
@@ -67,7 +59,7 @@ static __always_inline void emit(__u8 kind, __u64 skb, __u64 ip, __u64 value, __
 	__u64 id = bpf_get_current_pid_tgid(), nh, end;
 
 	if (!r) {
-		count(KSURF_SKB_DROPPED);
+		ksurf_count(&skb_counts, KSURF_SKB_DROPPED);
 		return;
 	}
 	r->ts_ns = bpf_ktime_get_ns();
@@ -101,14 +93,14 @@ static __always_inline int hop(__u64 skb, __u64 ip)
 {
 	__u8 one = 1, first = 0;
 
-	count(KSURF_SKB_HITS);
+	ksurf_count(&skb_counts, KSURF_SKB_HITS);
 	if (!skb)
 		return 0;
 	if (!bpf_map_lookup_elem(&followed, &skb)) {
 		if (!ksurf_cbpf_accepts(skb))
 			return 0;
 		bpf_map_update_elem(&followed, &skb, &one, BPF_ANY);
-		count(KSURF_SKB_MATCHED);
+		ksurf_count(&skb_counts, KSURF_SKB_MATCHED);
 		first = 1;
 	}
 	emit(KSURF_SKB_CALL, skb, ip, 0, first);

@@ -22,7 +22,8 @@ bool is_string(std::uint8_t code) { return code >= KSURF_OP_STR_EQ && code <= KS
 
 // ---- instructions ----
 
-constexpr std::uint8_t R0 = BPF_REG_0, R1 = BPF_REG_1, R2 = BPF_REG_2, R3 = BPF_REG_3, R6 = BPF_REG_6, FP = BPF_REG_10;
+constexpr std::uint8_t R0 = BPF_REG_0, R1 = BPF_REG_1, R2 = BPF_REG_2, R3 = BPF_REG_3, R6 = BPF_REG_6, R7 = BPF_REG_7,
+                       R8 = BPF_REG_8, R9 = BPF_REG_9, FP = BPF_REG_10;
 
 bpf_insn insn(std::uint8_t code, std::uint8_t dst, std::uint8_t src, std::int16_t off, std::int32_t imm) {
     bpf_insn i{};
@@ -87,11 +88,12 @@ struct Leaf {
 
 // Where a filter field's value is kept for the comparisons. Every field a comparison reads
 // is fetched once, before the first comparison, as the interpreter does: with && and ||
-// as jumps, a field fetched on one path would be unset on another. The first three
-// numbers stay in r7..r9, which helper calls preserve; the rest go to the stack.
+// as jumps, a field fetched on one path would be unset on another. The first numbers stay
+// in r7 and r8 (helper calls preserve them), unless the thread's ids take r7; the rest go
+// to the stack. r6 holds the context, r9 the counters (Compiler::counters()).
 struct Place {
     bool fetched = false;
-    std::uint8_t reg = 0;     // a number in r7..r9; 0: in the stack at `slot`
+    std::uint8_t reg = 0;     // a number in r7 or r8; 0: in the stack at `slot`
     std::int16_t slot = 0;    // a number's u64, or a string's buffer
     std::int16_t ret = 0;     // a string: the slot of its read's return value
     std::uint16_t read = 0;   // a string: bytes read (its comparisons' need, within the capacity)
@@ -123,6 +125,7 @@ public:
         emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R6, R1, 0, 0));
         gates(miss);
         if (tree) {
+            if (reads()) counters();
             for (std::size_t i = 0; i < places_.size(); i++) fetch(i);
             std::vector<Leaf> leaves;
             for (std::size_t i = 0; i < c_.nops; i++) leaves.push_back(is_number(c_.ops[i].code) || is_string(c_.ops[i].code) ? leaf(i) : Leaf{});
@@ -130,6 +133,7 @@ public:
             branch(*tree, false, reject);
             leaves_ = nullptr;
         }
+        self_gate(miss);
         // Entered by a jump, the generic program's first instruction is a point where the
         // verifier prunes: the paths that accept meet there, and the registers and stack
         // the filter left differently are dead (the generic code writes before it reads),
@@ -138,18 +142,12 @@ public:
         jump(insn(BPF_JMP | BPF_JA, 0, 0, 0, 0), accept);
 
         place(reject);
-        const std::int16_t key = alloc(8);
-        emit(insn(BPF_ST | BPF_MEM | BPF_W, FP, 0, key, 0));
-        map_fd(R1, maps_.scratch);
-        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0));
-        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, key));
-        emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
-        jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0), miss);
+        jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R9, 0, 0, 0), miss);
         // counts[] leads struct ksurf_scratch: the offset needs no knowledge of the rest.
         const auto counter = static_cast<std::int16_t>(8 * KSURF_STAT_FILTERED);
-        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, R0, counter, 0));
+        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, R9, counter, 0));
         emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, 1));
-        emit(insn(BPF_STX | BPF_MEM | BPF_DW, R0, R1, counter, 0));
+        emit(insn(BPF_STX | BPF_MEM | BPF_DW, R9, R1, counter, 0));
         place(miss);
         emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, 0));
         emit(insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
@@ -273,8 +271,10 @@ private:
 
     // ---- gates ----
 
+    // Whether the gates or the filter read the thread's ids before the filter decides; the
+    // self gate alone reads them after it (self_gate()).
     bool needs_id() const {
-        if (c_.self_tgid || c_.by_pid) return true;
+        if (c_.by_pid) return true;
         for (std::size_t i = 0; i < places_.size(); i++)
             if (places_[i].fetched && (c_.fields[i].base == KSURF_BASE_PID || c_.fields[i].base == KSURF_BASE_TID)) return true;
         return false;
@@ -282,15 +282,11 @@ private:
 
     void gates(int miss) {
         if (needs_id()) {
-            id_ = alloc(8);
             emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_pid_tgid));
-            emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R0, id_, 0));
-        }
-        if (c_.self_tgid || c_.by_pid) {
-            emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R0, 0, 0, 32));
-            if (c_.self_tgid) compare_jump(R0, BPF_JEQ, c_.self_tgid, miss);
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R7, R0, 0, 0));
         }
         if (c_.by_pid) {
+            emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R0, 0, 0, 32));
             const std::int16_t key = alloc(8);
             emit(insn(BPF_STX | BPF_MEM | BPF_W, FP, R0, key, 0));
             map_fd(R1, maps_.pids);
@@ -303,6 +299,43 @@ private:
             emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_cgroup_id));
             compare_jump(R0, BPF_JNE, c_.cgroup_id, miss);
         }
+    }
+
+    // ksurf's own hits, on the accepting path only: a hit the filter rejects is rejected
+    // whoever made it, and counted as filtered, so the hits a filter rejects (nearly all,
+    // where the cost per hit matters) skip the helper call. The ids the filter read are
+    // reused.
+    void self_gate(int miss) {
+        if (!c_.self_tgid) return;
+        if (needs_id())
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R0, R7, 0, 0));
+        else
+            emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_pid_tgid));
+        emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R0, 0, 0, 32));
+        compare_jump(R0, BPF_JEQ, c_.self_tgid, miss);
+    }
+
+    // Whether a comparison depends on what it reads: else the filter's verdict is decided
+    // and no hit is counted.
+    bool reads() const {
+        for (std::size_t k = 0; k < c_.nops; k++) {
+            const ksurf_op& op = c_.ops[k];
+            if (is_number(op.code) || (is_string(op.code) && !decided(op, c_.fields[field_of(op)]))) return true;
+        }
+        return false;
+    }
+
+    // The per-CPU counters (the scratch's) into r9 for the rejecting path, looked up before
+    // the filter reads anything: inlined (6.10 and later), the lookup's loads then run
+    // beside the filter's instead of after them on the path that rejects.
+    void counters() {
+        const std::int16_t key = alloc(8);
+        emit(insn(BPF_ST | BPF_MEM | BPF_W, FP, 0, key, 0));
+        map_fd(R1, maps_.scratch);
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, key));
+        emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R9, R0, 0, 0));
     }
 
     void compare_jump(std::uint8_t reg, std::uint8_t jmp, std::uint64_t v, int target) {
@@ -335,7 +368,7 @@ private:
     // string is read once, as far as its longest comparison looks (plus the byte that tells
     // its length), so that a short pattern against a long capacity reads a few bytes.
     void plan_fields() {
-        unsigned numbers = 0;
+        std::vector<std::size_t> numbers;
         for (std::size_t k = 0; k < c_.nops; k++) {
             const ksurf_op& op = c_.ops[k];
             if (!is_number(op.code) && !is_string(op.code)) continue;
@@ -348,7 +381,7 @@ private:
                 if (f.access != KSURF_ACCESS_VALUE && f.access != KSURF_ACCESS_LOAD && f.access != KSURF_ACCESS_USER_LOAD)
                     unsupported("a number compared with a field fetched as bytes or a string");
                 if (f.base == KSURF_BASE_COMM) unsupported("comm compared as a number");
-                if (!p.fetched && numbers < 3) p.reg = static_cast<std::uint8_t>(BPF_REG_7 + numbers++);
+                if (!p.fetched) numbers.push_back(i);
             } else {
                 if (!is_string_field(f) || f.size == 0) unsupported("a string comparison on a field fetched as bytes");
                 if (op.slot >= KSURF_MAX_PATTERNS || c_.patterns[op.slot].len > KSURF_MAX_PATTERN)
@@ -360,6 +393,9 @@ private:
             }
             p.fetched = true;
         }
+        std::vector<std::uint8_t> regs{R8};
+        if (!needs_id()) regs.insert(regs.begin(), R7);
+        for (std::size_t k = 0; k < numbers.size() && k < regs.size(); k++) places_[numbers[k]].reg = regs[k];
     }
 
     // The value at the start of F's chain, into r3.
@@ -373,10 +409,10 @@ private:
                 read_number(BPF_FUNC_probe_read_kernel, 8, R6, f.base_off);
             break;
         case KSURF_BASE_PID:
-            emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, FP, id_, 0));
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R7, 0, 0));
             emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R3, 0, 0, 32));
             break;
-        case KSURF_BASE_TID: emit(insn(BPF_LDX | BPF_MEM | BPF_W, R3, FP, id_, 0)); break;
+        case KSURF_BASE_TID: emit(insn(BPF_ALU | BPF_MOV | BPF_X, R3, R7, 0, 0)); break;
         case KSURF_BASE_CPU:
             emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_smp_processor_id));
             emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R0, 0, 0));
@@ -598,7 +634,7 @@ private:
     std::vector<Place> places_;
     const std::vector<Leaf>* leaves_ = nullptr;
     int used_ = 0;
-    std::int16_t id_ = 0, tmp_ = 0, skb_ = 0, header_ = 0, loc_ = 0;
+    std::int16_t tmp_ = 0, skb_ = 0, header_ = 0, loc_ = 0;
 };
 
 }  // namespace

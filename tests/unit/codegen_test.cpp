@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <optional>
 
 #include "error_of.h"
 
@@ -73,16 +74,22 @@ TEST(FilterCompile, NothingToDoIsNoPrefix) {
     EXPECT_TRUE(f.why_not.empty());
 }
 
-// A record field compared once: one load at its offset in the instruction, no helper call
-// but the counter's lookup on rejection.
-TEST(FilterCompile, RecordFieldIsOneLoadFromTheContext) {
+// A filter comparing the record's SIZE bytes at OFFSET for equality.
+ksurf_config record_field(std::uint16_t size, std::int32_t offset) {
     ksurf_config c = with_ops({KSURF_OP_EQ});
     c.fields[0] = {};
     c.fields[0].base = KSURF_BASE_CTX;
     c.fields[0].access = KSURF_ACCESS_LOAD;
-    c.fields[0].size = 8;
-    c.fields[0].offset = 16;
+    c.fields[0].size = size;
+    c.fields[0].offset = offset;
     c.fields[0].packet_step = KSURF_NO_PACKET;
+    return c;
+}
+
+// A record field compared once: one load at its offset in the instruction, no helper call
+// but the counter's lookup on rejection.
+TEST(FilterCompile, RecordFieldIsOneLoadFromTheContext) {
+    ksurf_config c = record_field(8, 16);
     c.ops[0].imm = 39;
     const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
     ASSERT_FALSE(f.prefix.empty()) << f.why_not;
@@ -93,6 +100,26 @@ TEST(FilterCompile, RecordFieldIsOneLoadFromTheContext) {
     }
     EXPECT_EQ(loads, 1);
     EXPECT_EQ(calls, 1);
+}
+
+// ksurf's own hits are left out after the filter: the jump that rejects comes before the
+// self gate's helper call, so a rejected hit makes none.
+TEST(FilterCompile, SelfGateOnlyOnTheAcceptingPath) {
+    ksurf_config c = record_field(4, 8);
+    c.self_tgid = 7;
+    const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
+    ASSERT_FALSE(f.prefix.empty()) << f.why_not;
+    std::optional<std::size_t> reject, self;
+    for (std::size_t k = 0; k < f.prefix.size(); k++) {
+        const bpf_insn& i = f.prefix[k];
+        if (!reject && i.code == (BPF_JMP | BPF_JNE | BPF_K)) reject = k;
+        if (i.code == (BPF_JMP | BPF_CALL) && i.imm == BPF_FUNC_get_current_pid_tgid) self = k;
+        if (i.code == (BPF_JMP | BPF_JEQ | BPF_K) && i.imm == 7) {
+            EXPECT_TRUE(self) << "the gate compares the helper's tgid";
+        }
+    }
+    ASSERT_TRUE(reject && self);
+    EXPECT_LT(*reject, *self);
 }
 
 // A comparison the operands decide (a comm is never 16 bytes long) leaves no dead code,

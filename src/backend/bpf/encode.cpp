@@ -151,7 +151,8 @@ private:
             Slot& s = slots_[i];
             s.cfg.out = static_cast<std::uint16_t>(end);
             end += (bpf_payload_bytes(*s.field) + 7) & ~std::size_t{7};
-            strings |= s.kind != Kind::Number;
+            // comm arrives NUL-padded (bpf_get_current_comm); other strings stop at their NUL.
+            strings |= s.kind != Kind::Number && s.cfg.base != KSURF_BASE_COMM;
             spec.key_outputs.push_back(output(i));
         }
         g.stack_at = KSURF_AGG_NO_VALUE;
