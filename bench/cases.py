@@ -277,11 +277,17 @@ def fentry_attachable():
     return ok
 
 
+def patient(run, count):
+    """RUN given minutes to stop when it holds COUNT >= 1000 probes: a thousand trampolines or
+    kprobes leave one by one under TCG, which is slow, not a hang."""
+    return replace(run, stop_timeout_s=900) if count >= 1000 else run
+
+
 def graph_funcs(attach, count):
     def make(env, scratch):
         names = open(function_list(env, count, scratch)).read().replace("p ", "").split()
-        return ksurf(env, f"ksurf graph {attach}", ["graph", "icmp_rcv", "--depth", "0", "--attach", attach, "--funcs", *names],
-                     count="none")
+        return patient(ksurf(env, f"ksurf graph {attach}",
+                             ["graph", "icmp_rcv", "--depth", "0", "--attach", attach, "--funcs", *names], count="none"), count)
     return make
 
 
@@ -312,16 +318,13 @@ def bpftrace_tracepoints(count):
 def bpftrace_kfuncs(count):
     def make(env, scratch):
         names = open(function_list(env, count, scratch)).read().replace("p ", "").split()
-        run = bpftrace(env, "bpftrace kfunc", ",".join(f"kfunc:{n}" for n in names) + " { }")
-        return replace(run, stop_timeout_s=900) if count >= 1000 else run
+        return patient(bpftrace(env, "bpftrace kfunc", ",".join(f"kfunc:{n}" for n in names) + " { }"), count)
     return make
 
 
 def many(backend, count):
     def make(env, scratch):
-        run = ksurf(env, f"ksurf {backend}", ["--backend", backend, "-f", function_list(env, count, scratch)])
-        # A thousand trampolines or kprobes leave one by one under TCG: minutes, not a hang.
-        return replace(run, stop_timeout_s=900) if count >= 1000 else run
+        return patient(ksurf(env, f"ksurf {backend}", ["--backend", backend, "-f", function_list(env, count, scratch)]), count)
     return make
 
 

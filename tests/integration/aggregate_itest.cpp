@@ -105,6 +105,41 @@ TEST(Aggregate, SumsAndStatsOfAKnownField) {
     EXPECT_DOUBLE_EQ((*row)["avg"].get<double>(), 5.5);
 }
 
+// bpftrace attached to the same tracepoint at the same time counts the same calls, and
+// sums, minimum and maximum of the same field agree with ksurf's (and with what was read).
+TEST(Aggregate, AgreesWithBpftraceOnTheSameCalls) {
+    const std::vector<std::size_t> sizes{1, 2, 3, 5, 8, 13, 21, 34};
+    Process ksurf({ksurf_bin(), "e syscalls/sys_enter_read", "--stats", "count", "--by", "comm", "--json"});
+    ASSERT_TRUE(ksurf.wait_for_err("Hit Ctrl-C to end.", 30s)) << "ksurf did not attach";
+    // exec keeps the pid that is signalled; bpftrace's output goes where wait_for_err reads.
+    Process bpftrace({"/bin/sh", "-c",
+                      "exec bpftrace -e 'BEGIN { printf(\"bpftrace-ready\\n\"); } tracepoint:syscalls:sys_enter_read "
+                      "/comm == \"ksagg_bt\"/ { @n = count(); @s = sum(args->count); @lo = min(args->count); "
+                      "@hi = max(args->count); }' 1>&2"});
+    ASSERT_TRUE(bpftrace.wait_for_err("bpftrace-ready", 60s)) << "bpftrace did not attach";
+    as_child("ksagg_bt", [&] { reads(sizes); });
+    bpftrace.signal(SIGINT);
+    ksurf.signal(SIGINT);
+    const Result bt = bpftrace.finish(), r = ksurf.finish();
+    ASSERT_EQ(bt.status, 0) << bt.err;
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto map = [&](const char* name) {
+        std::smatch m;
+        EXPECT_TRUE(std::regex_search(bt.err, m, std::regex(fmt::format(R"(@{}: (\d+))", name)))) << name << ": " << bt.err;
+        return m.empty() ? -1 : std::stoll(m[1]);
+    };
+    const json t = last_table(r);
+    ASSERT_TRUE(t.is_object()) << r.out << r.err;
+    const json* row = row_of(t, "comm", "ksagg_bt");
+    ASSERT_TRUE(row) << r.out;
+    EXPECT_EQ((*row)["count"], map("n"));
+    EXPECT_EQ((*row)["sum"], map("s"));
+    EXPECT_EQ((*row)["min"], map("lo"));
+    EXPECT_EQ((*row)["max"], map("hi"));
+    EXPECT_EQ((*row)["count"], 8);
+    EXPECT_EQ((*row)["sum"], 87);
+}
+
 // Bucket k + 2 of the log2 histogram holds [2^k, 2^(k+1)); 0 has its own.
 TEST(Aggregate, Log2HistogramPutsKnownValuesInTheirBuckets) {
     auto r = traced({"e syscalls/sys_enter_read", "--hist", "count", "--by", "comm", "--json"},
