@@ -26,6 +26,7 @@ CAPABILITIES = {
     "pcap": r"--pcap\b",
     "skb": r"^\s+skb\b",
     "graph": r"^\s+graph\b",
+    "lat": r"^\s+lat\b",
 }
 
 
@@ -208,6 +209,28 @@ def guest_graph(env):
     ]
 
 
+# Issue #15: `ksurf lat` pairs entry and return in the kernel (fentry/fexit where the kernel
+# has them) against bpftrace pairs keeping the entry time in a map by tid. Rejecting: the
+# predicate never matches, so only the entry's test and the return's lookup run.
+def guest_latency(env):
+    ready = r"Timing \S+ on"
+
+    def lat(c):
+        return Command("ksurf lat", [env.ksurf, "lat", "vfs_read", "--where", comm_filter(c)[2:]], ready, "none", env.timeout_s)
+
+    def pair(entry, ret, c):
+        return replace(bpftrace(env, f"bpftrace {entry}/{ret}",
+                                f'{entry}:vfs_read /comm == "{c}"/ {{ @s[tid] = nsecs; }} '
+                                f"{ret}:vfs_read /@s[tid]/ {{ @h = hist(nsecs - @s[tid]); delete(@s[tid]); }}"),
+                       count="none")
+
+    return [
+        Tracer("ksurf lat", lat, needs="lat"),
+        Tracer("bpftrace kprobe/kretprobe", lambda c: pair("kprobe", "kretprobe", c), tool="bpftrace"),
+        Tracer("bpftrace kfunc/kretfunc", lambda c: pair("kfunc", "kretfunc", c), tool="bpftrace"),
+    ]
+
+
 HIT_GROUPS = [
     HitGroup("tracepoint syscalls/sys_enter_getppid", "host", ["getppid"], host_tracepoint),
     HitGroup("tracepoint syscalls/sys_enter_getppid, common_pid filter", "host", ["getppid"], host_pid_filter),
@@ -216,6 +239,8 @@ HIT_GROUPS = [
     HitGroup(f"function {GETPPID_FN}", "guest", ["getppid"], guest_function),
     HitGroup("packet filter on ip_rcv (loopback UDP)", "guest", ["udp"], guest_pcap, needs="pcap"),
     HitGroup(f"graph rooted at {GETPPID_FN}", "guest", ["getppid"], guest_graph, needs="graph"),
+    HitGroup("latency of vfs_read: ksurf lat against bpftrace entry/return pairs", "guest", ["read"], guest_latency,
+             needs="lat"),
 ]
 
 

@@ -65,7 +65,7 @@ def hit_section(groups):
            "spread over the repetitions. *prog ns/hit* is the kernel's own BPF statistics",
            "(`kernel.bpf_stats_enabled`: run_time_ns / run_cnt of the tracer's programs), steady",
            "where the wall clock is not, and *× bpftrace* divides it by bpftrace's (same filter;",
-           "kfunc for fentry, kprobe for kprobes).", ""]
+           "kfunc for fentry, kprobe for kprobes, the kprobe/kretprobe pair for `ksurf lat`).", ""]
     for g in groups:
         title = f"### {g['title']}: {where(g['kernel'])}"
         if g.get("unavailable"):
@@ -100,7 +100,9 @@ def hit_section(groups):
                 ev = "not counted" if events < 0 else f"{events:,}" + (f" ({dropped:,} dropped)" if dropped else "")
             p_ns = prog.get((r["label"], r["mode"]), float("nan"))
             # The bpftrace row of the same attach type: kfunc for fentry, kprobe for kprobes.
-            peer = "bpftrace kfunc" if "fentry" in r["label"] else "bpftrace kprobe" if "kprobe" in r["label"] else "bpftrace"
+            # `ksurf lat` against the pair issue #15 names.
+            peer = ("bpftrace kfunc" if "fentry" in r["label"] else "bpftrace kprobe" if "kprobe" in r["label"]
+                    else "bpftrace kprobe/kretprobe" if r["label"] == "ksurf lat" else "bpftrace")
             bt = prog.get((peer, r["mode"]), float("nan"))
             p_txt = f"{p_ns:,.1f}" if p_ns == p_ns else "—"
             bt_txt = f"{p_ns / bt:.2f}" if p_ns == p_ns and bt == bt and bt > 0 else "—"

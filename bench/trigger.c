@@ -4,8 +4,10 @@
 //                     caching can skip the kernel
 //   udp N [RATE]      N one-byte UDP datagrams to a socket of its own on 127.0.0.1,
 //                     never read: each still crosses ip_rcv and udp_rcv
+//   read N [RATE]     N one-byte read()s of /dev/zero: each a call of vfs_read
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,13 @@ static int tx = -1;
 static struct sockaddr_in dst;
 
 static void op_getppid(void) { syscall(SYS_getppid); }
+
+static int zero = -1;
+static char byte;
+
+static void op_read(void) {
+	if (read(zero, &byte, 1) != 1) exit(1);
+}
 
 static void op_udp(void) {
 	sendto(tx, "x", 1, MSG_DONTWAIT, (struct sockaddr *)&dst, sizeof(dst));
@@ -47,14 +56,22 @@ static void setup_udp(void) {
 }
 
 int main(int argc, char **argv) {
-	if (argc < 3 || argc > 4 || (strcmp(argv[1], "getppid") && strcmp(argv[1], "udp"))) {
-		fprintf(stderr, "usage: %s getppid|udp N [RATE]\n", argv[0]);
+	if (argc < 3 || argc > 4 || (strcmp(argv[1], "getppid") && strcmp(argv[1], "udp") && strcmp(argv[1], "read"))) {
+		fprintf(stderr, "usage: %s getppid|udp|read N [RATE]\n", argv[0]);
 		return 2;
 	}
 	void (*op)(void) = op_getppid;
 	if (!strcmp(argv[1], "udp")) {
 		setup_udp();
 		op = op_udp;
+	}
+	if (!strcmp(argv[1], "read")) {
+		zero = open("/dev/zero", O_RDONLY);
+		if (zero < 0) {
+			perror("/dev/zero");
+			exit(1);
+		}
+		op = op_read;
 	}
 	long n = atol(argv[2]);
 	double rate = argc == 4 ? atof(argv[3]) : 0;

@@ -37,16 +37,23 @@ int ksurf_lat_entry(void *ctx)
 	return 0;
 }
 
+/* Most returns are of calls the predicate refused: they cost the context key and one
+ * lookup, and the clock is read only for a started call (after that lookup, as a
+ * bpftrace kretprobe reads nsecs after its map's). */
 SEC("raw_tp")
 int ksurf_lat_return(void *ctx)
 {
-	__u64 now = bpf_ktime_get_ns();
-	struct ksurf_scratch *s = ksurf_scratch();
 	__u8 context;
 	__u64 key = context_key(&context);
 	__u8 *start = bpf_map_lookup_elem(&starts, &key);
+	struct ksurf_scratch *s;
+	__u64 now;
 
-	if (!s || !start)
+	if (!start)
+		return 0;
+	now = bpf_ktime_get_ns();
+	s = ksurf_scratch();
+	if (!s)
 		return 0;
 	ksurf_agg_add(s, start, now - *(__u64 *)(start + cfg.agg.key_len));
 	bpf_map_delete_elem(&starts, &key);
