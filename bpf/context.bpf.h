@@ -31,11 +31,10 @@ static __always_inline __u32 preempt_bits(void)
 	__u64 base = 0;
 	int count = 0;
 
-	if (bpf_core_type_exists(struct pcpu_hot)) {
-		const struct pcpu_hot *h = bpf_this_cpu_ptr(&pcpu_hot);
-
-		return BPF_CORE_READ(h, preempt_count);
-	}
+	/* A typed per-CPU pointer is read directly (the verifier checks the field against BTF):
+	 * no probe-read helper call on every hit of graph and lat. */
+	if (bpf_core_type_exists(struct pcpu_hot))
+		return ((const struct pcpu_hot *)bpf_this_cpu_ptr(&pcpu_hot))->preempt_count;
 	if (&__preempt_count)
 		return *(const int *)bpf_this_cpu_ptr(&__preempt_count);
 	bpf_probe_read_kernel(&base, sizeof(base), (const void *)(gcfg.per_cpu_offset + 8 * bpf_get_smp_processor_id()));
