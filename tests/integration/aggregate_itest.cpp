@@ -111,21 +111,26 @@ TEST(Aggregate, AgreesWithBpftraceOnTheSameCalls) {
     const std::vector<std::size_t> sizes{1, 2, 3, 5, 8, 13, 21, 34};
     Process ksurf({ksurf_bin(), "e syscalls/sys_enter_read", "--stats", "count", "--by", "comm", "--json"});
     ASSERT_TRUE(ksurf.wait_for_err("Hit Ctrl-C to end.", 30s)) << "ksurf did not attach";
-    // exec keeps the pid that is signalled; bpftrace's output goes where wait_for_err reads.
-    Process bpftrace({"/bin/sh", "-c",
-                      "exec bpftrace -e 'BEGIN { printf(\"bpftrace-ready\\n\"); } tracepoint:syscalls:sys_enter_read "
-                      "/comm == \"ksagg_bt\"/ { @n = count(); @s = sum(args->count); @lo = min(args->count); "
-                      "@hi = max(args->count); }' 1>&2"});
-    ASSERT_TRUE(bpftrace.wait_for_err("bpftrace-ready", 60s)) << "bpftrace did not attach";
+    Process bpftrace({"/usr/bin/bpftrace", "-e",
+                      "BEGIN { printf(\"bpftrace-ready\\n\"); } tracepoint:syscalls:sys_enter_read /comm == \"ksagg_bt\"/ "
+                      "{ @n = count(); @s = sum(args->count); @lo = min(args->count); @hi = max(args->count); }"});
+    if (!bpftrace.wait_for_out("bpftrace-ready", 60s)) {
+        const Result failed = bpftrace.finish();
+        // Debian 5.10: bpftrace 0.17 builds tracepoint args from headers this kernel lacks.
+        if (failed.err.find("Include headers with missing type definitions") != std::string::npos)
+            GTEST_SKIP() << "bpftrace cannot type sys_enter_read's args here: " << failed.err;
+        FAIL() << "bpftrace did not attach: " << failed.err;
+    }
     as_child("ksagg_bt", [&] { reads(sizes); });
     bpftrace.signal(SIGINT);
     ksurf.signal(SIGINT);
-    const Result bt = bpftrace.finish(), r = ksurf.finish();
-    ASSERT_EQ(bt.status, 0) << bt.err;
+    const Result bt = bpftrace.finish(60s), r = ksurf.finish();
+    const std::string& maps = bt.out;
+    ASSERT_EQ(bt.status, 0) << bt.err << maps;
     ASSERT_EQ(r.status, 0) << r.err;
     const auto map = [&](const char* name) {
         std::smatch m;
-        EXPECT_TRUE(std::regex_search(bt.err, m, std::regex(fmt::format(R"(@{}: (\d+))", name)))) << name << ": " << bt.err;
+        EXPECT_TRUE(std::regex_search(maps, m, std::regex(fmt::format(R"(@{}: (\d+))", name)))) << name << ": " << maps;
         return m.empty() ? -1 : std::stoll(m[1]);
     };
     const json t = last_table(r);

@@ -81,11 +81,11 @@ bool Process::pump(int timeout_ms) {
     return any;
 }
 
-bool Process::wait_for_err(const std::string& needle, std::chrono::milliseconds timeout) {
+bool Process::wait_for(std::string Result::*stream, const std::string& needle, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (r_.err.find(needle) == std::string::npos) {
+    while ((r_.*stream).find(needle) == std::string::npos) {
         if (std::chrono::steady_clock::now() > deadline) return false;
-        if (!pump(50) && waitpid(pid_, nullptr, WNOHANG) != 0) return r_.err.find(needle) != std::string::npos;
+        if (!pump(50) && waitpid(pid_, nullptr, WNOHANG) != 0) return (r_.*stream).find(needle) != std::string::npos;
     }
     return true;
 }

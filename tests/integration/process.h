@@ -30,14 +30,16 @@ public:
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
 
-    // Reads output until stderr contains NEEDLE; false on timeout or exit.
-    bool wait_for_err(const std::string& needle, std::chrono::milliseconds timeout);
+    // Reads output until stderr (stdout) contains NEEDLE; false on timeout or exit.
+    bool wait_for_err(const std::string& needle, std::chrono::milliseconds timeout) { return wait_for(&Result::err, needle, timeout); }
+    bool wait_for_out(const std::string& needle, std::chrono::milliseconds timeout) { return wait_for(&Result::out, needle, timeout); }
     void signal(int sig);
     // Waits for exit (killing the child after TIMEOUT) and returns everything it printed.
     Result finish(std::chrono::milliseconds timeout = std::chrono::seconds(30));
     pid_t pid() const { return pid_; }
 
 private:
+    bool wait_for(std::string Result::*stream, const std::string& needle, std::chrono::milliseconds timeout);
     bool pump(int timeout_ms);
     pid_t pid_ = -1;
     int out_fd_ = -1, err_fd_ = -1;
