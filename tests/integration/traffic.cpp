@@ -5,6 +5,7 @@
 #include <netinet/ip_icmp.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -54,13 +55,24 @@ void ping(const char* from, int count) {
     close(fd);
 }
 
+// Loopback delivery may be deferred to ksoftirqd: closing RX before every datagram arrived
+// would answer the late ones with ICMP "port unreachable", packets no test counts on.
+static void receive_then_close(int rx, int tx, int count) {
+    timeval wait{5, 0};
+    setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    char buf[16];
+    for (int i = 0; i < count; i++)
+        EXPECT_GT(recv(rx, buf, sizeof buf, 0), 0) << "datagram " << i << ": " << strerror(errno);
+    close(tx);
+    close(rx);
+}
+
 void udp(int count) {
     int rx = socket(AF_INET, SOCK_DGRAM, 0), tx = socket(AF_INET, SOCK_DGRAM, 0);
     auto a = addr("127.0.0.1", 9000);
     ASSERT_EQ(bind(rx, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
     for (int i = 0; i < count; i++) sendto(tx, "x", 1, 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    close(tx);
-    close(rx);
+    receive_then_close(rx, tx, count);
 }
 
 bool kernel_can_probe_functions() { return has_feature("fentry") || has_feature("kprobe") || has_feature("kprobe_events"); }
@@ -111,8 +123,7 @@ void udp6(int count) {
     a.sin6_addr = in6addr_loopback;
     ASSERT_EQ(bind(rx, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
     for (int i = 0; i < count; i++) sendto(tx, "six", 3, 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    close(tx);
-    close(rx);
+    receive_then_close(rx, tx, count);
 }
 
 // The kernel fills in the checksum of raw ICMPv6 sockets.
