@@ -57,6 +57,8 @@ public:
         if (!fentry) frame.regs = pt_regs_offsets(btf);
         ksurf_config cfg = encode_bpf(plan, frame).config;
         cfg.by_pid = !pids.empty();
+        // ksurf's own calls, which the self gate refuses too, are too few to count.
+        gated_ = cfg.nops || cfg.ncbpf || cfg.by_pid || cfg.cgroup_id;
         if (cfg.ncbpf || std::any_of(cfg.fields, cfg.fields + cfg.nfields, [](const auto& f) { return f.packet_step != KSURF_NO_PACKET; }))
             cfg.layout = kernel_layout(btf);
         ksurf_graph_config g{};
@@ -105,6 +107,7 @@ private:
             std::memcpy(&ro, data.data(), sizeof ro);
             ro.cfg = c;
             ro.gcfg = g;
+            ro.gated = gated_;
             std::memcpy(data.data(), &ro, sizeof ro);
             return tmpl_->make_rodata(data);
         };
@@ -122,6 +125,7 @@ private:
     std::vector<BpfOutput> key_;
     std::uint16_t stack_at_ = KSURF_AGG_NO_VALUE;
     std::string type_;
+    bool gated_ = false;
 };
 
 }  // namespace
