@@ -45,11 +45,6 @@ Process::Process(const std::vector<std::string>& argv, std::optional<uid_t> as_u
     if (pid_ == 0) {
         dup2(out[1], 1);
         dup2(err[1], 2);
-        // A shell starts background jobs with SIGINT and SIGQUIT ignored, and an ignored
-        // signal survives exec: bpftrace keeps it so and never ends on the SIGINT a test
-        // sends (ksurf installs its own handlers).
-        std::signal(SIGINT, SIG_DFL);
-        std::signal(SIGQUIT, SIG_DFL);
         if (as_uid && (setgid(*as_uid) || setuid(*as_uid))) _exit(126);
         auto args = c_argv(argv);
         execv(args[0], args.data());
