@@ -9,6 +9,9 @@
 
 #include "ksurf.bpf.h"
 
+/* errno's E2BIG: what a full hash map's insert returns, negated. */
+#define KSURF_E2BIG 7
+
 /* Key and value sizes and the entry count are set by the host for the run: the key is as
  * long as the key fields, the value as long as the histogram. */
 struct {
@@ -95,11 +98,13 @@ static __always_inline void ksurf_agg_add(struct ksurf_scratch *s, const void *k
 	if (!a) {
 		const void *init = bpf_map_lookup_elem(&agg_zero, &zero);
 
-		/* The insert fails when the map is full, or when a program that interrupted
-		 * this one on the CPU inserted the key first: the lookup tells which. */
-		if (init)
-			bpf_map_update_elem(&aggs, key, init, BPF_NOEXIST);
-		a = bpf_map_lookup_elem(&aggs, key);
+		/* A full map refuses the insert with E2BIG, and then the key cannot be there: once
+		 * the map fills, every new key would pay a second lookup for nothing. Any other
+		 * outcome (inserted; EEXIST when a program that interrupted this one on the CPU
+		 * inserted the key first; EBUSY when its bucket was locked) leaves the lookup to
+		 * tell. */
+		if (init && bpf_map_update_elem(&aggs, key, init, BPF_NOEXIST) != -KSURF_E2BIG)
+			a = bpf_map_lookup_elem(&aggs, key);
 		if (!a) {
 			s->counts[KSURF_STAT_AGG_FULL]++;
 			return;
