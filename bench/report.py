@@ -115,7 +115,8 @@ def hit_section(groups):
 
 def startup_section(groups):
     out = ["## Start-up and peak RSS", "",
-           "One probe with a rejecting filter, from the per-hit runs: *attached* is spawn to the",
+           "One probe with a rejecting filter (or, where the title says so, an accepting one),",
+           "from the per-hit runs: *attached* is spawn to the",
            "tracer's own \"attached\" line (`Tracing N probe(s)` for ksurf; for bpftrace its",
            "BEGIN probe's output, which runs once every probe is attached; for raw tracefs the",
            "time to write the probe, filter and enable), *detach* is SIGINT to exit, peak RSS is",
@@ -123,12 +124,14 @@ def startup_section(groups):
            "| where | tracer | attached (s) | detach (s) | peak RSS (MiB) |",
            "|---|---|---:|---:|---:|"]
     for g in groups:
+        mode = g.get("rss_mode", "rejecting")
         for r in g.get("rows", []):
-            if r["mode"] != "rejecting" or not r["runs"]:
+            if r["mode"] != mode or not r["runs"]:
                 continue
             rs = r["runs"]
             rss = median([x["rss_kib"] for x in rs]) / 1024
-            out.append(f"| {where(g['kernel'])}, {g['title']} | {r['label']} | {med([x['attach_s'] for x in rs]):.3f} | "
+            title = g["title"] if mode == "rejecting" else f"{g['title']} ({mode})"
+            out.append(f"| {where(g['kernel'])}, {title} | {r['label']} | {med([x['attach_s'] for x in rs]):.3f} | "
                        f"{med([x['detach_s'] for x in rs]):.3f} | {f'{rss:.1f}' if rss else '— (cat)'} |")
     return out + [""]
 

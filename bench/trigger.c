@@ -5,6 +5,8 @@
 //   udp N [RATE]      N one-byte UDP datagrams to a socket of its own on 127.0.0.1,
 //                     never read: each still crosses ip_rcv and udp_rcv
 //   read N [RATE]     N one-byte read()s of /dev/zero: each a call of vfs_read
+//   lseek N [RATE]    N lseek()s of /dev/zero to offsets 1..N: a new offset each call,
+//                     for keys that never repeat
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -35,6 +37,10 @@ static void op_read(void) {
 	if (read(zero, &byte, 1) != 1) exit(1);
 }
 
+static long offset;
+
+static void op_lseek(void) { lseek(zero, ++offset, SEEK_SET); }
+
 static void op_udp(void) {
 	sendto(tx, "x", 1, MSG_DONTWAIT, (struct sockaddr *)&dst, sizeof(dst));
 }
@@ -56,8 +62,9 @@ static void setup_udp(void) {
 }
 
 int main(int argc, char **argv) {
-	if (argc < 3 || argc > 4 || (strcmp(argv[1], "getppid") && strcmp(argv[1], "udp") && strcmp(argv[1], "read"))) {
-		fprintf(stderr, "usage: %s getppid|udp|read N [RATE]\n", argv[0]);
+	if (argc < 3 || argc > 4 ||
+	    (strcmp(argv[1], "getppid") && strcmp(argv[1], "udp") && strcmp(argv[1], "read") && strcmp(argv[1], "lseek"))) {
+		fprintf(stderr, "usage: %s getppid|udp|read|lseek N [RATE]\n", argv[0]);
 		return 2;
 	}
 	void (*op)(void) = op_getppid;
@@ -65,13 +72,13 @@ int main(int argc, char **argv) {
 		setup_udp();
 		op = op_udp;
 	}
-	if (!strcmp(argv[1], "read")) {
+	if (!strcmp(argv[1], "read") || !strcmp(argv[1], "lseek")) {
 		zero = open("/dev/zero", O_RDONLY);
 		if (zero < 0) {
 			perror("/dev/zero");
 			exit(1);
 		}
-		op = op_read;
+		op = strcmp(argv[1], "read") ? op_lseek : op_read;
 	}
 	long n = atol(argv[2]);
 	double rate = argc == 4 ? atof(argv[3]) : 0;
