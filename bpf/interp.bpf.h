@@ -218,10 +218,11 @@ static __always_inline int ksurf_filter(struct ksurf_scratch *s)
 }
 
 /* Whether the probe takes this hit: the fields the filter reads come first in cfg.fields
- * (the first `nfilter`) and are fetched before it runs; a rejected hit is counted and
- * costs nothing more. Every program that gates on a probe's predicate (events here, call
- * graphs in bpf/graph.bpf.c, latencies in bpf/lat.bpf.c) goes through this, before
- * ksurf_capture(); a compiled filter (src/codegen) does the same, in the same order. */
+ * (the first `nfilter`) and are fetched before it runs; a rejected hit costs nothing
+ * more, and is counted only when the run asks (cfg.count_filtered). Every program that
+ * gates on a probe's predicate (events here, call graphs in bpf/graph.bpf.c, latencies
+ * in bpf/lat.bpf.c) goes through this, before ksurf_capture(); a compiled filter
+ * (src/codegen) does the same, in the same order. */
 static __always_inline int ksurf_accept(void *ctx, struct ksurf_scratch *s)
 {
 	/* Tasks outside -p/-c/--cgroup are not the user's to see: not counted as filtered. */
@@ -239,8 +240,13 @@ static __always_inline int ksurf_accept(void *ctx, struct ksurf_scratch *s)
 			break;
 		ksurf_fetch(ctx, s, i);
 	}
+	/* Counting is asked for, not the default: it is the one store to map memory on the
+	 * rejecting path, and on an AMD EPYC VM that store (or even the per-CPU lookup
+	 * before it) took a rejection from 40 to 74 ns, against bpftrace's 39 for the same
+	 * predicate. */
 	if (!ksurf_filter(s) || !ksurf_pcap(s)) {
-		s->counts[KSURF_STAT_FILTERED]++;
+		if (cfg.count_filtered)
+			s->counts[KSURF_STAT_FILTERED]++;
 		return 0;
 	}
 	/* ksurf's own hits, after the filter: one it rejects is rejected whoever made it (and

@@ -104,6 +104,9 @@ int main(int argc, char** argv) {
                        "Once attached, continue as this user with no capabilities (BPF only); -c's command runs as it"),
         app.add_flag("--include-self", opt.include_self,
                      "Trace ksurf's own process too (left out by default: its reads and writes would feed its probes)"),
+        app.add_flag("--count-filtered", opt.count_filtered,
+                     "The summary counts the hits the filter rejected in the kernel (BPF; each rejection then "
+                     "costs a store)"),
         app.add_flag("-l,--list", list_mode, "List what the probe globs match, as 'ksurf list GLOB...' does"),
     };
     for (auto* o : ksurf::add_aggregate_options(app, opt.agg, true)) trace_only.push_back(o);

@@ -119,6 +119,8 @@ struct BpfOptions {
     // trace command's default, which --include-self turns off; a library user tracing its
     // own calls leaves it off.
     bool exclude_self = false;
+    // --count-filtered: the summary counts the hits filters reject (RunStats::filtered).
+    bool count_filtered = false;
     // Aggregating (the probes' PlannedAggregate): the aggs map's key bytes, u64 buckets per
     // value and maximum keys. No events are sent.
     struct Aggregate {

@@ -178,7 +178,8 @@ struct ksurf_config {
 	__u8 by_pid;         /* only thread groups in the `pids` map */
 	__u8 stack;          /* -s: the kernel stack ends each event */
 	__u8 id_from_cookie; /* kprobe.multi: each function's probe id is its attach cookie */
-	__u8 pad3;
+	__u8 count_filtered; /* count the hits the filter rejects (KSURF_STAT_FILTERED); off, the
+			      * rejecting path stores nothing (see ksurf_accept) */
 	__u32 self_tgid;     /* ksurf's own process, never traced (its reads and writes would
 			      * feed its own probes); 0: traced like any other */
 	__u64 cgroup_id;     /* only tasks in the cgroup (v2) with this id; 0: any */

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ksurf/events.h"
@@ -12,7 +13,9 @@ namespace ksurf {
 
 struct RunStats {
     std::uint64_t events = 0;    // printed
-    std::uint64_t filtered = 0;  // rejected in the kernel
+    // Rejected in the kernel; counted only on request (--count-filtered, BPF): the count
+    // costs the rejecting path a store. Unset, the summary leaves it out.
+    std::optional<std::uint64_t> filtered;
     std::uint64_t dropped = 0;   // lost: ring buffer full
 };
 

@@ -23,6 +23,7 @@ struct TraceOptions : CommonOptions {
     std::uint32_t snaplen = 256;  // -w: bytes kept per packet, from the network header
     std::string user;         // --user: who the run continues as once attached (BPF), and -c runs as
     bool include_self = false;  // --include-self: ksurf's own events are traced too
+    bool count_filtered = false;  // --count-filtered: the summary counts rejected hits (BPF)
     AggregateOptions agg;     // --count, --sum, --hist...: aggregate in the kernel, print tables
 };
 

@@ -12,7 +12,7 @@
 //   values, so skb->head + skb->network_header is out of reach): L3 = data, which is where
 //   the IP header is on the receive path up to ip_rcv_finish; L2 = data - ETH_HLEN; L4 =
 //   data + 20, an IPv4 header without options.
-// - Filters count nothing: events the kernel discards are not reported (filtered = 0).
+// - Filters count nothing: events the kernel discards are not reported (filtered unset).
 // - A tracepoint's event holds its record only: a syscall's user string or a kernel variable
 //   needs an event probe on it (5.15+); older kernels print the string's address.
 // - Aggregations are hist triggers (CONFIG_HIST_TRIGGERS): hit counts and sums by key, and

@@ -57,6 +57,7 @@ public:
         if (!fentry) frame.regs = pt_regs_offsets(btf);
         ksurf_config cfg = encode_bpf(plan, frame).config;
         cfg.by_pid = !pids.empty();
+        cfg.count_filtered = 1;  // the summary's "filtered"
         // ksurf's own calls, which the self gate refuses too, are too few to count.
         gated_ = cfg.nops || cfg.ncbpf || cfg.by_pid || cfg.cgroup_id;
         if (cfg.ncbpf || std::any_of(cfg.fields, cfg.fields + cfg.nfields, [](const auto& f) { return f.packet_step != KSURF_NO_PACKET; }))

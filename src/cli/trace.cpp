@@ -255,6 +255,8 @@ int run_trace(const TraceOptions& opt) {
 
     const auto choice = choose_backend(request, plans, [&](Feature f) -> const FeatureStatus& { return features.get(f); });
     for (const auto& note : choice.notes) fmt::print(stderr, "ksurf: {}\n", note);
+    if (opt.count_filtered && choice.kind == BackendKind::Tracefs)
+        fmt::print(stderr, "ksurf: --count-filtered: tracefs event filters discard without counting; the summary has no count\n");
     if (features.has(Feature::Tracefs)) say_stale(tracefs::cleanup_stale());
 
     const std::uint64_t cgroup = opt.cgroup.empty() ? 0 : cgroup_id(opt.cgroup);
@@ -294,6 +296,7 @@ int run_trace(const TraceOptions& opt) {
         o.follow_forks = command.has_value();
         o.cgroup_id = cgroup;
         o.exclude_self = !opt.include_self;
+        o.count_filtered = opt.count_filtered;
         // One ring buffer for all CPUs, whose size the kernel wants a power of two.
         if (opt.buffer_kb) o.ringbuf_bytes = std::bit_ceil(opt.buffer_kb * 1024u);
         if (agg.active()) {

@@ -125,7 +125,7 @@ public:
         emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R6, R1, 0, 0));
         gates(miss);
         if (tree) {
-            if (reads()) counters();
+            if (c_.count_filtered && reads()) counters();
             for (std::size_t i = 0; i < places_.size(); i++) fetch(i);
             std::vector<Leaf> leaves;
             for (std::size_t i = 0; i < c_.nops; i++) leaves.push_back(is_number(c_.ops[i].code) || is_string(c_.ops[i].code) ? leaf(i) : Leaf{});
@@ -142,12 +142,14 @@ public:
         jump(insn(BPF_JMP | BPF_JA, 0, 0, 0, 0), accept);
 
         place(reject);
-        jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R9, 0, 0, 0), miss);
-        // counts[] leads struct ksurf_scratch: the offset needs no knowledge of the rest.
-        const auto counter = static_cast<std::int16_t>(8 * KSURF_STAT_FILTERED);
-        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, R9, counter, 0));
-        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, 1));
-        emit(insn(BPF_STX | BPF_MEM | BPF_DW, R9, R1, counter, 0));
+        if (c_.count_filtered) {
+            jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R9, 0, 0, 0), miss);
+            // counts[] leads struct ksurf_scratch: the offset needs no knowledge of the rest.
+            const auto counter = static_cast<std::int16_t>(8 * KSURF_STAT_FILTERED);
+            emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, R9, counter, 0));
+            emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, 1));
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, R9, R1, counter, 0));
+        }
         place(miss);
         emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, 0));
         emit(insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
@@ -325,8 +327,8 @@ private:
         return false;
     }
 
-    // The per-CPU counters (the scratch's) into r9 for the rejecting path, looked up before
-    // the filter reads anything: inlined (6.10 and later), the lookup's loads then run
+    // The per-CPU counters (the scratch's) into r9 for the rejecting path of a run that counts
+    // rejections (cfg.count_filtered), looked up before the filter reads anything: inlined (6.10 and later), the lookup's loads then run
     // beside the filter's instead of after them on the path that rejects.
     void counters() {
         const std::int16_t key = alloc(8);

@@ -283,8 +283,9 @@ public:
     void summary(const RunStats& s) override {
         out_.flush();
         char line[96];
-        const char* end = fmt::format_to(line, FMT_COMPILE("{} events, {} filtered, {} dropped\n"), s.events,
-                                         s.filtered, s.dropped);
+        const char* end = s.filtered ? fmt::format_to(line, FMT_COMPILE("{} events, {} filtered, {} dropped\n"), s.events,
+                                                      *s.filtered, s.dropped)
+                                     : fmt::format_to(line, FMT_COMPILE("{} events, {} dropped\n"), s.events, s.dropped);
         const int err = write_out(summary_out_, line, static_cast<std::size_t>(end - line));
         if (err && err != EPIPE) fail_writing(err);
     }
@@ -334,8 +335,9 @@ public:
 
     void summary(const RunStats& s) override {
         char* p = out_.room(128);
-        out_.end(fmt::format_to(p, FMT_COMPILE("{{\"summary\":{{\"events\":{},\"filtered\":{},\"dropped\":{}}}}}\n"),
-                                s.events, s.filtered, s.dropped));
+        p = fmt::format_to(p, FMT_COMPILE("{{\"summary\":{{\"events\":{},"), s.events);
+        if (s.filtered) p = fmt::format_to(p, FMT_COMPILE("\"filtered\":{},"), *s.filtered);
+        out_.end(fmt::format_to(p, FMT_COMPILE("\"dropped\":{}}}}}\n"), s.dropped));
         out_.flush();
     }
 

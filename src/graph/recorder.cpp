@@ -99,6 +99,7 @@ private:
         std::memcpy(&ro, data.data(), sizeof ro);
         ro.cfg = cfg;
         ro.cfg.layout = layout_;
+        ro.cfg.count_filtered = 1;  // the summary's ROOT calls the predicate rejected
         ro.gcfg = gcfg;
         std::memcpy(data.data(), &ro, sizeof ro);
         return tmpl_->make_rodata(data);

@@ -145,7 +145,7 @@ TEST_P(FunctionCase, ReturnProbeRetval) {
 // filters count nothing).
 TEST_P(FunctionCase, RejectingFilterPrintsNothingAndCounts) {
     if (GetParam() == "tracefs") GTEST_SKIP() << "tracefs event filters count nothing";
-    auto r = trace(GetParam(), {"-d", "2", "p do_filp_open name=%1->name f:name==\"/ksurf/never\""}, [&] {
+    auto r = trace(GetParam(), {"-d", "2", "--count-filtered", "p do_filp_open name=%1->name f:name==\"/ksurf/never\""}, [&] {
         for (int i = 0; i < 3; i++) spawn_and_wait({"/bin/cat", "/proc/self/stat"});
     });
     ASSERT_EQ(r.status, 0) << r.err;

@@ -3,7 +3,8 @@
 // (interpreted; compiled prefix with the interpreter's gates and filter off) and run with
 // BPF_PROG_TEST_RUN on random inputs. A raw_tp test run executes in the calling thread, so
 // user-memory fields read this test's buffers, comm is the name prctl() gave the thread,
-// and pid/tid are the test's. Every decision (gate miss, filtered, event) must agree.
+// and pid/tid are the test's. Every decision (gate miss, filtered, event) must agree, and a
+// configuration that does not count rejections (count_filtered off) must store no count.
 // KSURF_FILTER_SEED varies the seed; a failure prints it with the configuration's case.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -62,8 +63,9 @@ public:
         return tmpl_.make_rodata(data);
     }
 
-    // 0: the gates dropped the hit; 1: the filter rejected it; 2: it became an event.
-    int run(int prog, std::array<std::uint64_t, kArgs>& args) {
+    // 0: the gates dropped the hit (or the filter did, uncounted); 1: the filter rejected it
+    // and counted it; 2: it became an event.
+    int run(int prog, const ksurf_config& cfg, std::array<std::uint64_t, kArgs>& args) {
         const std::uint64_t filtered = sum_per_cpu(tmpl_.map("scratch"), 0, KSURF_STAT_MAX)[KSURF_STAT_FILTERED];
         LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args.data(), .ctx_size_in = sizeof args);
         if (bpf_prog_test_run_opts(prog, &o)) fail("BPF_PROG_TEST_RUN: {}", errno_text(errno));
@@ -71,6 +73,7 @@ public:
         ring_buffer__consume(rb_);
         const std::uint64_t rejected = sum_per_cpu(tmpl_.map("scratch"), 0, KSURF_STAT_MAX)[KSURF_STAT_FILTERED] - filtered;
         if (rejected + events_ > 1) fail("one run counted {} rejections and sent {} events", rejected, events_);
+        if (rejected && !cfg.count_filtered) fail("a configuration that does not count rejections counted one");
         return events_ ? 2 : rejected ? 1 : 0;
     }
 
@@ -99,6 +102,7 @@ public:
 
     ksurf_config config(std::uint32_t self, std::uint64_t cgroup, std::uint32_t tid) {
         ksurf_config c{};
+        c.count_filtered = below(4) != 0;
         c.self_tgid = below(10) == 0 ? (coin() ? self : self + 1) : 0;
         c.by_pid = below(6) == 0;
         c.cgroup_id = below(10) == 0 ? (coin() ? cgroup : cgroup + 1) : 0;
@@ -345,8 +349,8 @@ TEST(FilterCompiler, AgreesWithTheInterpreterOnRandomFilters) {
         for (unsigned k = 0; k < 40; k++) {
             auto args = g.inputs(cfg);
             comm.set(g.coin() ? g.word() : "ksurf-filter");
-            const int want = d.run(interpreted.get(), args);
-            const int got = d.run(prog.get(), args);
+            const int want = d.run(interpreted.get(), cfg, args);
+            const int got = d.run(prog.get(), cfg, args);
             ASSERT_EQ(got, want) << "input " << k;
             decided[want]++;
             compared++;

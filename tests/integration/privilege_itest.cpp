@@ -56,7 +56,7 @@ std::vector<std::map<std::string, std::string>> thread_status(pid_t pid) {
 }
 
 bool has_summary(const std::string& err) {
-    return std::regex_search(err, std::regex(R"(\d+ events, \d+ filtered, 0 dropped)"));
+    return std::regex_search(err, std::regex(R"(\d+ events, (\d+ filtered, )?0 dropped)"));
 }
 
 // A root-owned victim file beside a sticky, world-writable directory on the same file

@@ -1,6 +1,7 @@
 // The filter compiler's structure: the tree it reads from the postfix program, and what it
 // leaves to the interpreter. What the code it emits decides is checked against the
 // interpreter in the kernel (tests/integration/filter_codegen_itest.cpp).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -86,20 +87,26 @@ ksurf_config record_field(std::uint16_t size, std::int32_t offset) {
     return c;
 }
 
-// A record field compared once: one load at its offset in the instruction, no helper call
-// but the counter's lookup on rejection.
+// A record field compared once: one load at its offset in the instruction, and no helper
+// call, unless the run counts rejections: then the counter's lookup, and its store.
 TEST(FilterCompile, RecordFieldIsOneLoadFromTheContext) {
-    ksurf_config c = record_field(8, 16);
-    c.ops[0].imm = 39;
-    const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
-    ASSERT_FALSE(f.prefix.empty()) << f.why_not;
-    int loads = 0, calls = 0;
-    for (const bpf_insn& i : f.prefix) {
-        if (i.code == (BPF_LDX | BPF_MEM | BPF_DW) && i.src_reg == BPF_REG_6 && i.off == 16) loads++;
-        if (i.code == (BPF_JMP | BPF_CALL)) calls++;
+    for (const std::uint8_t count : {0, 1}) {
+        SCOPED_TRACE(fmt::format("count_filtered {}", count));
+        ksurf_config c = record_field(8, 16);
+        c.ops[0].imm = 39;
+        c.count_filtered = count;
+        const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
+        ASSERT_FALSE(f.prefix.empty()) << f.why_not;
+        int loads = 0, calls = 0, stores = 0;
+        for (const bpf_insn& i : f.prefix) {
+            if (i.code == (BPF_LDX | BPF_MEM | BPF_DW) && i.src_reg == BPF_REG_6 && i.off == 16) loads++;
+            if (i.code == (BPF_JMP | BPF_CALL)) calls++;
+            if (i.code == (BPF_STX | BPF_MEM | BPF_DW) && i.dst_reg == BPF_REG_9) stores++;
+        }
+        EXPECT_EQ(loads, 1);
+        EXPECT_EQ(calls, count);
+        EXPECT_EQ(stores, count);
     }
-    EXPECT_EQ(loads, 1);
-    EXPECT_EQ(calls, 1);
 }
 
 // ksurf's own hits are left out after the filter: the jump that rejects comes before the

@@ -40,14 +40,14 @@ Value u64(std::uint64_t v, Display d = Display::Decimal) { return {v, d}; }
 Value str(std::string v, Display d = Display::String) { return {std::move(v), d}; }
 
 // What the formatter writes for EV and then the summary, to a memory stream.
-std::string formatted(bool json, const Event& ev) {
+std::string formatted(bool json, const Event& ev, const ksurf::RunStats& stats = {1, 2, 3}) {
     char* buf = nullptr;
     std::size_t len = 0;
     std::FILE* mem = open_memstream(&buf, &len);
     {
         auto f = json ? ksurf::json_formatter(mem) : ksurf::text_formatter(mem, mem);
         f->write(ev);
-        f->summary({1, 2, 3});
+        f->summary(stats);
     }
     std::fclose(mem);
     std::string out(buf, len);
@@ -139,6 +139,15 @@ TEST(FormatLines, Text) {
 TEST(FormatLines, Json) {
     for (const auto& c : cases())
         EXPECT_EQ(formatted(true, c.ev), c.json + "{\"summary\":{\"events\":1,\"filtered\":2,\"dropped\":3}}\n") << c.what;
+}
+
+// A run that did not count rejections says nothing of them, rather than 0.
+TEST(FormatLines, SummaryWithoutAFilteredCount) {
+    const ksurf::RunStats uncounted{1, std::nullopt, 3};
+    EXPECT_EQ(formatted(false, event(0), uncounted), "bash-42 [001] 0.000000: ev:\n1 events, 3 dropped\n");
+    EXPECT_EQ(formatted(true, event(0), uncounted),
+              "{\"ts\":0.0,\"comm\":\"bash\",\"pid\":42,\"tgid\":40,\"cpu\":1,\"probe\":\"ev\",\"fields\":{}}\n"
+              "{\"summary\":{\"events\":1,\"dropped\":3}}\n");
 }
 
 // comm is user-controlled: printable() in text, escaped in JSON; the cpu field is three

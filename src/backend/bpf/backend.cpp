@@ -101,7 +101,7 @@ public:
         RunStats s;
         s.events = delivered_;
         const auto counts = sum_per_cpu(tmpl_->map("scratch"), 0, KSURF_STAT_MAX);
-        s.filtered = counts[KSURF_STAT_FILTERED];
+        if (opt_.count_filtered) s.filtered = counts[KSURF_STAT_FILTERED];
         s.dropped = counts[KSURF_STAT_DROPPED];
         return s;
     }
@@ -400,6 +400,7 @@ private:
         c.probe_id = static_cast<std::uint32_t>(id);
         c.by_pid = !opt_.pids.empty();
         c.stack = opt_.stacks;
+        c.count_filtered = opt_.count_filtered;
         c.cgroup_id = opt_.cgroup_id;
         c.self_tgid = opt_.exclude_self ? static_cast<std::uint32_t>(getpid()) : 0;
         // Looking structures up by name indexes all of BTF: only probes that read packets

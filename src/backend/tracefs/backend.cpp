@@ -350,7 +350,7 @@ public:
     }
 
     RunStats stats() const override {
-        // `filtered` stays 0: event filters discard without counting.
+        // `filtered` stays unset: event filters discard without counting.
         RunStats s;
         s.events = delivered_;
         if (reader_) s.dropped = reader_->dropped();
