@@ -327,9 +327,10 @@ private:
         return false;
     }
 
-    // The per-CPU counters (the scratch's) into r9 for the rejecting path of a run that counts
-    // rejections (cfg.count_filtered), looked up before the filter reads anything: inlined (6.10 and later), the lookup's loads then run
-    // beside the filter's instead of after them on the path that rejects.
+    // The per-CPU counters (the scratch's) into r9 for the rejecting path of a run that
+    // counts rejections (cfg.count_filtered), looked up before the filter reads anything:
+    // inlined (6.10 and later), the lookup's loads then run beside the filter's instead of
+    // after them on the path that rejects.
     void counters() {
         const std::int16_t key = alloc(8);
         emit(insn(BPF_ST | BPF_MEM | BPF_W, FP, 0, key, 0));
