@@ -82,6 +82,18 @@ TEST(TracefsBackend, ExecEventsPrintAsFtraceLikeLines) {
     EXPECT_EQ(std::stoul(m[1]), lines(r.out).size());
 }
 
+// Event filters discard without counting: asked for a count, tracefs says it has none and
+// the run goes on, its summary without one.
+TEST(TracefsBackend, CountFilteredSaysItCannotCount) {
+    auto r = trace(tracefs_args({"-d", "1", "--count-filtered", "e sched/sched_process_exec f:common_pid==1"}), [] {
+        spawn_and_wait({"/bin/true"});
+    });
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("ksurf: --count-filtered: tracefs event filters discard without counting"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("filtered,"), std::string::npos) << r.err;
+    EXPECT_TRUE(std::regex_search(r.err, std::regex(R"(\d+ events, 0 dropped)"))) << r.err;
+}
+
 // The same events through both backends: identical lines, timestamps of the same clock.
 TEST(TracefsBackend, LinesMatchTheBpfBackend) {
     Process bpf({ksurf_bin(), "--backend", "bpf", "-d", "3", "e sched/sched_process_exec"});
