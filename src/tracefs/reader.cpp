@@ -118,16 +118,17 @@ const Task& Reader::task(std::uint32_t tid) {
 Task Reader::lookup(std::uint32_t tid) {
     if (tid == 0) return {"<idle>", 0};
     const fs::path proc = fs::path("/proc") / std::to_string(tid);
-    if (std::ifstream comm(proc / "comm"); comm) {
-        Task t;
-        std::getline(comm, t.comm);
+    // A task reaped between the open and the read reads as nothing: then it is gone, and
+    // what ftrace saved of it is what is left.
+    Task t;
+    if (std::ifstream comm(proc / "comm"); comm && std::getline(comm, t.comm)) {
         std::istringstream status(slurp(proc / "status"));
         for (std::string line; std::getline(status, line);)
             if (line.starts_with("Tgid:")) t.tgid = std::stoul(line.substr(5));
         return t;
     }
     if (!saved_loaded_) load_saved();
-    Task t{"<...>", 0};  // as ftrace prints a task it did not save
+    t = {"<...>", 0};  // as ftrace prints a task it did not save
     if (auto c = saved_comm_.find(tid); c != saved_comm_.end()) t.comm = c->second;
     if (auto g = saved_tgid_.find(tid); g != saved_tgid_.end()) t.tgid = g->second;
     return t;
