@@ -5,11 +5,12 @@
 // cannot put a field's offset inside a load instruction: it reads even context fields with
 // bpf_probe_read_kernel, through a subprogram, and keeps the filter's booleans in map
 // memory. The prefix this compiles reads context fields with one `ldx` at a constant
-// offset, evaluates the filter as short-circuit jumps, and counts a rejected hit itself; a
-// hit it accepts falls through into the generic program with ctx in r1, whose clone of the
-// rodata has the gates and the filter turned off (interpreter_config()). BPF jumps and
-// calls are relative, so the generic code runs unchanged behind the prefix. What it cannot
-// compile yet leaves the whole probe on the interpreter: exact semantics first.
+// offset, evaluates the filter as short-circuit jumps, and counts a rejected hit itself
+// (--count-filtered); a hit it accepts calls the generic program, placed right behind it
+// as a subprogram, with ctx in r1; that clone's rodata has the gates and the filter
+// turned off (interpreter_config()). BPF jumps and calls are relative, so the generic code
+// runs unchanged behind the prefix. What it cannot compile yet leaves the whole probe on
+// the interpreter: exact semantics first.
 #pragma once
 
 #include <linux/bpf.h>

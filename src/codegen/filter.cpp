@@ -17,12 +17,24 @@ struct Unsupported {
 
 [[noreturn]] void unsupported(std::string why) { throw Unsupported{std::move(why)}; }
 
+// Where the prefix keeps the context (r1 at entry) while it decides, tried in this order:
+// the x86 JIT saves in its prologue the callee-saved registers a function uses, so a
+// prefix that needs none of r6-r9 pays for no push and pop on the path that rejects.
+//   InR1:    left in r1, where nothing before the verdict calls a helper;
+//   Spilled: in the stack, reloaded where read, with the values in r0, r4 and r5, where no
+//            helper is called while one of them is held;
+//   InR6:    in r6, the values in r7 and r8 and the stack.
+enum class Context : std::uint8_t { InR1, Spilled, InR6 };
+
+// Thrown by a compile whose context placement cannot hold the code: the next one is tried.
+struct NeedsOtherContext {};
+
 bool is_number(std::uint8_t code) { return code <= KSURF_OP_SGE; }
 bool is_string(std::uint8_t code) { return code >= KSURF_OP_STR_EQ && code <= KSURF_OP_STR_CONTAINS; }
 
 // ---- instructions ----
 
-constexpr std::uint8_t R0 = BPF_REG_0, R1 = BPF_REG_1, R2 = BPF_REG_2, R3 = BPF_REG_3, R6 = BPF_REG_6, R7 = BPF_REG_7,
+constexpr std::uint8_t R0 = BPF_REG_0, R1 = BPF_REG_1, R2 = BPF_REG_2, R3 = BPF_REG_3, R4 = BPF_REG_4, R5 = BPF_REG_5, R6 = BPF_REG_6, R7 = BPF_REG_7,
                        R8 = BPF_REG_8, R9 = BPF_REG_9, FP = BPF_REG_10;
 
 bpf_insn insn(std::uint8_t code, std::uint8_t dst, std::uint8_t src, std::int16_t off, std::int32_t imm) {
@@ -88,9 +100,9 @@ struct Leaf {
 
 // Where a filter field's value is kept for the comparisons. Every field a comparison reads
 // is fetched once, before the first comparison, as the interpreter does: with && and ||
-// as jumps, a field fetched on one path would be unset on another. The first numbers stay
-// in r7 and r8 (helper calls preserve them), unless the thread's ids take r7; the rest go
-// to the stack. r6 holds the context, r9 the counters (Compiler::counters()).
+// as jumps, a field fetched on one path would be unset on another. The numbers stay in
+// registers (Compiler::plan_fields()), with Context::InR6 the ones past the second in the
+// stack; r9 holds the counters (counters()).
 struct Place {
     bool fetched = false;
     std::uint8_t reg = 0;     // a number in r7 or r8; 0: in the stack at `slot`
@@ -99,14 +111,16 @@ struct Place {
     std::uint16_t read = 0;   // a string: bytes read (its comparisons' need, within the capacity)
 };
 
-// The stack the prefix may use. The generic program's frame overlaps it (the verifier takes
-// the maximum of the two, not their sum), and its subprograms' frames add to whichever is
-// larger: 256 bytes leave them the room they had.
+// The stack the prefix may use. The generic program is a subprogram the prefix calls, so
+// its frames add to the prefix's within the verifier's 512 bytes: with the filter off,
+// its deepest chain (ksurf_probe, ksurf_fetch) takes 88 (the verifier's stack depth
+// statistics, 6.18).
 constexpr int kStack = 256;
 
 class Compiler {
 public:
-    Compiler(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps) : c_(cfg), a_(a), maps_(maps) {}
+    Compiler(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps, Context where)
+        : c_(cfg), a_(a), maps_(maps), where_(where) {}
 
     std::vector<bpf_insn> run() {
         if (c_.ncbpf) unsupported("--pcap's classic BPF program runs in the interpreter");
@@ -121,8 +135,12 @@ public:
         places_.resize(c_.nfilter);
         if (tree) plan_fields();
 
-        const int miss = label(), reject = label(), accept = label();
-        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R6, R1, 0, 0));
+        const int miss = label(), reject = label(), accept = label(), generic = label();
+        if (where_ == Context::InR6) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R6, R1, 0, 0));
+        if (where_ == Context::Spilled) {
+            ctx_slot_ = alloc(8);
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R1, ctx_slot_, 0));
+        }
         gates(miss);
         if (tree) {
             if (c_.count_filtered && reads()) counters();
@@ -133,13 +151,24 @@ public:
             branch(*tree, false, reject);
             leaves_ = nullptr;
         }
-        self_gate(miss);
-        // Entered by a jump, the generic program's first instruction is a point where the
-        // verifier prunes: the paths that accept meet there, and the registers and stack
-        // the filter left differently are dead (the generic code writes before it reads),
-        // so its ~20k instructions are verified once, not once per accepting path.
-        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, R6, 0, 0));
+        deciding_ = false;
+        // The paths that accept meet at a jump's target, where the verifier prunes: what
+        // the filter left differently in registers and stack is dead there (the generic
+        // program sees only r1), so its ~20k instructions are verified once, not once per
+        // accepting path. The jump, a no-op, is gone from the program the kernel runs.
         jump(insn(BPF_JMP | BPF_JA, 0, 0, 0, 0), accept);
+        place(accept);
+        if (where_ == Context::InR1 && c_.self_tgid) {
+            // The self gate's helper call is the first: the context moves to the stack.
+            ctx_slot_ = alloc(8);
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R1, ctx_slot_, 0));
+        }
+        self_gate(miss);
+        if (const std::uint8_t c = context(); c != R1) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, c, 0, 0));
+        // The generic program (which uses all of r6-r9) as a subprogram: the prefix's
+        // prologue saves only the registers the prefix uses.
+        jump(insn(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_CALL, 0, 0), generic);
+        emit(insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
 
         place(reject);
         if (c_.count_filtered) {
@@ -153,7 +182,7 @@ public:
         place(miss);
         emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, 0));
         emit(insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
-        place(accept);
+        place(generic);
         resolve();
         return std::move(code_);
     }
@@ -161,7 +190,24 @@ public:
 private:
     // ---- emission ----
 
-    void emit(const bpf_insn& i) { code_.push_back(i); }
+    void emit(const bpf_insn& i) {
+        const bool helper = i.code == (BPF_JMP | BPF_CALL) && i.src_reg != BPF_PSEUDO_CALL;
+        if (helper && deciding_ && (where_ == Context::InR1 || (where_ == Context::Spilled && held_)))
+            throw NeedsOtherContext{};
+        code_.push_back(i);
+    }
+    // The register holding the context, reloaded into r1 where it was spilled.
+    std::uint8_t context() {
+        if (where_ == Context::InR6) return R6;
+        if (ctx_slot_) emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, FP, ctx_slot_, 0));
+        return R1;
+    }
+    // A register a value is kept in until the verdict; no helper call may follow, outside
+    // Context::InR6.
+    std::uint8_t hold(std::uint8_t reg) {
+        if (reg != R6 && reg != R7 && reg != R8) held_ = true;
+        return reg;
+    }
     void emit(const std::vector<bpf_insn>& is) { code_.insert(code_.end(), is.begin(), is.end()); }
     int label() {
         labels_.push_back(-1);
@@ -172,8 +218,9 @@ private:
         fixups_.emplace_back(code_.size(), l);
         emit(j);
     }
-    // Sets the jumps' offsets, dropping the code no path reaches (a comparison the operands
-    // decide leaves some): the verifier refuses a program with unreachable instructions.
+    // Sets the jumps' offsets and the call's, dropping the code no path reaches (a comparison
+    // the operands decide leaves some): the verifier refuses a program with unreachable
+    // instructions.
     void resolve() {
         const std::size_t n = code_.size();
         std::vector<int> target(n, -1);
@@ -198,7 +245,10 @@ private:
                 todo.push_back(i + 1);
             }
         }
-        if (!reached[n]) unsupported("a filter that no hit passes");
+        const bool passes = std::any_of(fixups_.begin(), fixups_.end(), [&](auto f) {
+            return reached[f.first] && code_[f.first].src_reg == BPF_PSEUDO_CALL;
+        });
+        if (!passes) unsupported("a filter that no hit passes");
         std::vector<long> at_new(n + 1);
         std::vector<bpf_insn> kept;
         for (std::size_t i = 0; i <= n; i++) {
@@ -209,7 +259,10 @@ private:
             if (!reached[i] || target[i] < 0) continue;
             const long off = at_new[target[i]] - at_new[i] - 1;
             if (off > std::numeric_limits<std::int16_t>::max()) unsupported("a filter too long to jump over");
-            kept[at_new[i]].off = static_cast<std::int16_t>(off);
+            if (code_[i].src_reg == BPF_PSEUDO_CALL)
+                kept[at_new[i]].imm = static_cast<std::int32_t>(off);
+            else
+                kept[at_new[i]].off = static_cast<std::int16_t>(off);
         }
         code_ = std::move(kept);
     }
@@ -281,11 +334,13 @@ private:
             if (places_[i].fetched && (c_.fields[i].base == KSURF_BASE_PID || c_.fields[i].base == KSURF_BASE_TID)) return true;
         return false;
     }
+    // The register the thread's ids are kept in, from the gates to the self gate.
+    std::uint8_t ids() const { return where_ == Context::InR6 ? R7 : R5; }
 
     void gates(int miss) {
         if (needs_id()) {
             emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_pid_tgid));
-            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R7, R0, 0, 0));
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, hold(ids()), R0, 0, 0));
         }
         if (c_.by_pid) {
             emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R0, 0, 0, 32));
@@ -310,7 +365,7 @@ private:
     void self_gate(int miss) {
         if (!c_.self_tgid) return;
         if (needs_id())
-            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R0, R7, 0, 0));
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R0, ids(), 0, 0));
         else
             emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_pid_tgid));
         emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R0, 0, 0, 32));
@@ -332,6 +387,7 @@ private:
     // inlined (6.10 and later), the lookup's loads then run beside the filter's instead of
     // after them on the path that rejects.
     void counters() {
+        if (where_ != Context::InR6) throw NeedsOtherContext{};
         const std::int16_t key = alloc(8);
         emit(insn(BPF_ST | BPF_MEM | BPF_W, FP, 0, key, 0));
         map_fd(R1, maps_.scratch);
@@ -396,26 +452,30 @@ private:
             }
             p.fetched = true;
         }
-        std::vector<std::uint8_t> regs{R8};
-        if (!needs_id()) regs.insert(regs.begin(), R7);
+        // r1-r3 are the helpers' arguments and the fetches' scratch; the comparisons load a
+        // number kept in the stack into r1, and r2 takes a 64-bit constant.
+        std::vector<std::uint8_t> regs = where_ == Context::InR6 ? std::vector<std::uint8_t>{R7, R8}
+                                                                 : std::vector<std::uint8_t>{R4, R5, R0};
+        if (needs_id()) std::erase(regs, ids());
+        if (where_ != Context::InR6 && numbers.size() > regs.size()) throw NeedsOtherContext{};
         for (std::size_t k = 0; k < numbers.size() && k < regs.size(); k++) places_[numbers[k]].reg = regs[k];
     }
 
     // The value at the start of F's chain, into r3.
     void base(const ksurf_field_cfg& f) {
         switch (f.base) {
-        case KSURF_BASE_CTX: emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R6, 0, 0)); break;
+        case KSURF_BASE_CTX: emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, context(), 0, 0)); break;
         case KSURF_BASE_CTX_U64:
             if (direct(f.base_off, 8))
-                emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, R6, static_cast<std::int16_t>(f.base_off), 0));
+                emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, context(), static_cast<std::int16_t>(f.base_off), 0));
             else
-                read_number(BPF_FUNC_probe_read_kernel, 8, R6, f.base_off);
+                read_number(BPF_FUNC_probe_read_kernel, 8, context(), f.base_off);
             break;
         case KSURF_BASE_PID:
-            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R7, 0, 0));
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, ids(), 0, 0));
             emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R3, 0, 0, 32));
             break;
-        case KSURF_BASE_TID: emit(insn(BPF_ALU | BPF_MOV | BPF_X, R3, R7, 0, 0)); break;
+        case KSURF_BASE_TID: emit(insn(BPF_ALU | BPF_MOV | BPF_X, R3, ids(), 0, 0)); break;
         case KSURF_BASE_CPU:
             emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_smp_processor_id));
             emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R0, 0, 0));
@@ -471,8 +531,9 @@ private:
         if (f.size == 0 || f.size > 8) unsupported("a malformed number field");
         std::uint8_t v = R3;
         if (f.access == KSURF_ACCESS_LOAD && plain_ctx(f) && direct(f.offset, f.size)) {
+            const std::uint8_t c = context();
             v = p.reg ? p.reg : R3;
-            emit(insn(BPF_LDX | BPF_MEM | size_code(f.size), v, R6, static_cast<std::int16_t>(f.offset), 0));
+            emit(insn(BPF_LDX | BPF_MEM | size_code(f.size), v, c, static_cast<std::int16_t>(f.offset), 0));
         } else {
             chain(f);
             if (f.access != KSURF_ACCESS_VALUE)
@@ -481,6 +542,7 @@ private:
         if (f.lshift) emit(insn(BPF_ALU64 | BPF_LSH | BPF_K, v, 0, 0, f.lshift));
         if (f.rshift) emit(insn(BPF_ALU64 | (f.is_signed ? BPF_ARSH : BPF_RSH) | BPF_K, v, 0, 0, f.rshift));
         if (p.reg) {
+            hold(p.reg);
             if (v != p.reg) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, p.reg, v, 0, 0));
         } else {
             p.slot = alloc(8);
@@ -505,8 +567,8 @@ private:
         if (f.access == KSURF_ACCESS_DATALOC) {
             // The locator's offset counts from the record, which is the chain's value.
             if (plain_ctx(f) && direct(f.offset, 4)) {
-                emit(insn(BPF_LDX | BPF_MEM | BPF_W, R1, R6, static_cast<std::int16_t>(f.offset), 0));
-                emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R6, 0, 0));
+                emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, context(), 0, 0));
+                emit(insn(BPF_LDX | BPF_MEM | BPF_W, R1, R3, static_cast<std::int16_t>(f.offset), 0));
             } else {
                 chain(f);
                 if (!loc_) loc_ = alloc(8);
@@ -636,6 +698,10 @@ private:
     std::vector<std::pair<std::size_t, int>> fixups_;
     std::vector<Place> places_;
     const std::vector<Leaf>* leaves_ = nullptr;
+    Context where_;
+    std::int16_t ctx_slot_ = 0;  // the context's, once spilled
+    bool deciding_ = true;       // before the verdict
+    bool held_ = false;          // a value is kept in r0-r5 until the verdict
     int used_ = 0;
     std::int16_t tmp_ = 0, skb_ = 0, header_ = 0, loc_ = 0;
 };
@@ -676,7 +742,13 @@ std::optional<FilterTree> filter_tree(const ksurf_config& cfg) {
 
 CompiledFilter compile_filter(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps) {
     try {
-        return {Compiler(cfg, a, maps).run(), {}};
+        for (const Context where : {Context::InR1, Context::Spilled}) {
+            try {
+                return {Compiler(cfg, a, maps, where).run(), {}};
+            } catch (const NeedsOtherContext&) {
+            }
+        }
+        return {Compiler(cfg, a, maps, Context::InR6).run(), {}};
     } catch (const Unsupported& u) {
         return {{}, u.why};
     }

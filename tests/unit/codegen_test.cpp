@@ -87,8 +87,33 @@ ksurf_config record_field(std::uint16_t size, std::int32_t offset) {
     return c;
 }
 
+bool is_helper_call(const bpf_insn& i) { return i.code == (BPF_JMP | BPF_CALL) && i.src_reg != BPF_PSEUDO_CALL; }
+
+// Whether the prefix touches r6-r9, which the JIT's prologue then saves and its epilogue
+// restores on every hit.
+bool uses_callee_saved(const std::vector<bpf_insn>& prefix) {
+    for (const bpf_insn& i : prefix)
+        if ((i.dst_reg >= BPF_REG_6 && i.dst_reg <= BPF_REG_9) || (i.src_reg >= BPF_REG_6 && i.src_reg <= BPF_REG_9))
+            return true;
+    return false;
+}
+
+// The prefix ends by calling the generic program, which follows it, as a subprogram.
+void calls_what_follows(const std::vector<bpf_insn>& prefix) {
+    std::size_t calls = 0;
+    for (std::size_t k = 0; k < prefix.size(); k++) {
+        if (prefix[k].code != (BPF_JMP | BPF_CALL) || prefix[k].src_reg != BPF_PSEUDO_CALL) continue;
+        calls++;
+        EXPECT_EQ(k + 1 + static_cast<std::size_t>(prefix[k].imm), prefix.size());
+        ASSERT_LT(k + 1, prefix.size());
+        EXPECT_EQ(prefix[k + 1].code, BPF_JMP | BPF_EXIT) << "the generic program's verdict is the hit's";
+    }
+    EXPECT_EQ(calls, 1u);
+}
+
 // A record field compared once: one load at its offset in the instruction, and no helper
-// call, unless the run counts rejections: then the counter's lookup, and its store.
+// call or callee-saved register, unless the run counts rejections: then the counter's
+// lookup, kept in r9, and its store.
 TEST(FilterCompile, RecordFieldIsOneLoadFromTheContext) {
     for (const std::uint8_t count : {0, 1}) {
         SCOPED_TRACE(fmt::format("count_filtered {}", count));
@@ -99,13 +124,15 @@ TEST(FilterCompile, RecordFieldIsOneLoadFromTheContext) {
         ASSERT_FALSE(f.prefix.empty()) << f.why_not;
         int loads = 0, calls = 0, stores = 0;
         for (const bpf_insn& i : f.prefix) {
-            if (i.code == (BPF_LDX | BPF_MEM | BPF_DW) && i.src_reg == BPF_REG_6 && i.off == 16) loads++;
-            if (i.code == (BPF_JMP | BPF_CALL)) calls++;
+            if (i.code == (BPF_LDX | BPF_MEM | BPF_DW) && i.off == 16) loads++;
+            if (is_helper_call(i)) calls++;
             if (i.code == (BPF_STX | BPF_MEM | BPF_DW) && i.dst_reg == BPF_REG_9) stores++;
         }
         EXPECT_EQ(loads, 1);
         EXPECT_EQ(calls, count);
         EXPECT_EQ(stores, count);
+        EXPECT_EQ(uses_callee_saved(f.prefix), count == 1);
+        calls_what_follows(f.prefix);
     }
 }
 
@@ -143,7 +170,38 @@ TEST(FilterCompile, DecidedComparisonsLeaveNoDeadCode) {
     c.nops = 2;
     const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
     ASSERT_FALSE(f.prefix.empty()) << f.why_not;
-    for (const bpf_insn& i : f.prefix) EXPECT_NE(i.code, BPF_JMP | BPF_CALL) << "nothing left to read or count";
+    for (const bpf_insn& i : f.prefix) EXPECT_FALSE(is_helper_call(i)) << "nothing left to read or count";
+}
+
+// The thread id needs a helper call: the context waits in the stack, the ids and the value
+// in caller-saved registers, as no other call follows before the verdict. A string read
+// after the value is held would clobber it: then the prefix keeps them in r6-r8.
+TEST(FilterCompile, ValuesStayOutOfCalleeSavedRegistersWhereNoCallFollows) {
+    ksurf_config c = with_ops({KSURF_OP_EQ});
+    c.self_tgid = 7;
+    CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
+    ASSERT_FALSE(f.prefix.empty()) << f.why_not;
+    EXPECT_FALSE(uses_callee_saved(f.prefix));
+    calls_what_follows(f.prefix);
+
+    c.nfields = c.nfilter = 2;
+    c.fields[1].base = KSURF_BASE_COMM;
+    c.fields[1].access = KSURF_ACCESS_STRING;
+    c.fields[1].size = KSURF_COMM_LEN;
+    c.fields[1].packet_step = KSURF_NO_PACKET;
+    c.fields[1].out = 8;
+    c.ops[1] = {};
+    c.ops[1].code = KSURF_OP_STR_EQ;
+    c.ops[1].at = 8;
+    c.ops[1].field = 1;
+    c.patterns[0].len = 1;
+    c.patterns[0].words[0] = 'x';
+    c.ops[2].code = KSURF_OP_AND;
+    c.nops = 3;
+    f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
+    ASSERT_FALSE(f.prefix.empty()) << f.why_not;
+    EXPECT_TRUE(uses_callee_saved(f.prefix));
+    calls_what_follows(f.prefix);
 }
 
 TEST(FilterCompile, GatesOffBehindThePrefix) {
