@@ -30,6 +30,7 @@ enum class Context : std::uint8_t { InR1, Spilled, InR6 };
 struct NeedsOtherContext {};
 
 bool is_number(std::uint8_t code) { return code <= KSURF_OP_SGE; }
+bool is_subprogram_call(const bpf_insn& i) { return i.code == (BPF_JMP | BPF_CALL) && i.src_reg == BPF_PSEUDO_CALL; }
 bool is_string(std::uint8_t code) { return code >= KSURF_OP_STR_EQ && code <= KSURF_OP_STR_CONTAINS; }
 
 // ---- instructions ----
@@ -88,6 +89,7 @@ struct Check {
     std::uint8_t jmp;
     std::uint8_t reg;
     std::uint64_t value;
+    std::uint8_t cls = BPF_JMP;  // BPF_JMP32: the low halves compared
 };
 
 // A comparison as a conjunction of checks (a string's length, then its words); constant
@@ -109,6 +111,7 @@ struct Place {
     std::int16_t slot = 0;    // a number's u64, or a string's buffer
     std::int16_t ret = 0;     // a string: the slot of its read's return value
     std::uint16_t read = 0;   // a string: bytes read (its comparisons' need, within the capacity)
+    bool low32 = false;       // a 32-bit number whose comparisons all look at its low half
 };
 
 // The stack the prefix may use. The generic program is a subprogram the prefix calls, so
@@ -191,7 +194,7 @@ private:
     // ---- emission ----
 
     void emit(const bpf_insn& i) {
-        const bool helper = i.code == (BPF_JMP | BPF_CALL) && i.src_reg != BPF_PSEUDO_CALL;
+        const bool helper = i.code == (BPF_JMP | BPF_CALL) && !is_subprogram_call(i);
         if (helper && deciding_ && (where_ == Context::InR1 || (where_ == Context::Spilled && held_)))
             throw NeedsOtherContext{};
         code_.push_back(i);
@@ -235,7 +238,7 @@ private:
             if (i == n) continue;
             const bpf_insn& in = code_[i];
             const std::uint8_t op = BPF_OP(in.code);
-            const bool jmp = BPF_CLASS(in.code) == BPF_JMP && op != BPF_CALL;
+            const bool jmp = (BPF_CLASS(in.code) == BPF_JMP || BPF_CLASS(in.code) == BPF_JMP32) && op != BPF_CALL;
             if (jmp && op == BPF_EXIT) continue;
             if (jmp) todo.push_back(static_cast<std::size_t>(target[i]));
             if (in.code == (BPF_LD | BPF_IMM | BPF_DW)) {
@@ -246,7 +249,7 @@ private:
             }
         }
         const bool passes = std::any_of(fixups_.begin(), fixups_.end(), [&](auto f) {
-            return reached[f.first] && code_[f.first].src_reg == BPF_PSEUDO_CALL;
+            return reached[f.first] && is_subprogram_call(code_[f.first]);
         });
         if (!passes) unsupported("a filter that no hit passes");
         std::vector<long> at_new(n + 1);
@@ -259,7 +262,7 @@ private:
             if (!reached[i] || target[i] < 0) continue;
             const long off = at_new[target[i]] - at_new[i] - 1;
             if (off > std::numeric_limits<std::int16_t>::max()) unsupported("a filter too long to jump over");
-            if (code_[i].src_reg == BPF_PSEUDO_CALL)
+            if (is_subprogram_call(code_[i]))
                 kept[at_new[i]].imm = static_cast<std::int32_t>(off);
             else
                 kept[at_new[i]].off = static_cast<std::int16_t>(off);
@@ -397,9 +400,9 @@ private:
         emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R9, R0, 0, 0));
     }
 
-    void compare_jump(std::uint8_t reg, std::uint8_t jmp, std::uint64_t v, int target) {
-        if (fits_imm(v)) {
-            jump(insn(BPF_JMP | jmp | BPF_K, reg, 0, 0, static_cast<std::int32_t>(v)), target);
+    void compare_jump(std::uint8_t reg, std::uint8_t jmp, std::uint64_t v, int target, std::uint8_t cls = BPF_JMP) {
+        if (cls == BPF_JMP32 || fits_imm(v)) {
+            jump(insn(cls | jmp | BPF_K, reg, 0, 0, static_cast<std::int32_t>(v)), target);
             return;
         }
         imm64(R2, v);
@@ -459,6 +462,42 @@ private:
         if (needs_id()) std::erase(regs, ids());
         if (where_ != Context::InR6 && numbers.size() > regs.size()) throw NeedsOtherContext{};
         for (std::size_t k = 0; k < numbers.size() && k < regs.size(); k++) places_[numbers[k]].reg = regs[k];
+        for (std::size_t i : numbers) places_[i].low32 = low32(i);
+    }
+
+    // How field F's 64-bit value extends its low 32 bits, where it is one of them.
+    enum class Extension : std::uint8_t { None, Sign, Zero };
+    static Extension extension(const ksurf_field_cfg& f) {
+        if (f.lshift == 32 && f.rshift == 32) return f.is_signed ? Extension::Sign : Extension::Zero;
+        const bool load = f.access == KSURF_ACCESS_LOAD || f.access == KSURF_ACCESS_USER_LOAD;
+        if (!f.lshift && !f.rshift && load && f.size == 4) return Extension::Zero;  // a 4-byte load zero-extends
+        return Extension::None;
+    }
+    static bool extends(Extension e, std::uint64_t v) {
+        return e == Extension::Sign ? static_cast<std::uint64_t>(static_cast<std::int64_t>(static_cast<std::int32_t>(v))) == v
+                                    : v <= std::numeric_limits<std::uint32_t>::max();
+    }
+    // Whether every comparison of field I can compare the low halves (BPF_JMP32), so that
+    // the value need not be extended to 64 bits: extension is monotonic, signed and
+    // unsigned, so where each constant is the extension of its own low half, the order of
+    // the low halves is the values' order. The three instructions a signed 32-bit value
+    // takes to extend are as many as the rest of a rejecting common_pid filter.
+    bool low32(std::size_t i) const {
+        const Extension e = extension(c_.fields[i]);
+        if (e == Extension::None) return false;
+        for (std::size_t k = 0; k < c_.nops; k++)
+            if (is_number(c_.ops[k].code) && field_of(c_.ops[k]) == i && !extends(e, c_.ops[k].imm)) return false;
+        return true;
+    }
+    // A signed comparison of zero-extended values is an unsigned one: both are positive.
+    static std::uint8_t unsigned_of(std::uint8_t jmp) {
+        switch (jmp) {
+        case BPF_JSLT: return BPF_JLT;
+        case BPF_JSLE: return BPF_JLE;
+        case BPF_JSGT: return BPF_JGT;
+        case BPF_JSGE: return BPF_JGE;
+        default: return jmp;
+        }
     }
 
     // The value at the start of F's chain, into r3.
@@ -539,8 +578,8 @@ private:
             if (f.access != KSURF_ACCESS_VALUE)
                 read_number(f.access == KSURF_ACCESS_USER_LOAD ? BPF_FUNC_probe_read_user : BPF_FUNC_probe_read_kernel, f.size, R3, f.offset);
         }
-        if (f.lshift) emit(insn(BPF_ALU64 | BPF_LSH | BPF_K, v, 0, 0, f.lshift));
-        if (f.rshift) emit(insn(BPF_ALU64 | (f.is_signed ? BPF_ARSH : BPF_RSH) | BPF_K, v, 0, 0, f.rshift));
+        if (f.lshift && !p.low32) emit(insn(BPF_ALU64 | BPF_LSH | BPF_K, v, 0, 0, f.lshift));
+        if (f.rshift && !p.low32) emit(insn(BPF_ALU64 | (f.is_signed ? BPF_ARSH : BPF_RSH) | BPF_K, v, 0, 0, f.rshift));
         if (p.reg) {
             hold(p.reg);
             if (v != p.reg) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, p.reg, v, 0, 0));
@@ -611,6 +650,11 @@ private:
         if (is_number(op.code)) {
             Check ch{{}, jump_of(op.code), p.reg ? p.reg : R1, op.imm};
             if (!p.reg) ch.prep.push_back(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, FP, p.slot, 0));
+            if (p.low32) {
+                ch.cls = BPF_JMP32;
+                ch.value = static_cast<std::uint32_t>(op.imm);
+                if (extension(c_.fields[i]) == Extension::Zero) ch.jmp = unsigned_of(ch.jmp);
+            }
             return {false, true, {ch}};
         }
         const ksurf_pattern& pat = c_.patterns[op.slot];
@@ -647,7 +691,7 @@ private:
 
     void check(const Check& ch, bool holds, int target) {
         emit(ch.prep);
-        compare_jump(ch.reg, holds ? ch.jmp : negate(ch.jmp), ch.value, target);
+        compare_jump(ch.reg, holds ? ch.jmp : negate(ch.jmp), ch.value, target, ch.cls);
     }
 
     // Jumps to TARGET when E evaluates to WHEN, falls through otherwise: && and || as

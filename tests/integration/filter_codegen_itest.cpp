@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -361,6 +362,52 @@ TEST(FilterCompiler, AgreesWithTheInterpreterOnRandomFilters) {
     // The generator must reach every outcome, or agreement proves little.
     EXPECT_GT(compared, 4000u);
     for (int outcome = 0; outcome < 3; outcome++) EXPECT_GT(decided[outcome], compared / 50) << "outcome " << outcome;
+}
+
+// A 32-bit number compared by its low half (BPF_JMP32), as the compiler does where every
+// constant is the extension of its own low half: every comparison, sign- and zero-extended,
+// of every 32-bit edge against every edge, decided as the interpreter decides it.
+TEST(FilterCompiler, ThirtyTwoBitComparisonsAgreeOnEveryEdge) {
+    if (geteuid() != 0) GTEST_SKIP() << "loading BPF programs needs root";
+    Decisions d;
+    constexpr std::uint64_t edges[] = {0, 1, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff, 0x100000000,
+                                       0xffffffff80000000, ~1ULL, ~0ULL};
+    unsigned narrowed = 0;
+    for (const std::uint8_t is_signed : {0, 1})
+        for (std::uint8_t code = 0; code <= KSURF_OP_SGE; code++)
+            for (const std::uint64_t imm : edges) {
+                SCOPED_TRACE(fmt::format("signed {} op {} against {:#x}", is_signed, code, imm));
+                ksurf_config c{};
+                c.count_filtered = 1;
+                c.nfields = c.nfilter = 1;
+                c.data_len = 8;
+                ksurf_field_cfg& f = c.fields[0];
+                f.base = KSURF_BASE_CTX_U64;
+                f.access = KSURF_ACCESS_VALUE;
+                f.size = 4;
+                f.lshift = f.rshift = 32;
+                f.is_signed = is_signed;
+                f.packet_step = KSURF_NO_PACKET;
+                c.ops[0].code = code;
+                c.ops[0].imm = imm;
+                c.nops = 1;
+                const CompiledFilter compiled = compile_filter(c, BpfAttach::RawTp, {d.tmpl().map("pids"), d.tmpl().map("scratch")});
+                if (compiled.prefix.empty()) {
+                    EXPECT_EQ(compiled.why_not, "a filter that no hit passes");
+                    continue;
+                }
+                narrowed += std::any_of(compiled.prefix.begin(), compiled.prefix.end(),
+                                        [](const bpf_insn& i) { return BPF_CLASS(i.code) == BPF_JMP32; });
+                const Fd interpreted = d.tmpl().load("ksurf_probe", BpfAttach::RawTp, d.rodata(c).get());
+                const Fd prog = d.tmpl().load("ksurf_probe", BpfAttach::RawTp, d.rodata(interpreter_config(c)).get(), {}, compiled.prefix);
+                for (const std::uint64_t value : edges) {
+                    std::array<std::uint64_t, kArgs> args{value};
+                    EXPECT_EQ(d.run(prog.get(), c, args), d.run(interpreted.get(), c, args)) << fmt::format("value {:#x}", value);
+                }
+            }
+    // Constants of 33 bits and more keep the 64-bit comparison: not every one narrows.
+    EXPECT_GT(narrowed, 100u);
+    EXPECT_LT(narrowed, 200u);
 }
 
 }  // namespace

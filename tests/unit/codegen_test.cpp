@@ -146,7 +146,8 @@ TEST(FilterCompile, SelfGateOnlyOnTheAcceptingPath) {
     std::optional<std::size_t> reject, self;
     for (std::size_t k = 0; k < f.prefix.size(); k++) {
         const bpf_insn& i = f.prefix[k];
-        if (!reject && i.code == (BPF_JMP | BPF_JNE | BPF_K)) reject = k;
+        const bool jump = BPF_CLASS(i.code) == BPF_JMP || BPF_CLASS(i.code) == BPF_JMP32;
+        if (!reject && jump && BPF_OP(i.code) == BPF_JNE) reject = k;
         if (i.code == (BPF_JMP | BPF_CALL) && i.imm == BPF_FUNC_get_current_pid_tgid) self = k;
         if (i.code == (BPF_JMP | BPF_JEQ | BPF_K) && i.imm == 7) {
             EXPECT_TRUE(self) << "the gate compares the helper's tgid";
