@@ -14,9 +14,13 @@ void on_signal(int) { g_stop = 1; }
 
 }  // namespace
 
+// SA_RESTART: a write to stdout cut by Ctrl-C would fail stdio's stream, and the last
+// lines of a graph or a packet path with it. The waits that end the run on a signal
+// (poll, epoll_wait, nanosleep) return EINTR whatever the flag says.
 void install_stop_handlers() {
     struct sigaction sa {};
     sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) sigaction(sig, &sa, nullptr);
 }
 

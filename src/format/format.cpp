@@ -167,9 +167,9 @@ char* put_json_string(char* p, std::string_view s) {
     return p;
 }
 
-// Writes P[0..N) to OUT: 0 or the errno of the failed write. A signal that ends the run
-// (no SA_RESTART) may interrupt a write to a slow reader: it goes on, since those events
-// were counted. A FILE without a descriptor (open_memstream) takes fwrite.
+// Writes P[0..N) to OUT: 0 or the errno of the failed write. A write a signal interrupts
+// goes on, since its events were counted. A FILE without a descriptor (open_memstream)
+// takes fwrite.
 int write_out(std::FILE* out, const char* p, std::size_t n) {
     const int fd = fileno(out);
     if (fd < 0) return std::fwrite(p, 1, n, out) == n && std::fflush(out) == 0 ? 0 : errno;
