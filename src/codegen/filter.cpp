@@ -107,7 +107,7 @@ struct Leaf {
 // stack; r9 holds the counters (counters()).
 struct Place {
     bool fetched = false;
-    std::uint8_t reg = 0;     // a number in r7 or r8; 0: in the stack at `slot`
+    std::uint8_t reg = 0;     // a number's register (plan_fields()); 0: in the stack at `slot`
     std::int16_t slot = 0;    // a number's u64, or a string's buffer
     std::int16_t ret = 0;     // a string: the slot of its read's return value
     std::uint16_t read = 0;   // a string: bytes read (its comparisons' need, within the capacity)
