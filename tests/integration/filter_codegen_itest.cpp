@@ -10,6 +10,7 @@
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -321,6 +322,23 @@ private:
     char old_[17] = {};
 };
 
+// The thread on one CPU while it lives: a filter on `cpu` decides both runs of an input the
+// same way only if no migration comes between them (a busy CI host moved the thread once).
+class PinnedToThisCpu {
+public:
+    PinnedToThisCpu() {
+        sched_getaffinity(0, sizeof old_, &old_);
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(sched_getcpu(), &one);
+        if (sched_setaffinity(0, sizeof one, &one)) fail("sched_setaffinity: {}", errno_text(errno));
+    }
+    ~PinnedToThisCpu() { sched_setaffinity(0, sizeof old_, &old_); }
+
+private:
+    cpu_set_t old_{};
+};
+
 TEST(FilterCompiler, AgreesWithTheInterpreterOnRandomFilters) {
     if (geteuid() != 0) GTEST_SKIP() << "loading BPF programs needs root";
     const char* env = std::getenv("KSURF_FILTER_SEED");
@@ -328,6 +346,7 @@ TEST(FilterCompiler, AgreesWithTheInterpreterOnRandomFilters) {
     Decisions d;
     Generator g(seed);
     Comm comm;
+    PinnedToThisCpu pinned;
     const std::uint32_t self = static_cast<std::uint32_t>(getpid()), tid = static_cast<std::uint32_t>(gettid());
     const std::uint64_t cgroup = own_cgroup();
     const std::uint8_t one = 1;
