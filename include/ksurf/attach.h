@@ -81,8 +81,8 @@ public:
     // .rodata, for TARGET where A names its target at load (fentry, fexit, tp_btf).
     // PREFIX (src/codegen's compiled filter) runs first and calls PROGRAM, placed right
     // behind it, as a subprogram with the context in r1; BPF jumps and calls are
-    // relative, so PROGRAM's code is unchanged behind it. Clones carry no BTF or func_info, which would have to describe
-    // the added instructions.
+    // relative, so PROGRAM's code is unchanged behind it. Clones carry no BTF or
+    // func_info, which would have to describe the added instructions.
     // Throws "cannot load the kprobe program: ..." with the verifier's last words.
     Fd load(std::string_view program, BpfAttach a, int rodata, const AttachTarget& target = {},
             std::span<const bpf_insn> prefix = {}) const;

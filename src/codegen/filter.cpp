@@ -35,8 +35,8 @@ bool is_string(std::uint8_t code) { return code >= KSURF_OP_STR_EQ && code <= KS
 
 // ---- instructions ----
 
-constexpr std::uint8_t R0 = BPF_REG_0, R1 = BPF_REG_1, R2 = BPF_REG_2, R3 = BPF_REG_3, R4 = BPF_REG_4, R5 = BPF_REG_5, R6 = BPF_REG_6, R7 = BPF_REG_7,
-                       R8 = BPF_REG_8, R9 = BPF_REG_9, FP = BPF_REG_10;
+constexpr std::uint8_t R0 = BPF_REG_0, R1 = BPF_REG_1, R2 = BPF_REG_2, R3 = BPF_REG_3, R4 = BPF_REG_4, R5 = BPF_REG_5,
+                       R6 = BPF_REG_6, R7 = BPF_REG_7, R8 = BPF_REG_8, R9 = BPF_REG_9, FP = BPF_REG_10;
 
 bpf_insn insn(std::uint8_t code, std::uint8_t dst, std::uint8_t src, std::int16_t off, std::int32_t imm) {
     bpf_insn i{};
