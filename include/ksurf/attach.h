@@ -86,6 +86,9 @@ public:
     // Throws "cannot load the kprobe program: ..." with the verifier's last words.
     Fd load(std::string_view program, BpfAttach a, int rodata, const AttachTarget& target = {},
             std::span<const bpf_insn> prefix = {}) const;
+    // CODE alone (src/codegen's whole program, which addresses the template's maps by fd)
+    // loaded under PROGRAM's name as A for TARGET: none of PROGRAM's instructions run.
+    Fd load_code(std::string_view program, BpfAttach a, std::span<const bpf_insn> code, const AttachTarget& target = {}) const;
 
     // Loaded with the verifier's whole log to stderr when a load fails (-vv).
     static void set_verbose(bool v);
@@ -98,6 +101,7 @@ private:
         std::vector<std::size_t> rodata_refs;   // indexes of the ld_imm64 that address .rodata
     };
     const Program& program_of(std::string_view name) const;
+    Fd load_insns(const Program& prog, BpfAttach a, std::span<const bpf_insn> insns, const AttachTarget& target) const;
 
     std::vector<Program> programs_;
     std::vector<std::uint8_t> rodata_;

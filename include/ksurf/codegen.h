@@ -9,8 +9,11 @@
 // (--count-filtered); a hit it accepts calls the generic program, placed right behind it
 // as a subprogram, with ctx in r1; that clone's rodata has the gates and the filter
 // turned off (interpreter_config()). BPF jumps and calls are relative, so the generic code
-// runs unchanged behind the prefix. What it cannot compile yet leaves the whole probe on
-// the interpreter: exact semantics first.
+// runs unchanged behind the prefix. An aggregating probe (--count, --sum, --hist...) whose
+// key and value it can fetch compiles whole: after the filter, the key is built in the
+// stack and its value in the `aggs` map updated in place, with no generic program behind.
+// What it cannot compile yet leaves that part, or the whole probe, on the interpreter:
+// exact semantics first.
 #pragma once
 
 #include <linux/bpf.h>
@@ -41,16 +44,28 @@ struct FilterTree {
 // values left over).
 std::optional<FilterTree> filter_tree(const ksurf_config& cfg);
 
-// The maps the prefix addresses: the template's, shared by every clone.
+// The maps the compiled code addresses: the template's, shared by every clone. Without
+// `aggs`, an aggregation is left to the generic program.
 struct FilterMaps {
     int pids = -1;
     int scratch = -1;
+    int aggs = -1;
+    int agg_zero = -1;
+    int agg_stacks = -1;
 };
+// TMPL's maps; its aggregation's when the program behind the prefix AGGREGATES as
+// ksurf_run() does (bpf/probe.bpf.c), which the compiler may then do itself.
+FilterMaps filter_maps(const BpfTemplate& tmpl, bool aggregates);
 
-// The prefix for CFG in a program attached as A, or why the probe stays interpreted.
+// The compiled code for CFG in a program attached as A, or why the probe stays
+// interpreted. An aggregating configuration whose key and value the compiler can fetch
+// compiles whole: the filter, then the update of the key's value (ksurf_aggregate()), with
+// no generic program behind it.
 struct CompiledFilter {
-    std::vector<bpf_insn> prefix;  // empty when not compiled
-    std::string why_not;           // the reason, when not compiled
+    std::vector<bpf_insn> code;        // empty when not compiled
+    bool whole = false;                // a program of its own; else a prefix of the generic one
+    std::string why_not;               // why there is no code
+    std::string aggregation_why_not;   // why an aggregation is not compiled
 };
 CompiledFilter compile_filter(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps);
 
@@ -58,11 +73,13 @@ CompiledFilter compile_filter(const ksurf_config& cfg, BpfAttach a, const Filter
 // are the prefix's; the filter's fields are still fetched, as event fields.
 ksurf_config interpreter_config(ksurf_config cfg);
 
-// PROGRAM of TMPL loaded as A for TARGET with CFG: its filter compiled in front when it
-// can be, else interpreted. RODATA makes the clone's read-only data from the config the
-// generic program is to run. NOTE (when given) receives the path taken, in one phrase;
-// empty when there was nothing to filter.
+// PROGRAM of TMPL loaded as A for TARGET with CFG: compiled whole when it AGGREGATES (as
+// filter_maps()) and can be, else its filter compiled in front when it can be, else
+// interpreted. RODATA makes the clone's read-only data from the config the generic program
+// is to run. NOTE (when given) receives the path taken, in one phrase; empty when there
+// was nothing to filter.
 Fd load_filtered(const BpfTemplate& tmpl, std::string_view program, BpfAttach a, const AttachTarget& target,
-                 const ksurf_config& cfg, const std::function<Fd(const ksurf_config&)>& rodata, std::string* note = nullptr);
+                 const ksurf_config& cfg, const std::function<Fd(const ksurf_config&)>& rodata, bool aggregates,
+                 std::string* note = nullptr);
 
 }  // namespace ksurf

@@ -114,7 +114,7 @@ private:
         };
         // Only the entry runs the predicate (ksurf_take()), first thing: its filter can run
         // compiled in front. The return program takes what an accepted entry stored.
-        const Fd prog = program == std::string_view(kEntry) ? load_filtered(*tmpl_, program, a, t, cfg, rodata)
+        const Fd prog = program == std::string_view(kEntry) ? load_filtered(*tmpl_, program, a, t, cfg, rodata, false)
                                                             : tmpl_->load(program, a, rodata(cfg).get(), t);
         return attach(prog.get(), a, t);
     }

@@ -249,12 +249,19 @@ Fd BpfTemplate::load(std::string_view name, BpfAttach a, int rodata, const Attac
     if (!prefix.empty()) std::memcpy(insns.data(), prefix.data(), prefix.size_bytes());
     std::copy(prog.insns.begin(), prog.insns.end(), insns.begin() + static_cast<std::ptrdiff_t>(prefix.size()));
     for (std::size_t i : prog.rodata_refs) reinterpret_cast<bpf_insn*>(insns.data())[prefix.size() + i].imm = rodata;
+    return load_insns(prog, a, {reinterpret_cast<const bpf_insn*>(insns.data()), insns.size()}, target);
+}
+
+Fd BpfTemplate::load_code(std::string_view name, BpfAttach a, std::span<const bpf_insn> code, const AttachTarget& target) const {
+    return load_insns(program_of(name), a, code, target);
+}
+
+Fd BpfTemplate::load_insns(const Program& prog, BpfAttach a, std::span<const bpf_insn> insns, const AttachTarget& target) const {
     const ProgType t = prog_type(a);
     LIBBPF_OPTS(bpf_prog_load_opts, o, .expected_attach_type = t.expected, .attach_btf_id = target.btf_id);
     if (!target.btf_module.empty()) o.attach_btf_obj_fd = static_cast<__u32>(module_btf_fd(target.btf_module));
     const std::string prog_name = prog.name.substr(0, 15);
-    auto insn_data = reinterpret_cast<const bpf_insn*>(insns.data());
-    Fd fd(bpf_prog_load(t.type, prog_name.c_str(), "GPL", insn_data, insns.size(), &o));
+    Fd fd(bpf_prog_load(t.type, prog_name.c_str(), "GPL", insns.data(), insns.size(), &o));
     if (fd) return fd;
     const int err = errno;
     if (g_verbose) {
@@ -263,8 +270,8 @@ Fd BpfTemplate::load(std::string_view name, BpfAttach a, int rodata, const Attac
         o.log_buf = log.data();
         o.log_size = static_cast<__u32>(log.size());
         o.log_level = 1;
-        Fd again(bpf_prog_load(t.type, prog_name.c_str(), "GPL", insn_data, insns.size(), &o));
-        fmt::print(stderr, "ksurf: the verifier's log for {} as {}:\n{}\n", name, bpf_attach_name(a), log.data());
+        Fd again(bpf_prog_load(t.type, prog_name.c_str(), "GPL", insns.data(), insns.size(), &o));
+        fmt::print(stderr, "ksurf: the verifier's log for {} as {}:\n{}\n", prog.name, bpf_attach_name(a), log.data());
     }
     const bool denied = err == EPERM && geteuid() == 0;
     fail("cannot load the {} program: {}{}", bpf_attach_name(a), errno_text(err),

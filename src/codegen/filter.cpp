@@ -1,6 +1,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <limits>
 
@@ -117,13 +120,15 @@ struct Place {
 // The stack the prefix may use. The generic program is a subprogram the prefix calls, so
 // its frames add to the prefix's within the verifier's 512 bytes: with the filter off,
 // its deepest chain (ksurf_probe, ksurf_fetch) takes 88 (the verifier's stack depth
-// statistics, 6.18).
+// statistics, 6.18). A whole program has the 512 to itself.
 constexpr int kStack = 256;
+constexpr int kWholeStack = 512;
 
 class Compiler {
 public:
-    Compiler(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps, Context where)
-        : c_(cfg), a_(a), maps_(maps), where_(where) {}
+    // WHOLE: the aggregation compiled too, in place of the generic program.
+    Compiler(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps, Context where, bool whole)
+        : c_(cfg), a_(a), maps_(maps), where_(where), whole_(whole) {}
 
     std::vector<bpf_insn> run() {
         if (c_.ncbpf) unsupported("--pcap's classic BPF program runs in the interpreter");
@@ -134,7 +139,7 @@ public:
         } catch (const Error& e) {
             unsupported(e.what());
         }
-        if (!tree && !c_.self_tgid && !c_.by_pid && !c_.cgroup_id) return {};
+        if (!tree && !c_.self_tgid && !c_.by_pid && !c_.cgroup_id && !whole_) return {};
         places_.resize(c_.nfilter);
         if (tree) plan_fields();
 
@@ -161,32 +166,34 @@ public:
         // accepting path. The jump, a no-op, is gone from the program the kernel runs.
         jump(insn(BPF_JMP | BPF_JA, 0, 0, 0, 0), accept);
         place(accept);
-        if (where_ == Context::InR1 && c_.self_tgid) {
-            // The self gate's helper call is the first: the context moves to the stack.
+        if (where_ == Context::InR1 && (whole_ ? aggregation_reads_context() : c_.self_tgid != 0)) {
+            // A helper call comes first (the self gate's, the aggregation's): the context
+            // moves to the stack.
             ctx_slot_ = alloc(8);
             emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R1, ctx_slot_, 0));
         }
+        if (whole_) save_ids();
         self_gate(miss);
-        if (const std::uint8_t c = context(); c != R1) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, c, 0, 0));
-        // The generic program (which uses all of r6-r9) as a subprogram: the prefix's
-        // prologue saves only the registers the prefix uses.
-        jump(insn(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_CALL, 0, 0), generic);
-        emit(insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+        if (whole_) {
+            aggregate(miss);
+        } else {
+            if (const std::uint8_t c = context(); c != R1) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, c, 0, 0));
+            // The generic program (which uses all of r6-r9) as a subprogram: the prefix's
+            // prologue saves only the registers the prefix uses.
+            jump(insn(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_CALL, 0, 0), generic);
+            emit(insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+        }
 
         place(reject);
         if (c_.count_filtered) {
             jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R9, 0, 0, 0), miss);
-            // counts[] leads struct ksurf_scratch: the offset needs no knowledge of the rest.
-            const auto counter = static_cast<std::int16_t>(8 * KSURF_STAT_FILTERED);
-            emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, R9, counter, 0));
-            emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, 1));
-            emit(insn(BPF_STX | BPF_MEM | BPF_DW, R9, R1, counter, 0));
+            count(R9, KSURF_STAT_FILTERED);
         }
         place(miss);
         emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, 0));
         emit(insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
-        place(generic);
-        resolve();
+        if (!whole_) place(generic);
+        resolve(accept);
         return std::move(code_);
     }
 
@@ -223,8 +230,8 @@ private:
     }
     // Sets the jumps' offsets and the call's, dropping the code no path reaches (a comparison
     // the operands decide leaves some): the verifier refuses a program with unreachable
-    // instructions.
-    void resolve() {
+    // instructions. Refuses a filter that never reaches ACCEPT.
+    void resolve(int accept) {
         const std::size_t n = code_.size();
         std::vector<int> target(n, -1);
         for (auto [at, l] : fixups_) target[at] = labels_[l];
@@ -248,10 +255,7 @@ private:
                 todo.push_back(i + 1);
             }
         }
-        const bool passes = std::any_of(fixups_.begin(), fixups_.end(), [&](auto f) {
-            return reached[f.first] && is_subprogram_call(code_[f.first]);
-        });
-        if (!passes) unsupported("a filter that no hit passes");
+        if (!reached[static_cast<std::size_t>(labels_[accept])]) unsupported("a filter that no hit passes");
         std::vector<long> at_new(n + 1);
         std::vector<bpf_insn> kept;
         for (std::size_t i = 0; i <= n; i++) {
@@ -280,7 +284,8 @@ private:
     }
     std::int16_t alloc(int bytes) {
         used_ += (bytes + 7) & ~7;
-        if (used_ > kStack) unsupported(fmt::format("the filter's values need more than {} bytes of stack", kStack));
+        const int cap = whole_ ? kWholeStack : kStack;
+        if (used_ > cap) unsupported(fmt::format("the {} values need more than {} bytes of stack", whole_ ? "filter's and key's" : "filter's", cap));
         return static_cast<std::int16_t>(-used_);
     }
     // HELPER(r10 + DST, SIZE, SRC + OFF), r0 its return; SRC is clobbered unless r6.
@@ -349,10 +354,7 @@ private:
             emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R0, 0, 0, 32));
             const std::int16_t key = alloc(8);
             emit(insn(BPF_STX | BPF_MEM | BPF_W, FP, R0, key, 0));
-            map_fd(R1, maps_.pids);
-            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0));
-            emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, key));
-            emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+            lookup(maps_.pids, key);
             jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0), miss);
         }
         if (c_.cgroup_id) {
@@ -369,6 +371,8 @@ private:
         if (!c_.self_tgid) return;
         if (needs_id())
             emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R0, ids(), 0, 0));
+        else if (ids_slot_)
+            emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R0, FP, ids_slot_, 0));
         else
             emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_pid_tgid));
         emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R0, 0, 0, 32));
@@ -393,10 +397,7 @@ private:
         if (where_ != Context::InR6) throw NeedsOtherContext{};
         const std::int16_t key = alloc(8);
         emit(insn(BPF_ST | BPF_MEM | BPF_W, FP, 0, key, 0));
-        map_fd(R1, maps_.scratch);
-        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0));
-        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, key));
-        emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+        lookup(maps_.scratch, key);
         emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R9, R0, 0, 0));
     }
 
@@ -500,26 +501,39 @@ private:
         }
     }
 
-    // The value at the start of F's chain, into r3.
-    void base(const ksurf_field_cfg& f) {
+    // The thread group's id (TGID) or the thread's into DST, zero-extended: from the stack
+    // once the aggregation saved them there, else from the register the gates keep them in.
+    void id(bool tgid, std::uint8_t dst) {
+        if (ids_slot_) {
+            constexpr int high = std::endian::native == std::endian::little ? 4 : 0;
+            emit(insn(BPF_LDX | BPF_MEM | BPF_W, dst, FP, static_cast<std::int16_t>(ids_slot_ + (tgid ? high : 4 - high)), 0));
+        } else if (tgid) {
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, dst, ids(), 0, 0));
+            emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, dst, 0, 0, 32));
+        } else {
+            emit(insn(BPF_ALU | BPF_MOV | BPF_X, dst, ids(), 0, 0));
+        }
+    }
+
+    // The value at the start of F's chain into DST, or into r3 where it takes a read;
+    // returns the register.
+    std::uint8_t base(const ksurf_field_cfg& f, std::uint8_t dst = R3) {
         switch (f.base) {
-        case KSURF_BASE_CTX: emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, context(), 0, 0)); break;
+        case KSURF_BASE_CTX: emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, dst, context(), 0, 0)); return dst;
         case KSURF_BASE_CTX_U64:
-            if (direct(f.base_off, 8))
-                emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, context(), static_cast<std::int16_t>(f.base_off), 0));
-            else
+            if (!direct(f.base_off, 8)) {
                 read_number(BPF_FUNC_probe_read_kernel, 8, context(), f.base_off);
-            break;
-        case KSURF_BASE_PID:
-            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, ids(), 0, 0));
-            emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R3, 0, 0, 32));
-            break;
-        case KSURF_BASE_TID: emit(insn(BPF_ALU | BPF_MOV | BPF_X, R3, ids(), 0, 0)); break;
+                return R3;
+            }
+            emit(insn(BPF_LDX | BPF_MEM | BPF_DW, dst, context(), static_cast<std::int16_t>(f.base_off), 0));
+            return dst;
+        case KSURF_BASE_PID: id(true, dst); return dst;
+        case KSURF_BASE_TID: id(false, dst); return dst;
         case KSURF_BASE_CPU:
             emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_smp_processor_id));
-            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R0, 0, 0));
-            break;
-        case KSURF_BASE_ADDR: imm64(R3, std::uint64_t{f.base_hi} << 32 | static_cast<std::uint32_t>(f.base_off)); break;
+            if (dst != R0) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, dst, R0, 0, 0));
+            return dst;
+        case KSURF_BASE_ADDR: imm64(dst, std::uint64_t{f.base_hi} << 32 | static_cast<std::uint32_t>(f.base_off)); return dst;
         default: unsupported(fmt::format("a field based at {}", f.base));
         }
     }
@@ -549,7 +563,7 @@ private:
 
     // F's chain of pointer loads (and its packet step) from the base, into r3.
     void chain(const ksurf_field_cfg& f) {
-        base(f);
+        base(f, R3);
         if (f.nsteps > KSURF_MAX_STEPS) unsupported("a malformed field");
         for (unsigned j = 0; j < f.nsteps; j++) {
             if (j == f.packet_step) packet(f.layer);
@@ -562,24 +576,33 @@ private:
         return f.base == KSURF_BASE_CTX && f.nsteps == 0 && f.packet_step != f.nsteps && (a_ == BpfAttach::Tracepoint || a_ == BpfAttach::RawTp);
     }
 
-    void fetch(std::size_t i) {
-        Place& p = places_[i];
-        if (!p.fetched) return;
-        const ksurf_field_cfg& f = c_.fields[i];
-        if (p.read) return fetch_string(f, p);
+    // Number field F into a register: DST where it loads with no read (else r3), shifted to
+    // its value unless LOW32 (its comparisons look at the low half); returns the register.
+    std::uint8_t number(const ksurf_field_cfg& f, std::uint8_t dst, bool low32) {
         if (f.size == 0 || f.size > 8) unsupported("a malformed number field");
         std::uint8_t v = R3;
         if (f.access == KSURF_ACCESS_LOAD && plain_ctx(f) && direct(f.offset, f.size)) {
             const std::uint8_t c = context();
-            v = p.reg ? p.reg : R3;
+            v = dst;
             emit(insn(BPF_LDX | BPF_MEM | size_code(f.size), v, c, static_cast<std::int16_t>(f.offset), 0));
+        } else if (f.access == KSURF_ACCESS_VALUE && f.nsteps == 0 && f.packet_step != 0) {
+            v = base(f, dst);
         } else {
             chain(f);
             if (f.access != KSURF_ACCESS_VALUE)
                 read_number(f.access == KSURF_ACCESS_USER_LOAD ? BPF_FUNC_probe_read_user : BPF_FUNC_probe_read_kernel, f.size, R3, f.offset);
         }
-        if (f.lshift && !p.low32) emit(insn(BPF_ALU64 | BPF_LSH | BPF_K, v, 0, 0, f.lshift));
-        if (f.rshift && !p.low32) emit(insn(BPF_ALU64 | (f.is_signed ? BPF_ARSH : BPF_RSH) | BPF_K, v, 0, 0, f.rshift));
+        if (f.lshift && !low32) emit(insn(BPF_ALU64 | BPF_LSH | BPF_K, v, 0, 0, f.lshift));
+        if (f.rshift && !low32) emit(insn(BPF_ALU64 | (f.is_signed ? BPF_ARSH : BPF_RSH) | BPF_K, v, 0, 0, f.rshift));
+        return v;
+    }
+
+    void fetch(std::size_t i) {
+        Place& p = places_[i];
+        if (!p.fetched) return;
+        const ksurf_field_cfg& f = c_.fields[i];
+        if (p.read) return fetch_string(f, p);
+        const std::uint8_t v = number(f, p.reg ? p.reg : R3, p.low32);
         if (p.reg) {
             hold(p.reg);
             if (v != p.reg) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, p.reg, v, 0, 0));
@@ -596,39 +619,312 @@ private:
             if (f.access != KSURF_ACCESS_STRING || f.size != KSURF_COMM_LEN || f.offset || f.nsteps || f.packet_step == 0)
                 unsupported("comm read other than as the whole string");
             p.slot = alloc(KSURF_COMM_LEN);
-            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, FP, 0, 0));
-            emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, p.slot));
-            emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, KSURF_COMM_LEN));
-            emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_comm));
+            comm(p.slot);
             return;
         }
-        std::int32_t off = f.offset;
-        if (f.access == KSURF_ACCESS_DATALOC) {
-            // The locator's offset counts from the record, which is the chain's value.
-            if (plain_ctx(f) && direct(f.offset, 4)) {
-                emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, context(), 0, 0));
-                emit(insn(BPF_LDX | BPF_MEM | BPF_W, R1, R3, static_cast<std::int16_t>(f.offset), 0));
-            } else {
-                chain(f);
-                if (!loc_) loc_ = alloc(8);
-                emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R3, loc_, 0));
-                read_number(BPF_FUNC_probe_read_kernel, 4, R3, f.offset);
-                emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, R3, 0, 0));
-                emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, FP, loc_, 0));
-            }
-            emit(insn(BPF_ALU64 | BPF_AND | BPF_K, R1, 0, 0, 0xffff));
-            emit(insn(BPF_ALU64 | BPF_ADD | BPF_X, R3, R1, 0, 0));
-            off = 0;
-        } else {
-            chain(f);
-        }
+        const std::int32_t off = string_at(f);
         p.slot = alloc(p.read);
         p.ret = alloc(8);
         // The comparisons read whole words; the helper writes `read` bytes of them.
         if (p.read % 8) emit(insn(BPF_ST | BPF_MEM | BPF_DW, FP, 0, static_cast<std::int16_t>(p.slot + p.read / 8 * 8), 0));
-        const bool user = f.access == KSURF_ACCESS_USER_STRING;
-        read(user ? BPF_FUNC_probe_read_user_str : BPF_FUNC_probe_read_kernel_str, p.slot, p.read, R3, off);
+        read(string_reader(f), p.slot, p.read, R3, off);
         emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R0, p.ret, 0));
+    }
+
+    // comm, NUL-padded to SIZE bytes by the helper, into the stack at DST.
+    void comm(std::int16_t dst, unsigned size = KSURF_COMM_LEN) {
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, FP, 0, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, dst));
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, static_cast<std::int32_t>(size)));
+        emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_comm));
+    }
+
+    static int string_reader(const ksurf_field_cfg& f) {
+        return f.access == KSURF_ACCESS_USER_STRING ? BPF_FUNC_probe_read_user_str : BPF_FUNC_probe_read_kernel_str;
+    }
+
+    // Where string field F is read from: r3 plus the offset returned.
+    std::int32_t string_at(const ksurf_field_cfg& f) {
+        if (f.access != KSURF_ACCESS_DATALOC) {
+            chain(f);
+            return f.offset;
+        }
+        // The locator's offset counts from the record, which is the chain's value.
+        if (plain_ctx(f) && direct(f.offset, 4)) {
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, context(), 0, 0));
+            emit(insn(BPF_LDX | BPF_MEM | BPF_W, R1, R3, static_cast<std::int16_t>(f.offset), 0));
+        } else {
+            chain(f);
+            if (!loc_) loc_ = alloc(8);
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R3, loc_, 0));
+            read_number(BPF_FUNC_probe_read_kernel, 4, R3, f.offset);
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, R3, 0, 0));
+            emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, FP, loc_, 0));
+        }
+        emit(insn(BPF_ALU64 | BPF_AND | BPF_K, R1, 0, 0, 0xffff));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_X, R3, R1, 0, 0));
+        return 0;
+    }
+
+
+    // ---- the aggregation, in a whole program ----
+
+    // Whether field F is the aggregation's: in its key (the payload's first key_len bytes),
+    // or its value.
+    bool in_key(const ksurf_field_cfg& f) const { return f.out < c_.agg.key_len; }
+    bool aggregated(const ksurf_field_cfg& f) const { return in_key(f) || f.out == c_.agg.value_at; }
+    bool aggregation_reads(std::initializer_list<std::uint8_t> bases) const {
+        for (std::size_t i = 0; i < c_.nfields; i++)
+            if (aggregated(c_.fields[i]) && std::ranges::find(bases, c_.fields[i].base) != bases.end()) return true;
+        return false;
+    }
+    bool aggregation_reads_context() const {
+        return c_.agg.stack_at != KSURF_AGG_NO_VALUE || aggregation_reads({KSURF_BASE_CTX, KSURF_BASE_CTX_U64});
+    }
+
+    // The thread's ids into the stack for the key fields that read them: helper calls come
+    // between. Those the gates read are reused.
+    void save_ids() {
+        if (!aggregation_reads({KSURF_BASE_PID, KSURF_BASE_TID})) return;
+        const bool kept = needs_id();
+        if (!kept) emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_pid_tgid));
+        ids_slot_ = alloc(8);
+        emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, kept ? ids() : R0, ids_slot_, 0));
+    }
+
+    // map_lookup_elem(FD, r10 + KEY) into r0.
+    void lookup(int fd, std::int16_t key) {
+        map_fd(R1, fd);
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, key));
+        emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+    }
+    // One more in counts[STAT] of the scratch at BASE: counts[] leads struct ksurf_scratch,
+    // so the offset needs no knowledge of the rest.
+    void count(std::uint8_t base, int stat) {
+        const auto at = static_cast<std::int16_t>(8 * stat);
+        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, base, at, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, 1));
+        emit(insn(BPF_STX | BPF_MEM | BPF_DW, base, R1, at, 0));
+    }
+
+    static bool is_number_field(const ksurf_field_cfg& f) {
+        return f.base != KSURF_BASE_COMM &&
+               (f.access == KSURF_ACCESS_VALUE || f.access == KSURF_ACCESS_LOAD || f.access == KSURF_ACCESS_USER_LOAD);
+    }
+    // The key bytes F's fetch writes whole (ksurf_fetch() stores a number as a u64, comm
+    // NUL-padded); 0 for a string or bytes, whose tail stays as it was.
+    static unsigned written(const ksurf_field_cfg& f) {
+        if (f.base == KSURF_BASE_COMM) return f.size;
+        return is_number_field(f) ? 8 : 0;
+    }
+    // The slot F takes in the key.
+    static unsigned width(const ksurf_field_cfg& f) { return is_number_field(f) ? 8 : (f.size + 7u) & ~7u; }
+
+    // Key field F into the stack at AT, as ksurf_fetch() writes it into the payload.
+    void key_field(const ksurf_field_cfg& f, std::int16_t at) {
+        if (f.base == KSURF_BASE_COMM) {
+            if (f.size == 0 || f.size > KSURF_COMM_LEN) unsupported("a malformed comm field");
+            return comm(at, f.size);
+        }
+        switch (f.access) {
+        case KSURF_ACCESS_VALUE:
+        case KSURF_ACCESS_LOAD:
+        case KSURF_ACCESS_USER_LOAD: emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, number(f, R3, false), at, 0)); return;
+        case KSURF_ACCESS_STRING:
+        case KSURF_ACCESS_USER_STRING:
+        case KSURF_ACCESS_DATALOC: {
+            const std::int32_t off = string_at(f);
+            return read(string_reader(f), at, f.size, R3, off);
+        }
+        case KSURF_ACCESS_BYTES:
+            chain(f);
+            return read(BPF_FUNC_probe_read_kernel, at, f.size, R3, f.offset);
+        default: unsupported(fmt::format("a key field read as {}", f.access));
+        }
+    }
+
+    // ksurf_aggregate(): the key built in the stack, then its value in `aggs` updated in
+    // place. A hit whose key is there already (nearly every one) costs its fetches, one
+    // lookup and a few adds, where the generic program first set up its scratch, zeroed
+    // the key in map memory and fetched through the interpreter. A new key is inserted from
+    // agg_zero's zeroed value; a full map refuses it with E2BIG, and then the key cannot be
+    // there, so no second lookup is made: counted as KSURF_STAT_AGG_FULL. Any other outcome
+    // (EEXIST when a program that interrupted this one inserted the key first, EBUSY on a
+    // locked bucket) leaves the second lookup to tell.
+    void aggregate(int done) {
+        const ksurf_agg_cfg& g = c_.agg;
+        if (g.key_len == 0 || g.key_len % 8 || g.key_len > KSURF_AGG_MAX_KEY || g.hist > KSURF_HIST_LINEAR ||
+            (g.hist == KSURF_HIST_LINEAR && (g.nbuckets < 3 || g.lstep == 0)))
+            unsupported("a malformed aggregation");
+        const std::int16_t key = alloc(g.key_len);
+        // Words no fetch writes whole are zeroed first, as the interpreter's zero_words:
+        // a string's tail would keep an earlier hit's bytes and split one key in many.
+        std::vector<bool> whole(g.key_len / 8);
+        if (g.stack_at != KSURF_AGG_NO_VALUE) {
+            if (g.stack_at % 8 || g.stack_at + 8 > g.key_len) unsupported("a malformed aggregation");
+            whole[g.stack_at / 8] = true;
+        }
+        for (std::size_t i = 0; i < c_.nfields; i++) {
+            const ksurf_field_cfg& f = c_.fields[i];
+            if (!in_key(f)) continue;
+            if (f.out % 8 || f.out + width(f) > g.key_len) unsupported("a key field past the key");
+            for (unsigned w = 0; w < written(f) / 8; w++) whole[f.out / 8 + w] = true;
+        }
+        for (std::size_t w = 0; w < whole.size(); w++)
+            if (!whole[w]) emit(insn(BPF_ST | BPF_MEM | BPF_DW, FP, 0, static_cast<std::int16_t>(key + 8 * w), 0));
+
+        std::int16_t value = 0;
+        for (std::size_t i = 0; i < c_.nfields; i++) {
+            const ksurf_field_cfg& f = c_.fields[i];
+            if (f.out == g.value_at && !is_number_field(f)) unsupported("an aggregated value that is not a number");
+            if (in_key(f)) {
+                key_field(f, static_cast<std::int16_t>(key + f.out));
+                if (f.out == g.value_at) value = static_cast<std::int16_t>(key + f.out);
+            } else if (f.out == g.value_at) {
+                value = alloc(8);
+                emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, number(f, R3, false), value, 0));
+            }
+        }
+        if (g.value_at != KSURF_AGG_NO_VALUE && !value) unsupported("an aggregated value no field holds");
+        if (g.stack_at != KSURF_AGG_NO_VALUE) {
+            if (const std::uint8_t c = context(); c != R1) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, c, 0, 0));
+            map_fd(R2, maps_.agg_stacks);
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, 0));
+            emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_stackid));
+            // The id as a u32, a failure's negative errno included, as the interpreter keys it.
+            emit(insn(BPF_ALU | BPF_MOV | BPF_X, R0, R0, 0, 0));
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R0, static_cast<std::int16_t>(key + g.stack_at), 0));
+        }
+
+        const int add = label(), full = label();
+        lookup(maps_.aggs, key);
+        jump(insn(BPF_JMP | BPF_JNE | BPF_K, R0, 0, 0, 0), add);
+        const std::int16_t zero = alloc(8);
+        emit(insn(BPF_ST | BPF_MEM | BPF_W, FP, 0, zero, 0));
+        lookup(maps_.agg_zero, zero);
+        jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0), full);
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R0, 0, 0));
+        map_fd(R1, maps_.aggs);
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, key));
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, BPF_NOEXIST));
+        emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_update_elem));
+        jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, -E2BIG), full);
+        lookup(maps_.aggs, key);
+        jump(insn(BPF_JMP | BPF_JNE | BPF_K, R0, 0, 0, 0), add);
+        place(full);
+        lookup(maps_.scratch, zero);
+        jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0), done);
+        count(R0, KSURF_STAT_AGG_FULL);
+        jump(insn(BPF_JMP | BPF_JA, 0, 0, 0, 0), done);
+
+        place(add);
+        add_to_value(value, done);
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, 0));
+        emit(insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+    }
+
+    // ksurf_agg_add(): the hit added to the value at r0 (struct ksurf_agg_value), its number
+    // at r10 + VALUE (0: a count only). Per CPU: plain loads and stores.
+    void add_to_value(std::int16_t value, int done) {
+        const ksurf_agg_cfg& g = c_.agg;
+        constexpr auto count_at = static_cast<std::int16_t>(offsetof(ksurf_agg_value, count));
+        constexpr auto sum_at = static_cast<std::int16_t>(offsetof(ksurf_agg_value, sum));
+        constexpr auto min_at = static_cast<std::int16_t>(offsetof(ksurf_agg_value, min));
+        constexpr auto max_at = static_cast<std::int16_t>(offsetof(ksurf_agg_value, max));
+        constexpr auto buckets_at = static_cast<std::int16_t>(offsetof(ksurf_agg_value, buckets));
+        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R2, R0, count_at, 0));
+        if (value) {
+            emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, FP, value, 0));
+            const int first = label(), has_min = label(), sum = label();
+            const std::uint8_t ge = g.value_signed ? BPF_JSGE : BPF_JGE;
+            jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R2, 0, 0, 0), first);
+            emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, R0, min_at, 0));
+            jump(insn(BPF_JMP | ge | BPF_X, R1, R3, 0, 0), has_min);
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, R0, R1, min_at, 0));
+            place(has_min);
+            emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, R0, max_at, 0));
+            jump(insn(BPF_JMP | ge | BPF_X, R3, R1, 0, 0), sum);
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, R0, R1, max_at, 0));
+            jump(insn(BPF_JMP | BPF_JA, 0, 0, 0, 0), sum);
+            place(first);
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, R0, R1, min_at, 0));
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, R0, R1, max_at, 0));
+            place(sum);
+            emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R3, R0, sum_at, 0));
+            emit(insn(BPF_ALU64 | BPF_ADD | BPF_X, R3, R1, 0, 0));
+            emit(insn(BPF_STX | BPF_MEM | BPF_DW, R0, R3, sum_at, 0));
+        } else if (g.hist != KSURF_HIST_NONE) {
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R1, 0, 0, 0));
+        }
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, 1));
+        emit(insn(BPF_STX | BPF_MEM | BPF_DW, R0, R2, count_at, 0));
+        if (g.hist == KSURF_HIST_NONE) return;
+        bucket();
+        // The bound the verifier needs against the map's value size; never taken.
+        jump(insn(BPF_JMP | BPF_JGE | BPF_K, R3, 0, 0, g.nbuckets), done);
+        emit(insn(BPF_ALU64 | BPF_LSH | BPF_K, R3, 0, 0, 3));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_X, R0, R3, 0, 0));
+        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R4, R0, buckets_at, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R4, 0, 0, 1));
+        emit(insn(BPF_STX | BPF_MEM | BPF_DW, R0, R4, buckets_at, 0));
+    }
+
+    // The histogram's bucket of the number in r1 into r3, as ksurf_log2_bucket() and
+    // ksurf_linear_bucket() choose it; r2 and r4 are clobbered.
+    void bucket() {
+        const ksurf_agg_cfg& g = c_.agg;
+        const int have = label();
+        if (g.hist == KSURF_HIST_LOG2) {
+            // 0 for a negative number, 1 for 0, k + 2 for [2^k, 2^(k+1)): k by halving.
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, 0));
+            if (g.value_signed) jump(insn(BPF_JMP | BPF_JSLT | BPF_K, R1, 0, 0, 0), have);
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, 1));
+            jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R1, 0, 0, 0), have);
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, 0));
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, R1, 0, 0));
+            for (const int shift : {32, 16, 8, 4, 2}) {
+                const int small = label();
+                emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R4, R2, 0, 0));
+                emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R4, 0, 0, shift));
+                jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R4, 0, 0, 0), small);
+                emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, R4, 0, 0));
+                emit(insn(BPF_ALU64 | BPF_OR | BPF_K, R3, 0, 0, shift));
+                place(small);
+            }
+            emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R2, 0, 0, 1));
+            emit(insn(BPF_ALU64 | BPF_OR | BPF_X, R3, R2, 0, 0));
+            emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, 2));
+        } else {
+            // 0 below lmin, then one per lstep, the last for nbuckets - 2 steps and above.
+            const int below = label(), above = label();
+            const auto lmin = static_cast<std::uint64_t>(g.lmin);
+            compare_jump(R1, g.value_signed ? BPF_JSLT : BPF_JLT, lmin, below);
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R3, R1, 0, 0));
+            alu(BPF_SUB, R3, lmin);
+            alu(BPF_DIV, R3, g.lstep);
+            jump(insn(BPF_JMP | BPF_JGE | BPF_K, R3, 0, 0, g.nbuckets - 2), above);
+            emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, 1));
+            jump(insn(BPF_JMP | BPF_JA, 0, 0, 0, 0), have);
+            place(below);
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, 0));
+            jump(insn(BPF_JMP | BPF_JA, 0, 0, 0, 0), have);
+            place(above);
+            emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R3, 0, 0, g.nbuckets - 1));
+        }
+        place(have);
+    }
+
+    // REG op= V in 64 bits, the constant through r2 where an instruction's cannot hold it
+    // (an unsigned division's must also be positive as an int32).
+    void alu(std::uint8_t op, std::uint8_t reg, std::uint64_t v) {
+        if (fits_imm(v) && (op != BPF_DIV || v <= std::numeric_limits<std::int32_t>::max())) {
+            emit(insn(BPF_ALU64 | op | BPF_K, reg, 0, 0, static_cast<std::int32_t>(v)));
+            return;
+        }
+        imm64(R2, v);
+        emit(insn(BPF_ALU64 | op | BPF_X, reg, R2, 0, 0));
     }
 
     // ---- comparisons ----
@@ -743,7 +1039,9 @@ private:
     std::vector<Place> places_;
     const std::vector<Leaf>* leaves_ = nullptr;
     Context where_;
+    bool whole_;                 // the aggregation compiled too: no generic program behind
     std::int16_t ctx_slot_ = 0;  // the context's, once spilled
+    std::int16_t ids_slot_ = 0;  // the thread's ids, once the aggregation saved them
     bool deciding_ = true;       // before the verdict
     bool held_ = false;          // a value is kept in r0-r5 until the verdict
     int used_ = 0;
@@ -784,18 +1082,39 @@ std::optional<FilterTree> filter_tree(const ksurf_config& cfg) {
     return std::move(stack.back());
 }
 
-CompiledFilter compile_filter(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps) {
-    try {
-        for (const Context where : {Context::InR1, Context::Spilled}) {
-            try {
-                return {Compiler(cfg, a, maps, where).run(), {}};
-            } catch (const NeedsOtherContext&) {
-            }
+namespace {
+
+// The code for CFG with the aggregation (WHOLE) or without, the context placed as the code
+// allows; throws Unsupported.
+std::vector<bpf_insn> compile(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps, bool whole) {
+    for (const Context where : {Context::InR1, Context::Spilled}) {
+        try {
+            return Compiler(cfg, a, maps, where, whole).run();
+        } catch (const NeedsOtherContext&) {
         }
-        return {Compiler(cfg, a, maps, Context::InR6).run(), {}};
-    } catch (const Unsupported& u) {
-        return {{}, u.why};
     }
+    return Compiler(cfg, a, maps, Context::InR6, whole).run();
+}
+
+}  // namespace
+
+CompiledFilter compile_filter(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps) {
+    CompiledFilter out;
+    if (cfg.agg.on && maps.aggs >= 0) {
+        try {
+            out.code = compile(cfg, a, maps, true);
+            out.whole = true;
+            return out;
+        } catch (const Unsupported& u) {
+            out.aggregation_why_not = u.why;
+        }
+    }
+    try {
+        out.code = compile(cfg, a, maps, false);
+    } catch (const Unsupported& u) {
+        out.why_not = u.why;
+    }
+    return out;
 }
 
 ksurf_config interpreter_config(ksurf_config cfg) {
@@ -806,22 +1125,46 @@ ksurf_config interpreter_config(ksurf_config cfg) {
     return cfg;
 }
 
+FilterMaps filter_maps(const BpfTemplate& tmpl, bool aggregates) {
+    FilterMaps m{tmpl.map("pids"), tmpl.map("scratch")};
+    if (aggregates) {
+        m.aggs = tmpl.map("aggs");
+        m.agg_zero = tmpl.map("agg_zero");
+        m.agg_stacks = tmpl.map("agg_stacks");
+    }
+    return m;
+}
+
 Fd load_filtered(const BpfTemplate& tmpl, std::string_view program, BpfAttach a, const AttachTarget& target,
-                 const ksurf_config& cfg, const std::function<Fd(const ksurf_config&)>& rodata, std::string* note) {
-    const CompiledFilter f = compile_filter(cfg, a, {tmpl.map("pids"), tmpl.map("scratch")});
-    std::string why = f.why_not;
-    if (!f.prefix.empty()) {
+                 const ksurf_config& cfg, const std::function<Fd(const ksurf_config&)>& rodata, bool aggregates,
+                 std::string* note) {
+    const FilterMaps maps = filter_maps(tmpl, aggregates);
+    CompiledFilter f = compile_filter(cfg, a, maps);
+    // A compiler bug, not the user's, is why the kernel would refuse compiled code: the
+    // next way down (the filter alone, then the interpreter) still runs the probe right.
+    if (f.whole) {
         try {
-            Fd prog = tmpl.load(program, a, rodata(interpreter_config(cfg)).get(), target, f.prefix);
-            if (note) *note = fmt::format("filter compiled, {} instructions", f.prefix.size());
+            Fd prog = tmpl.load_code(program, a, f.code, target);
+            if (note) *note = fmt::format("filter and aggregation compiled, {} instructions", f.code.size());
             return prog;
         } catch (const Error& e) {
-            // A compiler bug, not the user's: the interpreter still runs the probe right.
+            f = compile_filter(cfg, a, filter_maps(tmpl, false));
+            f.aggregation_why_not = fmt::format("the kernel refused it: {}", e.what());
+        }
+    }
+    const std::string agg = f.aggregation_why_not.empty() ? "" : "; aggregation interpreted: " + f.aggregation_why_not;
+    std::string why = f.why_not;
+    if (!f.code.empty()) {
+        try {
+            Fd prog = tmpl.load(program, a, rodata(interpreter_config(cfg)).get(), target, f.code);
+            if (note) *note = fmt::format("filter compiled, {} instructions{}", f.code.size(), agg);
+            return prog;
+        } catch (const Error& e) {
             why = fmt::format("the kernel refused the compiled filter: {}", e.what());
         }
     }
     Fd prog = tmpl.load(program, a, rodata(cfg).get(), target);
-    if (note) *note = why.empty() ? "" : "filter interpreted: " + why;
+    if (note) *note = why.empty() ? "" : "filter interpreted: " + why + agg;
     return prog;
 }
 

@@ -433,12 +433,9 @@ TEST(Aggregate, TracefsFilterGatesTheTrigger) {
     EXPECT_EQ(t["rows"][0]["count"], 8) << r.out;
 }
 
-// Stack keys: the kernel symbolizes them; --folded keeps the functions' names.
-TEST(Aggregate, TracefsCountsByStackFolded) {
-    REQUIRE_HIST_TRIGGERS();
-    constexpr int kCalls = 77;
-    auto r = traced({"--backend", "tracefs", "e syscalls/sys_enter_getppid f:comm==\"ksagg_tstk\"", "--count", "stack", "--folded"},
-                    [] { as_child("ksagg_tstk", [] { getppids(kCalls); }); });
+// Stack keys: the kernel symbolizes them; --folded keeps the functions' names. Every one of
+// CALLS calls is counted under a stack that holds FRAME, of the system call's path.
+void expect_folded_stacks(const Result& r, long calls, const std::string& frame) {
     ASSERT_EQ(r.status, 0) << r.err;
     long total = 0;
     for (const auto& l : lines(r.out)) {
@@ -447,8 +444,24 @@ TEST(Aggregate, TracefsCountsByStackFolded) {
         EXPECT_EQ(l.find('+'), std::string::npos) << "offsets are not folded: " << l;
         total += std::stol(l.substr(space + 1));
     }
-    EXPECT_EQ(total, kCalls) << r.out;
-    EXPECT_NE(r.out.find(";do_syscall_64 "), std::string::npos) << "where the syscall's tracepoint fires:\n" << r.out;
+    EXPECT_EQ(total, calls) << r.out;
+    EXPECT_NE(r.out.find(frame), std::string::npos) << "where the syscall's tracepoint fires:\n" << r.out;
+}
+
+TEST(Aggregate, TracefsCountsByStackFolded) {
+    REQUIRE_HIST_TRIGGERS();
+    constexpr int kCalls = 77;
+    expect_folded_stacks(traced({"--backend", "tracefs", "e syscalls/sys_enter_getppid f:comm==\"ksagg_tstk\"", "--count", "stack", "--folded"},
+                                [] { as_child("ksagg_tstk", [] { getppids(kCalls); }); }),
+                         kCalls, ";do_syscall_64 ");
+}
+
+// The BPF backend keys by the stack's id in a stack map, its aggregation compiled.
+TEST(Aggregate, CountsByStackFolded) {
+    constexpr int kCalls = 77;
+    expect_folded_stacks(traced({"--backend", "bpf", "e syscalls/sys_enter_getppid f:comm==\"ksagg_bstk\"", "--count", "stack", "--folded"},
+                                [] { as_child("ksagg_bstk", [] { getppids(kCalls); }); }),
+                         kCalls, "do_syscall_64");
 }
 
 // SIGKILL leaves the trigger on the kprobe, which the kernel then refuses to remove until

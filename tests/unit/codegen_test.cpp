@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -59,7 +60,7 @@ TEST(FilterCompile, StringSearchesStayInterpreted) {
     c.fields[0].access = KSURF_ACCESS_STRING;
     c.fields[0].size = KSURF_COMM_LEN;
     const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
-    EXPECT_TRUE(f.prefix.empty());
+    EXPECT_TRUE(f.code.empty());
     EXPECT_NE(f.why_not.find("search"), std::string::npos) << f.why_not;
 }
 
@@ -71,7 +72,7 @@ TEST(FilterCompile, PcapStaysInterpreted) {
 
 TEST(FilterCompile, NothingToDoIsNoPrefix) {
     const CompiledFilter f = compile_filter(with_ops({}), BpfAttach::Tracepoint, kMaps);
-    EXPECT_TRUE(f.prefix.empty());
+    EXPECT_TRUE(f.code.empty());
     EXPECT_TRUE(f.why_not.empty());
 }
 
@@ -121,9 +122,9 @@ TEST(FilterCompile, RecordFieldIsOneLoadFromTheContext) {
         c.ops[0].imm = 39;
         c.count_filtered = count;
         const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
-        ASSERT_FALSE(f.prefix.empty()) << f.why_not;
+        ASSERT_FALSE(f.code.empty()) << f.why_not;
         int loads = 0, calls = 0, stores = 0;
-        for (const bpf_insn& i : f.prefix) {
+        for (const bpf_insn& i : f.code) {
             if (i.code == (BPF_LDX | BPF_MEM | BPF_DW) && i.off == 16) loads++;
             if (is_helper_call(i)) calls++;
             if (i.code == (BPF_STX | BPF_MEM | BPF_DW) && i.dst_reg == BPF_REG_9) stores++;
@@ -131,8 +132,8 @@ TEST(FilterCompile, RecordFieldIsOneLoadFromTheContext) {
         EXPECT_EQ(loads, 1);
         EXPECT_EQ(calls, count);
         EXPECT_EQ(stores, count);
-        EXPECT_EQ(uses_callee_saved(f.prefix), count == 1);
-        calls_what_follows(f.prefix);
+        EXPECT_EQ(uses_callee_saved(f.code), count == 1);
+        calls_what_follows(f.code);
     }
 }
 
@@ -142,10 +143,10 @@ TEST(FilterCompile, SelfGateOnlyOnTheAcceptingPath) {
     ksurf_config c = record_field(4, 8);
     c.self_tgid = 7;
     const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
-    ASSERT_FALSE(f.prefix.empty()) << f.why_not;
+    ASSERT_FALSE(f.code.empty()) << f.why_not;
     std::optional<std::size_t> reject, self;
-    for (std::size_t k = 0; k < f.prefix.size(); k++) {
-        const bpf_insn& i = f.prefix[k];
+    for (std::size_t k = 0; k < f.code.size(); k++) {
+        const bpf_insn& i = f.code[k];
         const bool jump = BPF_CLASS(i.code) == BPF_JMP || BPF_CLASS(i.code) == BPF_JMP32;
         if (!reject && jump && BPF_OP(i.code) == BPF_JNE) reject = k;
         if (i.code == (BPF_JMP | BPF_CALL) && i.imm == BPF_FUNC_get_current_pid_tgid) self = k;
@@ -170,8 +171,8 @@ TEST(FilterCompile, DecidedComparisonsLeaveNoDeadCode) {
     c.ops[1].code = KSURF_OP_NOT;
     c.nops = 2;
     const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
-    ASSERT_FALSE(f.prefix.empty()) << f.why_not;
-    for (const bpf_insn& i : f.prefix) EXPECT_FALSE(is_helper_call(i)) << "nothing left to read or count";
+    ASSERT_FALSE(f.code.empty()) << f.why_not;
+    for (const bpf_insn& i : f.code) EXPECT_FALSE(is_helper_call(i)) << "nothing left to read or count";
 }
 
 // The thread id needs a helper call: the context waits in the stack, the ids and the value
@@ -181,9 +182,9 @@ TEST(FilterCompile, ValuesStayOutOfCalleeSavedRegistersWhereNoCallFollows) {
     ksurf_config c = with_ops({KSURF_OP_EQ});
     c.self_tgid = 7;
     CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
-    ASSERT_FALSE(f.prefix.empty()) << f.why_not;
-    EXPECT_FALSE(uses_callee_saved(f.prefix));
-    calls_what_follows(f.prefix);
+    ASSERT_FALSE(f.code.empty()) << f.why_not;
+    EXPECT_FALSE(uses_callee_saved(f.code));
+    calls_what_follows(f.code);
 
     c.nfields = c.nfilter = 2;
     c.fields[1].base = KSURF_BASE_COMM;
@@ -200,9 +201,96 @@ TEST(FilterCompile, ValuesStayOutOfCalleeSavedRegistersWhereNoCallFollows) {
     c.ops[2].code = KSURF_OP_AND;
     c.nops = 3;
     f = compile_filter(c, BpfAttach::Tracepoint, kMaps);
-    ASSERT_FALSE(f.prefix.empty()) << f.why_not;
-    EXPECT_TRUE(uses_callee_saved(f.prefix));
-    calls_what_follows(f.prefix);
+    ASSERT_FALSE(f.code.empty()) << f.why_not;
+    EXPECT_TRUE(uses_callee_saved(f.code));
+    calls_what_follows(f.code);
+}
+
+// `--count comm` as the host encodes it: the 16 bytes of comm are the key.
+ksurf_config count_by_comm() {
+    ksurf_config c{};
+    c.nfields = 1;
+    c.fields[0].base = KSURF_BASE_COMM;
+    c.fields[0].access = KSURF_ACCESS_STRING;
+    c.fields[0].size = KSURF_COMM_LEN;
+    c.fields[0].packet_step = KSURF_NO_PACKET;
+    c.self_tgid = 7;
+    c.agg.on = 1;
+    c.agg.key_len = KSURF_COMM_LEN;
+    c.agg.value_at = c.agg.stack_at = KSURF_AGG_NO_VALUE;
+    return c;
+}
+
+const FilterMaps kAggMaps{3, 4, 5, 6, 7};
+
+int helper_calls(const std::vector<bpf_insn>& code, int helper) {
+    return static_cast<int>(std::count_if(code.begin(), code.end(), [&](const bpf_insn& i) { return is_helper_call(i) && i.imm == helper; }));
+}
+
+// An aggregation whose key the compiler fetches compiles whole: comm straight into the key
+// in the stack, whose words it writes whole (none zeroed first), one lookup for a key that
+// is there, and neither a generic program to call nor a callee-saved register to save.
+TEST(FilterCompile, CountByCommCompilesWhole) {
+    const CompiledFilter f = compile_filter(count_by_comm(), BpfAttach::Tracepoint, kAggMaps);
+    ASSERT_TRUE(f.whole) << f.why_not << f.aggregation_why_not;
+    EXPECT_FALSE(uses_callee_saved(f.code));
+    EXPECT_EQ(helper_calls(f.code, BPF_FUNC_get_current_comm), 1);
+    EXPECT_EQ(helper_calls(f.code, BPF_FUNC_map_update_elem), 1) << "a new key's insert";
+    for (const bpf_insn& i : f.code) {
+        EXPECT_FALSE(i.code == (BPF_JMP | BPF_CALL) && i.src_reg == BPF_PSEUDO_CALL);
+        EXPECT_FALSE(i.code == (BPF_ST | BPF_MEM | BPF_DW)) << "no key word to zero";
+    }
+    // The hit that finds its key: the self gate, comm, the lookup, and the count's three.
+    std::size_t to_lookup = 0;
+    while (to_lookup < f.code.size() && !(is_helper_call(f.code[to_lookup]) && f.code[to_lookup].imm == BPF_FUNC_map_lookup_elem)) to_lookup++;
+    EXPECT_LE(to_lookup, 16u);
+}
+
+// Without the aggregation's maps (a program that is not ksurf_run's), the same
+// configuration compiles as a prefix of the generic program, which aggregates.
+TEST(FilterCompile, AggregationNeedsItsMaps) {
+    const CompiledFilter f = compile_filter(count_by_comm(), BpfAttach::Tracepoint, kMaps);
+    EXPECT_FALSE(f.whole);
+    ASSERT_FALSE(f.code.empty()) << f.why_not;
+    calls_what_follows(f.code);
+}
+
+// The thread's ids, which the self gate reads too, are read once and kept in the stack for
+// the key fields pid and tid; strings in the key have their words zeroed first.
+TEST(FilterCompile, KeyOfIdsAndAStringReadsTheIdsOnce) {
+    ksurf_config c = count_by_comm();
+    c.nfields = 3;
+    for (std::uint8_t i : {0, 1}) {
+        c.fields[i] = {};
+        c.fields[i].base = i ? KSURF_BASE_TID : KSURF_BASE_PID;
+        c.fields[i].access = KSURF_ACCESS_VALUE;
+        c.fields[i].size = 4;
+        c.fields[i].lshift = c.fields[i].rshift = 32;
+        c.fields[i].packet_step = KSURF_NO_PACKET;
+        c.fields[i].out = static_cast<std::uint16_t>(8 * i);
+    }
+    c.fields[2] = {};
+    c.fields[2].base = KSURF_BASE_CTX_U64;
+    c.fields[2].access = KSURF_ACCESS_STRING;
+    c.fields[2].size = 20;
+    c.fields[2].packet_step = KSURF_NO_PACKET;
+    c.fields[2].out = 16;
+    c.agg.key_len = 40;
+    const CompiledFilter f = compile_filter(c, BpfAttach::RawTp, kAggMaps);
+    ASSERT_TRUE(f.whole) << f.why_not << f.aggregation_why_not;
+    EXPECT_EQ(helper_calls(f.code, BPF_FUNC_get_current_pid_tgid), 1);
+    EXPECT_EQ(std::count_if(f.code.begin(), f.code.end(), [](const bpf_insn& i) { return i.code == (BPF_ST | BPF_MEM | BPF_DW); }), 3)
+        << "the string's three words";
+}
+
+// What the compiler cannot fetch leaves the aggregation to the generic program, with the
+// reason; the filter in front still compiles.
+TEST(FilterCompile, UnfetchableKeyLeavesTheAggregationInterpreted) {
+    ksurf_config c = count_by_comm();
+    c.fields[0].base = 99;
+    const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kAggMaps);
+    EXPECT_FALSE(f.whole);
+    EXPECT_EQ(f.aggregation_why_not, "a field based at 99");
 }
 
 TEST(FilterCompile, GatesOffBehindThePrefix) {

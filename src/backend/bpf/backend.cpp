@@ -428,7 +428,7 @@ private:
     // whether), loaded as A for T.
     Fd load(const ksurf_config& cfg, std::size_t id, BpfAttach a, const AttachTarget& t = {}) {
         return load_filtered(*tmpl_, kProgram, a, t, configured(cfg, id), [this](const ksurf_config& c) { return rodata(c); },
-                             &filter_note_);
+                             true, &filter_note_);
     }
 
     // The probe program configured with CFG, loaded as A and attached to T.
