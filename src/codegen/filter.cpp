@@ -145,7 +145,9 @@ public:
 
         const int miss = label(), reject = label(), accept = label(), generic = label();
         if (where_ == Context::InR6) emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R6, R1, 0, 0));
-        if (where_ == Context::Spilled) {
+        // Spilled only where something reads it after a helper call: the generic program
+        // takes it in r1.
+        if (where_ == Context::Spilled && (filter_reads_context() || !whole_ || aggregation_reads_context())) {
             ctx_slot_ = alloc(8);
             emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R1, ctx_slot_, 0));
         }
@@ -330,6 +332,12 @@ private:
             return false;
 #endif
         }
+    }
+
+    bool filter_reads_context() const {
+        for (std::size_t i = 0; i < places_.size(); i++)
+            if (places_[i].fetched && (c_.fields[i].base == KSURF_BASE_CTX || c_.fields[i].base == KSURF_BASE_CTX_U64)) return true;
+        return false;
     }
 
     // ---- gates ----
@@ -725,6 +733,18 @@ private:
     void key_field(const ksurf_field_cfg& f, std::int16_t at) {
         if (f.base == KSURF_BASE_COMM) {
             if (f.size == 0 || f.size > KSURF_COMM_LEN) unsupported("a malformed comm field");
+            if (f.size == KSURF_COMM_LEN) {
+                // The filter's copy, whole and NUL-padded (fetch_string()), where it read one:
+                // two words moved instead of a helper call.
+                for (std::size_t i = 0; i < places_.size(); i++) {
+                    if (!places_[i].fetched || c_.fields[i].base != KSURF_BASE_COMM) continue;
+                    for (std::int16_t w = 0; w < KSURF_COMM_LEN; w += 8) {
+                        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, FP, static_cast<std::int16_t>(places_[i].slot + w), 0));
+                        emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R1, static_cast<std::int16_t>(at + w), 0));
+                    }
+                    return;
+                }
+            }
             return comm(at, f.size);
         }
         switch (f.access) {

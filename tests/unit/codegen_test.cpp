@@ -246,6 +246,21 @@ TEST(FilterCompile, CountByCommCompilesWhole) {
     EXPECT_LE(to_lookup, 16u);
 }
 
+// A comm filter in front: the key takes the filter's copy of comm, read once, and the
+// context, which nothing reads after that read, is not spilled to the stack.
+TEST(FilterCompile, CommKeyReusesTheFiltersComm) {
+    ksurf_config c = count_by_comm();
+    c.nfilter = 1;
+    c.nops = 1;
+    c.ops[0].code = KSURF_OP_STR_EQ;
+    c.patterns[0].len = 1;
+    c.patterns[0].words[0] = 'x';
+    const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kAggMaps);
+    ASSERT_TRUE(f.whole) << f.why_not << f.aggregation_why_not;
+    EXPECT_EQ(helper_calls(f.code, BPF_FUNC_get_current_comm), 1);
+    for (const bpf_insn& i : f.code) EXPECT_FALSE(i.code == (BPF_STX | BPF_MEM | BPF_DW) && i.src_reg == BPF_REG_1 && i.dst_reg == BPF_REG_10 && i.off == -8);
+}
+
 // Without the aggregation's maps (a program that is not ksurf_run's), the same
 // configuration compiles as a prefix of the generic program, which aggregates.
 TEST(FilterCompile, AggregationNeedsItsMaps) {
