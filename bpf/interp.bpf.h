@@ -33,9 +33,9 @@ static __noinline int ksurf_fetch(void *ctx, struct ksurf_scratch *s, __u32 i)
 		bpf_probe_read_kernel(&v, sizeof(v), ctx + f->base_off);
 		break;
 	/* Fetched here, not before the filter runs: a hit pays for what its filter reads. comm
-	 * is always the whole string (the host encodes it so), copied NUL-padded, which also
-	 * clears what a longer comm left in an aggregation key; only the filter's string
-	 * comparisons need its length. */
+	 * is always the whole string (the host encodes it so); the helper does not pad it with
+	 * NULs on every kernel (6.1's does not), so an aggregation key holding it is zeroed
+	 * first (zero_words). Only the filter's string comparisons need its length. */
 	case KSURF_BASE_COMM:
 		bpf_get_current_comm(out, f->size);
 		if (i < cfg.nfilter && cfg.nops) {

@@ -622,8 +622,8 @@ private:
 
     void fetch_string(const ksurf_field_cfg& f, Place& p) {
         if (f.base == KSURF_BASE_COMM) {
-            // The interpreter copies comm (NUL-padded to 16 bytes by the helper) and reads it
-            // as a string of that capacity; with the padding, the comparisons need no length.
+            // The interpreter copies comm and reads it as a string of 16 bytes' capacity; the
+            // comparisons look up to the pattern's NUL, so they need no length.
             if (f.access != KSURF_ACCESS_STRING || f.size != KSURF_COMM_LEN || f.offset || f.nsteps || f.packet_step == 0)
                 unsupported("comm read other than as the whole string");
             p.slot = alloc(KSURF_COMM_LEN);
@@ -639,8 +639,11 @@ private:
         emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, R0, p.ret, 0));
     }
 
-    // comm, NUL-padded to SIZE bytes by the helper, into the stack at DST.
+    // comm into the stack at DST, NUL-padded to SIZE bytes: the helper does not pad it on
+    // every kernel (6.1's strscpy() leaves the bytes after the NUL as they were), and an
+    // aggregation key with an earlier hit's bytes there would split one comm in many.
     void comm(std::int16_t dst, unsigned size = KSURF_COMM_LEN) {
+        for (unsigned w = 0; w < size; w += 8) emit(insn(BPF_ST | BPF_MEM | BPF_DW, FP, 0, static_cast<std::int16_t>(dst + w), 0));
         emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R1, FP, 0, 0));
         emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, dst));
         emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R2, 0, 0, static_cast<std::int32_t>(size)));
@@ -720,10 +723,10 @@ private:
         return f.base != KSURF_BASE_COMM &&
                (f.access == KSURF_ACCESS_VALUE || f.access == KSURF_ACCESS_LOAD || f.access == KSURF_ACCESS_USER_LOAD);
     }
-    // The key bytes F's fetch writes whole (ksurf_fetch() stores a number as a u64, comm
-    // NUL-padded); 0 for a string or bytes, whose tail stays as it was.
+    // The key bytes F's fetch writes whole (ksurf_fetch() stores a number as a u64, comm()
+    // pads comm); 0 for a string or bytes, whose tail stays as it was.
     static unsigned written(const ksurf_field_cfg& f) {
-        if (f.base == KSURF_BASE_COMM) return f.size;
+        if (f.base == KSURF_BASE_COMM) return (f.size + 7u) & ~7u;
         return is_number_field(f) ? 8 : 0;
     }
     // The slot F takes in the key.
@@ -978,7 +981,7 @@ private:
         if (const auto known = decided(op, c_.fields[i])) return {true, *known, {}};
         Leaf l;
         if (c_.fields[i].base == KSURF_BASE_COMM) {
-            // At most 15 bytes, NUL-padded: equality covers the pattern's NUL.
+            // At most 15 bytes and a NUL: equality covers the pattern's NUL.
             words(l, p.slot, pat, pat.len + (eq ? 1 : 0));
             return l;
         }

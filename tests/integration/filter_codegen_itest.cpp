@@ -205,7 +205,7 @@ public:
         for (unsigned i : key) {
             out[i] = static_cast<std::uint16_t>(end);
             end += width(i);
-            strings |= !is_number(c.fields[i]) && c.fields[i].base != KSURF_BASE_COMM;
+            strings |= !is_number(c.fields[i]);
         }
         const auto fits = std::find_if(std::begin(key_lens), std::end(key_lens), [&](std::uint16_t l) { return l >= end; });
         if (fits == std::end(key_lens)) return false;

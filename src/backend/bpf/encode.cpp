@@ -151,8 +151,9 @@ private:
             Slot& s = slots_[i];
             s.cfg.out = static_cast<std::uint16_t>(end);
             end += (bpf_payload_bytes(*s.field) + 7) & ~std::size_t{7};
-            // comm arrives NUL-padded (bpf_get_current_comm); other strings stop at their NUL.
-            strings |= s.kind != Kind::Number && s.cfg.base != KSURF_BASE_COMM;
+            // Strings stop at their NUL, comm too where bpf_get_current_comm does not pad it
+            // (6.1's strscpy()).
+            strings |= s.kind != Kind::Number;
             spec.key_outputs.push_back(output(i));
         }
         g.stack_at = KSURF_AGG_NO_VALUE;
