@@ -39,7 +39,7 @@ bool is_string(std::uint8_t code) { return code >= KSURF_OP_STR_EQ && code <= KS
 // ---- instructions ----
 
 constexpr std::uint8_t R0 = BPF_REG_0, R1 = BPF_REG_1, R2 = BPF_REG_2, R3 = BPF_REG_3, R4 = BPF_REG_4, R5 = BPF_REG_5,
-                       R6 = BPF_REG_6, R7 = BPF_REG_7, R8 = BPF_REG_8, R9 = BPF_REG_9, FP = BPF_REG_10;
+                       R6 = BPF_REG_6, R7 = BPF_REG_7, R8 = BPF_REG_8, FP = BPF_REG_10;
 
 bpf_insn insn(std::uint8_t code, std::uint8_t dst, std::uint8_t src, std::int16_t off, std::int32_t imm) {
     bpf_insn i{};
@@ -107,7 +107,7 @@ struct Leaf {
 // is fetched once, before the first comparison, as the interpreter does: with && and ||
 // as jumps, a field fetched on one path would be unset on another. The numbers stay in
 // registers (Compiler::plan_fields()), with Context::InR6 the ones past the second in the
-// stack; r9 holds the counters (counters()).
+// stack.
 struct Place {
     bool fetched = false;
     std::uint8_t reg = 0;     // a number's register (plan_fields()); 0: in the stack at `slot`
@@ -153,7 +153,6 @@ public:
         }
         gates(miss);
         if (tree) {
-            if (c_.count_filtered && reads()) counters();
             for (std::size_t i = 0; i < places_.size(); i++) fetch(i);
             std::vector<Leaf> leaves;
             for (std::size_t i = 0; i < c_.nops; i++) leaves.push_back(is_number(c_.ops[i].code) || is_string(c_.ops[i].code) ? leaf(i) : Leaf{});
@@ -188,8 +187,14 @@ public:
 
         place(reject);
         if (c_.count_filtered) {
-            jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R9, 0, 0, 0), miss);
-            count(R9, KSURF_STAT_FILTERED);
+            // The counters (the scratch's) looked up here, on the path that rejects, where
+            // what the filter held is dead: kept across the filter, their pointer would
+            // take a callee-saved register, which every hit's prologue saves.
+            const std::int16_t key = alloc(8);
+            emit(insn(BPF_ST | BPF_MEM | BPF_W, FP, 0, key, 0));
+            lookup(maps_.scratch, key);
+            jump(insn(BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0), miss);
+            count(R0, KSURF_STAT_FILTERED);
         }
         place(miss);
         emit(insn(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, 0));
@@ -387,27 +392,7 @@ private:
         compare_jump(R0, BPF_JEQ, c_.self_tgid, miss);
     }
 
-    // Whether a comparison depends on what it reads: else the filter's verdict is decided
-    // and no hit is counted.
-    bool reads() const {
-        for (std::size_t k = 0; k < c_.nops; k++) {
-            const ksurf_op& op = c_.ops[k];
-            if (is_number(op.code) || (is_string(op.code) && !decided(op, c_.fields[field_of(op)]))) return true;
-        }
-        return false;
-    }
 
-    // The per-CPU counters (the scratch's) into r9 for the rejecting path of a run that
-    // counts rejections (cfg.count_filtered), looked up before the filter reads anything:
-    // inlined (6.10 and later), the lookup's loads then run beside the filter's instead of
-    // after them on the path that rejects.
-    void counters() {
-        if (where_ != Context::InR6) throw NeedsOtherContext{};
-        const std::int16_t key = alloc(8);
-        emit(insn(BPF_ST | BPF_MEM | BPF_W, FP, 0, key, 0));
-        lookup(maps_.scratch, key);
-        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R9, R0, 0, 0));
-    }
 
     void compare_jump(std::uint8_t reg, std::uint8_t jmp, std::uint64_t v, int target, std::uint8_t cls = BPF_JMP) {
         if (cls == BPF_JMP32 || fits_imm(v)) {
