@@ -289,6 +289,21 @@ private:
         if (fd < 0) unsupported("the template's maps are unknown");
         imm64(code_, reg, static_cast<std::uint32_t>(fd), BPF_PSEUDO_MAP_FD);
     }
+    // map_lookup_elem(FD, r10 + KEY) into r0.
+    void lookup(int fd, std::int16_t key) {
+        map_fd(R1, fd);
+        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, key));
+        emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+    }
+    // One more in counts[STAT] of the scratch at BASE: counts[] leads struct ksurf_scratch,
+    // so the offset needs no knowledge of the rest.
+    void count(std::uint8_t base, int stat) {
+        const auto at = static_cast<std::int16_t>(8 * stat);
+        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, base, at, 0));
+        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, 1));
+        emit(insn(BPF_STX | BPF_MEM | BPF_DW, base, R1, at, 0));
+    }
     std::int16_t alloc(int bytes) {
         used_ += (bytes + 7) & ~7;
         const int cap = whole_ ? kWholeStack : kStack;
@@ -339,6 +354,7 @@ private:
         }
     }
 
+    // Whether a filter field is read from the context, after the helper calls of others.
     bool filter_reads_context() const {
         for (std::size_t i = 0; i < places_.size(); i++)
             if (places_[i].fetched && (c_.fields[i].base == KSURF_BASE_CTX || c_.fields[i].base == KSURF_BASE_CTX_U64)) return true;
@@ -391,8 +407,6 @@ private:
         emit(insn(BPF_ALU64 | BPF_RSH | BPF_K, R0, 0, 0, 32));
         compare_jump(R0, BPF_JEQ, c_.self_tgid, miss);
     }
-
-
 
     void compare_jump(std::uint8_t reg, std::uint8_t jmp, std::uint64_t v, int target, std::uint8_t cls = BPF_JMP) {
         if (cls == BPF_JMP32 || fits_imm(v)) {
@@ -662,7 +676,6 @@ private:
         return 0;
     }
 
-
     // ---- the aggregation, in a whole program ----
 
     // Whether field F is the aggregation's: in its key (the payload's first key_len bytes),
@@ -686,22 +699,6 @@ private:
         if (!kept) emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_get_current_pid_tgid));
         ids_slot_ = alloc(8);
         emit(insn(BPF_STX | BPF_MEM | BPF_DW, FP, kept ? ids() : R0, ids_slot_, 0));
-    }
-
-    // map_lookup_elem(FD, r10 + KEY) into r0.
-    void lookup(int fd, std::int16_t key) {
-        map_fd(R1, fd);
-        emit(insn(BPF_ALU64 | BPF_MOV | BPF_X, R2, FP, 0, 0));
-        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, key));
-        emit(insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
-    }
-    // One more in counts[STAT] of the scratch at BASE: counts[] leads struct ksurf_scratch,
-    // so the offset needs no knowledge of the rest.
-    void count(std::uint8_t base, int stat) {
-        const auto at = static_cast<std::int16_t>(8 * stat);
-        emit(insn(BPF_LDX | BPF_MEM | BPF_DW, R1, base, at, 0));
-        emit(insn(BPF_ALU64 | BPF_ADD | BPF_K, R1, 0, 0, 1));
-        emit(insn(BPF_STX | BPF_MEM | BPF_DW, base, R1, at, 0));
     }
 
     static bool is_number_field(const ksurf_field_cfg& f) {
