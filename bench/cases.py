@@ -232,13 +232,15 @@ def guest_graph(env):
 
 
 # Issue #15: `ksurf lat` pairs entry and return in the kernel (fentry/fexit where the kernel
-# has them) against bpftrace pairs keeping the entry time in a map by tid. Rejecting: the
-# predicate never matches, so only the entry's test and the return's lookup run.
+# has them, and on kprobes as asked) against bpftrace pairs keeping the entry time in a map
+# by tid, each program type against its like. Rejecting: the predicate never matches, so
+# only the entry's test and the return's lookup run.
 def guest_latency(env):
     ready = r"Timing \S+ on"
 
-    def lat(c):
-        return Command("ksurf lat", [env.ksurf, "lat", "vfs_read", "--where", comm_filter(c)[2:]], ready, "none", env.timeout_s)
+    def lat(name, backend, c):
+        return Command(name, [env.ksurf, "--backend", backend, "lat", "vfs_read", "--where", comm_filter(c)[2:]], ready, "none",
+                       env.timeout_s)
 
     def pair(entry, ret, c):
         return replace(bpftrace(env, f"bpftrace {entry}/{ret}",
@@ -247,7 +249,8 @@ def guest_latency(env):
                        count="none")
 
     return [
-        Tracer("ksurf lat", lat, needs="lat"),
+        Tracer("ksurf lat", lambda c: lat("ksurf lat", "bpf", c), needs="lat"),
+        Tracer("ksurf lat --backend kprobe", lambda c: lat("ksurf lat --backend kprobe", "kprobe", c), needs="lat"),
         Tracer("bpftrace kprobe/kretprobe", lambda c: pair("kprobe", "kretprobe", c), tool="bpftrace"),
         Tracer("bpftrace kfunc/kretfunc", lambda c: pair("kfunc", "kretfunc", c), tool="bpftrace"),
     ]

@@ -88,8 +88,9 @@ static __always_inline int ksurf_agg_less(__u64 a, __u64 b)
 	return cfg.agg.value_signed ? (__s64)a < (__s64)b : a < b;
 }
 
-/* Adds V to KEY's value on this CPU. */
-static __always_inline void ksurf_agg_add(struct ksurf_scratch *s, const void *key, __u64 v)
+/* Adds V to KEY's value on this CPU. The counters are looked up only when the map is full:
+ * ksurf lat's return has no other use for them. */
+static __always_inline void ksurf_agg_add(const void *key, __u64 v)
 {
 	struct ksurf_agg_value *a = bpf_map_lookup_elem(&aggs, key);
 	__u32 zero = 0;
@@ -106,7 +107,10 @@ static __always_inline void ksurf_agg_add(struct ksurf_scratch *s, const void *k
 		if (init && bpf_map_update_elem(&aggs, key, init, BPF_NOEXIST) != -KSURF_E2BIG)
 			a = bpf_map_lookup_elem(&aggs, key);
 		if (!a) {
-			s->counts[KSURF_STAT_AGG_FULL]++;
+			struct ksurf_scratch *s = ksurf_scratch();
+
+			if (s)
+				s->counts[KSURF_STAT_AGG_FULL]++;
 			return;
 		}
 	}
@@ -144,7 +148,7 @@ static __always_inline void ksurf_aggregate(void *ctx, struct ksurf_scratch *s)
 	ksurf_agg_stack(ctx, s);
 	if (cfg.agg.value_at != KSURF_AGG_NO_VALUE)
 		v = *(__u64 *)(s->data + cfg.agg.value_at);
-	ksurf_agg_add(s, s->data, v);
+	ksurf_agg_add(s->data, v);
 }
 
 #endif

@@ -61,7 +61,6 @@ int ksurf_lat_entry(void *ctx)
 SEC("raw_tp")
 int ksurf_lat_return(void *ctx)
 {
-	struct ksurf_scratch *s;
 	__u8 context, *start;
 	__u64 key, now;
 
@@ -72,10 +71,7 @@ int ksurf_lat_return(void *ctx)
 	if (!start)
 		return 0;
 	now = bpf_ktime_get_ns();
-	s = ksurf_scratch();
-	if (!s)
-		return 0;
-	ksurf_agg_add(s, start, now - *(__u64 *)(start + cfg.agg.key_len));
+	ksurf_agg_add(start, now - *(__u64 *)(start + cfg.agg.key_len));
 	/* Only the return that deleted the start takes it off the count: never below the
 	 * starts stored. */
 	if (!bpf_map_delete_elem(&starts, &key) && gated)

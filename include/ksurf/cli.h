@@ -69,6 +69,9 @@ double parse_seconds(std::string_view text, std::string_view option);
 std::uint64_t parse_duration_ns(std::string_view text, std::string_view option);
 // --attach: auto, fentry, kprobe, kprobe.multi.
 FunctionAttach parse_attach(std::string_view text);
+// --backend fentry and kprobe name the function probes' program type; the others leave it
+// to the kernel's features.
+FunctionAttach function_attach(BackendRequest req);
 // -p: a process that exists now.
 std::uint32_t parse_pid(std::string_view text);
 

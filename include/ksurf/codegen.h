@@ -70,7 +70,8 @@ struct CompiledFilter {
 CompiledFilter compile_filter(const ksurf_config& cfg, BpfAttach a, const FilterMaps& maps);
 
 // CFG as the generic program behind a compiled prefix runs it: the gates and the filter
-// are the prefix's; the filter's fields are still fetched, as event fields.
+// are the prefix's; the filter's fields are still fetched where they are event fields or
+// the aggregation's key or value, and only there.
 ksurf_config interpreter_config(ksurf_config cfg);
 
 // PROGRAM of TMPL loaded as A for TARGET with CFG: compiled whole when it AGGREGATES (as

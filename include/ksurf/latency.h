@@ -43,9 +43,11 @@ public:
     virtual std::string attach_type() const = 0;  // "fentry/fexit" or "kprobe/kretprobe"
 };
 
-// PLAN: `p FUNC` with the predicate and PlannedAggregate (keys only). PIDS: -p.
+// PLAN: `p FUNC` with the predicate and PlannedAggregate (keys only). PIDS: -p. ATTACH:
+// Fentry or Kprobe as --backend asks, else Auto.
 std::unique_ptr<LatencyTracer> make_latency_tracer(const PlannedProbe& plan, const AggregateOptions& agg, const Btf& btf,
-                                                   Features& features, const std::vector<std::uint32_t>& pids);
+                                                   Features& features, const std::vector<std::uint32_t>& pids,
+                                                   FunctionAttach attach);
 
 CLI::App* add_lat_command(CLI::App& app, LatOptions& opt);
 int run_lat(const CommonOptions& common, LatOptions opt);

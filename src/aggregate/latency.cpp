@@ -25,14 +25,11 @@ namespace {
 class Tracer final : public LatencyTracer {
 public:
     Tracer(const PlannedProbe& plan, const AggregateOptions& agg, const Btf& btf, Features& features,
-           const std::vector<std::uint32_t>& pids) {
+           const std::vector<std::uint32_t>& pids, FunctionAttach attach) {
         const PlannedAggregate& a = *plan.aggregate;
         const BpfOptions::Aggregate shape{a.key_len, agg_buckets(a), agg.map_size, agg.stack_key()};
         const Function fn = btf.find_function(plan.module.empty() ? plan.function : plan.module + ":" + plan.function);
-        const bool fentry = features.has(Feature::Fentry) && features.has(Feature::Fexit);
-        if (!fentry && !features.has(Feature::Kprobe))
-            fail("ksurf lat needs fentry or kprobes: fentry: {}; kprobe: {}", features.get(Feature::Fentry).reason,
-                 features.get(Feature::Kprobe).reason);
+        const bool fentry = choose_fentry(features, attach);
         const BpfAttach entry = fentry ? BpfAttach::Fentry : BpfAttach::Kprobe;
         const BpfAttach ret = fentry ? BpfAttach::Fexit : BpfAttach::Kretprobe;
         type_ = fentry ? "fentry/fexit" : "kprobe/kretprobe";
@@ -101,6 +98,17 @@ public:
     std::string attach_type() const override { return type_; }
 
 private:
+    // fentry/fexit where the kernel has both, unless --backend kprobe; kprobes otherwise.
+    static bool choose_fentry(Features& features, FunctionAttach attach) {
+        auto missing = [&](Feature f) { return features.has(f) ? std::string() : features.get(f).reason; };
+        const std::string fentry = missing(Feature::Fentry).empty() ? missing(Feature::Fexit) : missing(Feature::Fentry);
+        if (attach == FunctionAttach::Fentry && !fentry.empty()) fail("ksurf lat --backend fentry: {}", fentry);
+        if (attach == FunctionAttach::Fentry || (attach != FunctionAttach::Kprobe && fentry.empty())) return true;
+        if (features.has(Feature::Kprobe)) return false;
+        if (attach == FunctionAttach::Kprobe) fail("ksurf lat --backend kprobe: {}", missing(Feature::Kprobe));
+        fail("ksurf lat needs fentry or kprobes: fentry: {}; kprobe: {}", fentry, missing(Feature::Kprobe));
+    }
+
     Link instance(const char* program, BpfAttach a, const ksurf_config& cfg, const ksurf_graph_config& g, const AttachTarget& t) {
         auto rodata = [&](const ksurf_config& c) {
             std::vector<std::uint8_t> data = tmpl_->rodata();
@@ -132,8 +140,9 @@ private:
 }  // namespace
 
 std::unique_ptr<LatencyTracer> make_latency_tracer(const PlannedProbe& plan, const AggregateOptions& agg, const Btf& btf,
-                                                   Features& features, const std::vector<std::uint32_t>& pids) {
-    return std::make_unique<Tracer>(plan, agg, btf, features, pids);
+                                                   Features& features, const std::vector<std::uint32_t>& pids,
+                                                   FunctionAttach attach) {
+    return std::make_unique<Tracer>(plan, agg, btf, features, pids, attach);
 }
 
 }  // namespace ksurf

@@ -43,6 +43,8 @@ CLI::App* add_lat_command(CLI::App& app, LatOptions& opt) {
     lat->fallthrough();  // the common options, as for tracing
     lat->footer(R"(Entry and return are paired per thread (per CPU and interrupt level in interrupt context);
 --where and --pcap are checked at entry, and calls that fail them are not timed.
+The programs are fentry/fexit where the kernel has both, else kprobe/kretprobe;
+--backend fentry or --backend kprobe asks for one.
 
 Examples:
   ksurf lat vfs_read --by comm --interval 1s
@@ -67,7 +69,7 @@ int run_lat(const CommonOptions& common, LatOptions opt) {
     features.use_btf(btf);
     const ResolveContext ctx = kernel_context(btf, [] { return tracefs::available_filter_functions(); });
     const PlannedProbe plan = plan_function(opt, ctx);
-    const auto tracer = make_latency_tracer(plan, opt.agg, btf, features, common.pids);
+    const auto tracer = make_latency_tracer(plan, opt.agg, btf, features, common.pids, function_attach(common.backend));
     AggregateOptions shown = opt.agg;
     shown.kind = AggKind::Hist;
     shown.field = opt.function;

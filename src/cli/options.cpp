@@ -69,6 +69,10 @@ FunctionAttach parse_attach(std::string_view text) {
     fail("--attach takes {}, not '{}'", either(attach_names()), printable(text));
 }
 
+FunctionAttach function_attach(BackendRequest req) {
+    return req == BackendRequest::Fentry ? FunctionAttach::Fentry : req == BackendRequest::Kprobe ? FunctionAttach::Kprobe : FunctionAttach::Auto;
+}
+
 std::vector<std::string> attach_names() {
     std::vector<std::string> out;
     for (const auto& [name, attach] : kAttachNames) out.emplace_back(name);

@@ -169,9 +169,7 @@ int loop(Backend& backend, Formatter& out, const TraceOptions& opt, std::size_t 
 // The BPF backend's options for --backend REQ; -v prints each probe's attach type and why.
 BpfOptions bpf_options(BackendRequest req, Features& features, const Btf& btf, bool verbose) {
     BpfOptions o;
-    o.attach = req == BackendRequest::Fentry   ? FunctionAttach::Fentry
-               : req == BackendRequest::Kprobe ? FunctionAttach::Kprobe
-                                               : FunctionAttach::Auto;
+    o.attach = function_attach(req);
     o.features = &features;
     o.btf = &btf;
     if (verbose) o.explain = [](const std::string& line) { fmt::print(stderr, "ksurf: {}\n", line); };

@@ -1127,6 +1127,24 @@ ksurf_config interpreter_config(ksurf_config cfg) {
     cfg.by_pid = 0;
     cfg.cgroup_id = 0;
     cfg.nops = 0;
+    if (!cfg.agg.on) return cfg;
+    // An aggregation reads only its key and value: a field only the filter read would be
+    // fetched a second time for nothing (for `ksurf lat --where comm==...`, a second
+    // get_current_comm on every accepted call). Events keep them: they are in the payload.
+    auto in = [](unsigned at, unsigned len, unsigned from, unsigned to) { return at < to && from < at + len; };
+    auto needed = [&](const ksurf_field_cfg& f) {
+        const unsigned len = std::max<unsigned>(f.size, 8);
+        return in(f.out, len, 0, cfg.agg.key_len) ||
+               (cfg.agg.value_at != KSURF_AGG_NO_VALUE && in(f.out, len, cfg.agg.value_at, cfg.agg.value_at + 8u));
+    };
+    std::uint16_t kept = 0, filter = 0;
+    for (std::uint16_t i = 0; i < cfg.nfields; i++) {
+        if (i < cfg.nfilter && !needed(cfg.fields[i])) continue;
+        filter += i < cfg.nfilter;
+        cfg.fields[kept++] = cfg.fields[i];
+    }
+    cfg.nfields = kept;
+    cfg.nfilter = filter;
     return cfg;
 }
 

@@ -327,5 +327,32 @@ TEST(FilterCompile, GatesOffBehindThePrefix) {
     EXPECT_EQ(r.nfilter, 1) << "the filter's fields are still the event's";
 }
 
+// Behind the prefix an aggregation fetches its key and value and nothing else: a field only
+// the filter read is not fetched again, one the key or the value shares is, and the fields
+// kept keep their order.
+TEST(FilterCompile, AggregationBehindThePrefixFetchesOnlyKeyAndValue) {
+    ksurf_config c{};
+    c.agg.on = 1;
+    c.agg.key_len = 16;
+    c.agg.value_at = 24;
+    c.nfields = 5;
+    c.nfilter = 3;
+    const std::uint16_t outs[] = {16, 0, 24, 8, 40};  // filter only, filter and key, filter and value, key, value
+    for (std::uint16_t i = 0; i < c.nfields; i++) {
+        c.fields[i].base = KSURF_BASE_CTX_U64;
+        c.fields[i].base_off = i;
+        c.fields[i].size = 4;
+        c.fields[i].out = outs[i];
+    }
+    const ksurf_config r = interpreter_config(c);
+    ASSERT_EQ(r.nfields, 4);
+    EXPECT_EQ(r.nfilter, 2);
+    for (int i = 0; i < 4; i++) EXPECT_EQ(r.fields[i].base_off, i + 1) << i;
+    c.agg.value_at = KSURF_AGG_NO_VALUE;
+    const ksurf_config k = interpreter_config(c);
+    EXPECT_EQ(k.nfields, 3) << "without a value, the field at 24 is the filter's alone";
+    EXPECT_EQ(k.nfilter, 1);
+}
+
 }  // namespace
 }  // namespace ksurf
