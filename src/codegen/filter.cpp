@@ -117,6 +117,11 @@ struct Place {
     bool low32 = false;       // a 32-bit number whose comparisons all look at its low half
 };
 
+// Whether field F is aggregation G's: in its key (the payload's first key_len bytes), or
+// its value.
+bool in_key(const ksurf_agg_cfg& g, const ksurf_field_cfg& f) { return f.out < g.key_len; }
+bool aggregated(const ksurf_agg_cfg& g, const ksurf_field_cfg& f) { return in_key(g, f) || f.out == g.value_at; }
+
 // The stack the prefix may use. The generic program is a subprogram the prefix calls, so
 // its frames add to the prefix's within the verifier's 512 bytes: with the filter off,
 // its deepest chain (ksurf_probe, ksurf_fetch) takes 88 (the verifier's stack depth
@@ -678,10 +683,8 @@ private:
 
     // ---- the aggregation, in a whole program ----
 
-    // Whether field F is the aggregation's: in its key (the payload's first key_len bytes),
-    // or its value.
-    bool in_key(const ksurf_field_cfg& f) const { return f.out < c_.agg.key_len; }
-    bool aggregated(const ksurf_field_cfg& f) const { return in_key(f) || f.out == c_.agg.value_at; }
+    bool in_key(const ksurf_field_cfg& f) const { return ksurf::in_key(c_.agg, f); }
+    bool aggregated(const ksurf_field_cfg& f) const { return ksurf::aggregated(c_.agg, f); }
     bool aggregation_reads(std::initializer_list<std::uint8_t> bases) const {
         for (std::size_t i = 0; i < c_.nfields; i++)
             if (aggregated(c_.fields[i]) && std::ranges::find(bases, c_.fields[i].base) != bases.end()) return true;
@@ -1131,15 +1134,9 @@ ksurf_config interpreter_config(ksurf_config cfg) {
     // An aggregation reads only its key and value: a field only the filter read would be
     // fetched a second time for nothing (for `ksurf lat --where comm==...`, a second
     // get_current_comm on every accepted call). Events keep them: they are in the payload.
-    auto in = [](unsigned at, unsigned len, unsigned from, unsigned to) { return at < to && from < at + len; };
-    auto needed = [&](const ksurf_field_cfg& f) {
-        const unsigned len = std::max<unsigned>(f.size, 8);
-        return in(f.out, len, 0, cfg.agg.key_len) ||
-               (cfg.agg.value_at != KSURF_AGG_NO_VALUE && in(f.out, len, cfg.agg.value_at, cfg.agg.value_at + 8u));
-    };
     std::uint16_t kept = 0, filter = 0;
     for (std::uint16_t i = 0; i < cfg.nfields; i++) {
-        if (i < cfg.nfilter && !needed(cfg.fields[i])) continue;
+        if (i < cfg.nfilter && !aggregated(cfg.agg, cfg.fields[i])) continue;
         filter += i < cfg.nfilter;
         cfg.fields[kept++] = cfg.fields[i];
     }
