@@ -122,6 +122,11 @@ struct ksurf_layout {
 	__u16 skb_network_header;
 	__u16 skb_transport_header;
 	__u16 task_tgid;
+	/* comm in task_struct; 0 where the programs cannot reach the task through BTF
+	 * (bpf_get_current_task_btf() came in 5.11): the compiled filter loads its words from
+	 * there instead of copying it with bpf_get_current_comm(). */
+	__u16 task_comm;
+	__u16 pad[3];
 };
 
 /* --count, --sum, --hist... (bpf/agg.bpf.h): instead of an event, an accepted hit updates

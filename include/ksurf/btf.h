@@ -91,6 +91,10 @@ MemberLayout member(Type agg, std::string_view name);
 // wrapper of an integer, enum or pointer (a bitfield or padding is not a plain wrapper).
 std::optional<Type> wrapped_scalar(Type agg);
 
+// Whether enum type E (typedefs stripped) has an enumerator NAME: what a kernel's BTF
+// tells of the features it was built with (BPF_FUNC_* in enum bpf_func_id).
+bool has_enumerator(Type e, std::string_view name);
+
 // "struct sk_buff *", under typedefs and qualifiers: the packets ksurf reads.
 bool is_skb_pointer(const Type& t);
 
@@ -151,6 +155,10 @@ public:
     // Every function vmlinux's BTF describes: what globs expand over when the kernel's own
     // list of traceable functions cannot be read.
     std::vector<std::string> function_names() const;
+
+    // Loaded by kernel(): the running kernel's own BTF, which the verifier checks the
+    // programs' BTF-typed pointers against; not a --btf file, which may describe another.
+    bool of_running_kernel() const { return !modules_dir_.empty(); }
 
 private:
     struct Deleter {

@@ -1,11 +1,16 @@
 #include "ksurf/btf.h"
 
 #include "ksurf/error.h"
+#include "ksurf/fd.h"
 #include "ksurf/suggest.h"
 
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fmt/ranges.h>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -43,26 +48,38 @@ std::uint32_t own_start(const struct btf* b) {
     return base ? btf__type_cnt(base) : 1;
 }
 
-// Names to ids of one BTF's own types, built on first use: vmlinux has 100k+ types and a
-// glob resolves hundreds of functions, each a lookup.
-using NameIndex = std::unordered_multimap<std::string_view, std::uint32_t>;
-std::unordered_map<const struct btf*, NameIndex>& name_indexes() {
-    static std::unordered_map<const struct btf*, NameIndex> indexes;
-    return indexes;
-}
-
-const NameIndex& index_of(const struct btf* b) {
-    auto [it, fresh] = name_indexes().try_emplace(b);
-    if (fresh)
-        for (std::uint32_t id = own_start(b), n = btf__type_cnt(b); id < n; ++id)
-            if (const btf_type* t = type_of(b, id); t->name_off) it->second.emplace(name_of(b, t->name_off), id);
-    return it->second;
+// Names to ids of one BTF's own types, built at its kScans-th lookup: vmlinux has 100k+
+// types and a glob resolves hundreds of functions, each a lookup; but the index takes 18 ms
+// to build (vmlinux, 6.18), and a probe that names a struct or two would pay that for
+// them. The lookups before it scan the types in order and stop at their match: the
+// structs probes read (task_struct, sk_buff) come early in vmlinux.
+constexpr unsigned kScans = 8;
+struct Names {
+    unsigned lookups = 0;
+    std::unordered_multimap<std::string_view, std::uint32_t> index;
+};
+std::unordered_map<const struct btf*, Names>& names_of() {
+    static std::unordered_map<const struct btf*, Names> names;
+    return names;
 }
 
 // The first of B's own types (not its base's) named NAME of KIND; 0 when none is.
 std::uint32_t find_own(const struct btf* b, std::string_view name, int kind) {
+    Names& n = names_of()[b];
+    const std::uint32_t first = own_start(b), end = btf__type_cnt(b);
+    if (n.lookups < kScans) {
+        n.lookups++;
+        for (std::uint32_t id = first; id < end; ++id)
+            if (const btf_type* t = type_of(b, id); btf_kind(t) == kind && t->name_off && name_of(b, t->name_off) == name) return id;
+        return 0;
+    }
+    if (n.lookups == kScans) {
+        n.lookups++;
+        for (std::uint32_t id = first; id < end; ++id)
+            if (const btf_type* t = type_of(b, id); t->name_off) n.index.emplace(name_of(b, t->name_off), id);
+    }
     std::uint32_t best = 0;
-    auto [from, to] = index_of(b).equal_range(name);
+    auto [from, to] = n.index.equal_range(name);
     for (auto it = from; it != to; ++it)
         if (btf_kind(type_of(b, it->second)) == kind && (!best || it->second < best)) best = it->second;
     return best;
@@ -237,8 +254,27 @@ Function make_function(const struct btf* b, std::uint32_t proto, std::string_vie
     return f;
 }
 
+// Raw base BTF mapped and parsed from memory, where the file can be mapped (the kernel's,
+// from 6.16): reading vmlinux's 5.5 MB from sysfs took 11-17 ms of the 41 its load took
+// (6.18). Null where it cannot be; an ELF file is not raw BTF either. (Modules' split BTF
+// is small, and Debian's libbpf 1.1 exports no btf__new_split().)
+struct btf* parse_mapped(const std::filesystem::path& file) {
+    const Fd fd(open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st{};
+    if (!fd || fstat(fd.get(), &st) || st.st_size <= 0) return nullptr;
+    const auto size = static_cast<std::size_t>(st.st_size);
+    void* data = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (data == MAP_FAILED) return nullptr;
+    // Copied: the BTF owns its data.
+    struct btf* b = btf__new(data, static_cast<__u32>(size));
+    munmap(data, size);
+    return b;
+}
+
 struct btf* parse(const std::filesystem::path& file, struct btf* base) {
-    struct btf* b = base ? btf__parse_split(file.c_str(), base) : btf__parse(file.c_str(), nullptr);
+    struct btf* b = base ? nullptr : parse_mapped(file);
+    if (b) return b;
+    b = base ? btf__parse_split(file.c_str(), base) : btf__parse(file.c_str(), nullptr);
     if (!b) {
         int err = errno;
         // libbpf's own codes (4000 and up) say what is wrong with the file.
@@ -384,6 +420,21 @@ std::optional<Type> wrapped_scalar(Type agg) {
     }
 }
 
+bool has_enumerator(Type e, std::string_view name) {
+    Type s = e.strip();
+    const btf_type* t = own_type(s);
+    if (!t) return false;
+    const std::uint32_t n = btf_vlen(t);
+    if (btf_is_enum(t)) {
+        for (std::uint32_t i = 0; i < n; i++)
+            if (name_of(s.btf(), btf_enum(t)[i].name_off) == name) return true;
+    } else if (btf_is_enum64(t)) {
+        for (std::uint32_t i = 0; i < n; i++)
+            if (name_of(s.btf(), btf_enum64(t)[i].name_off) == name) return true;
+    }
+    return false;
+}
+
 std::size_t Function::param_index(std::string_view param) const {
     std::vector<std::string_view> names;
     for (const Param& p : params) {
@@ -394,7 +445,7 @@ std::size_t Function::param_index(std::string_view param) const {
 }
 
 void Btf::Deleter::operator()(struct btf* b) const {
-    name_indexes().erase(b);
+    names_of().erase(b);
     btf__free(b);
 }
 

@@ -28,6 +28,8 @@
 #include <vector>
 
 #include "ksurf/attach.h"
+#include "ksurf/bpf_backend.h"
+#include "ksurf/btf.h"
 #include "ksurf/cgroup.h"
 #include "ksurf/codegen.h"
 #include "ksurf/error.h"
@@ -100,6 +102,14 @@ private:
     int events_ = 0;
 };
 
+// Where comm is in this kernel's task_struct; 0 where the programs cannot reach the task
+// (before 5.11). The configurations take it half the time, so that both ways the compiled
+// code reads comm meet the interpreter.
+std::uint16_t kernel_task_comm() {
+    static const std::uint16_t at = kernel_layout(Btf::kernel()).task_comm;
+    return at;
+}
+
 // One random configuration and the inputs that exercise it.
 class Generator {
 public:
@@ -128,6 +138,7 @@ public:
         c.layout.skb_mac_header = static_cast<std::uint16_t>(2 * below(4 * kArgs));
         c.layout.skb_network_header = static_cast<std::uint16_t>(2 * below(4 * kArgs));
         c.layout.skb_transport_header = static_cast<std::uint16_t>(2 * below(4 * kArgs));
+        if (coin()) c.layout.task_comm = kernel_task_comm();
         pid_ = self;
         tid_ = tid;
         std::uint16_t out = 0;

@@ -226,6 +226,36 @@ TEST_F(BtfFixture, FindTypeParsesCastSpellings) {
     EXPECT_EQ(error_of([&] { type("*"); }), "unknown type '*'");
 }
 
+// The first lookups of a BTF scan its types; later ones go through an index built then:
+// both find the same types, and the same absence.
+TEST_F(BtfFixture, ScansAndIndexAgree) {
+    const std::vector<std::string> names = {"struct point", "union value", "enum wide", "u32", "be32", "point_t",
+                                            "struct nested", "enum color", "struct nope"};
+    auto id_in = [](const Btf& b, const std::string& name) -> std::uint32_t {
+        try {
+            return b.find_type(name).id();
+        } catch (const ksurf::Error&) {
+            return 0;
+        }
+    };
+    for (int i = 0; i < 10; i++) id_in(btf, "struct point");  // past the scans
+    for (const auto& name : names) {
+        const Btf fresh = Btf::from_file(KSURF_BTF_FIXTURE);
+        EXPECT_EQ(id_in(fresh, name), id_in(btf, name)) << name;
+        EXPECT_EQ(id_in(fresh, name) == 0, name == "struct nope") << name;
+    }
+}
+
+// What a kernel's enum bpf_func_id tells of its helpers, here on the fixture's enums (the
+// 64-bit one is ENUM64 where clang emits it).
+TEST_F(BtfFixture, Enumerators) {
+    EXPECT_TRUE(ksurf::has_enumerator(type("enum color"), "GREEN"));
+    EXPECT_FALSE(ksurf::has_enumerator(type("enum color"), "PURPLE"));
+    EXPECT_TRUE(ksurf::has_enumerator(type("enum wide"), "WIDE_B"));
+    EXPECT_TRUE(ksurf::has_enumerator(type("enum tiny"), "TINY_A"));
+    EXPECT_FALSE(ksurf::has_enumerator(type("struct point"), "x"));
+}
+
 TEST_F(BtfFixture, MemberErrors) {
     EXPECT_EQ(error_of([&] { ksurf::member(type("struct nested"), "deepst"); }),
               "struct nested has no member 'deepst'; did you mean 'deepest'?");

@@ -267,6 +267,41 @@ TEST(FilterCompile, CommKeyReusesTheFiltersComm) {
     for (const bpf_insn& i : f.code) EXPECT_FALSE(i.code == (BPF_STX | BPF_MEM | BPF_DW) && i.src_reg == BPF_REG_1 && i.dst_reg == BPF_REG_10 && i.off == -8);
 }
 
+// Where the kernel lets the programs reach the current task through BTF, a comm filter
+// loads the words of comm its pattern reaches from the task: no copy of the name on the
+// path that rejects. The key, which must hold no bytes past the NUL, is still
+// bpf_get_current_comm()'s, after the verdict.
+TEST(FilterCompile, CommFilterLoadsTheTasksWords) {
+    for (const std::string pattern : {"x", "1234567", "12345678", "123456789abcdef"}) {
+        SCOPED_TRACE(pattern);
+        ksurf_config c = count_by_comm();
+        c.layout.task_comm = 0x7a8;
+        c.nfilter = 1;
+        c.nops = 1;
+        c.ops[0].code = KSURF_OP_STR_EQ;
+        c.patterns[0].len = static_cast<std::uint32_t>(pattern.size());
+        std::memcpy(c.patterns[0].words, pattern.data(), pattern.size());
+        const CompiledFilter f = compile_filter(c, BpfAttach::Tracepoint, kAggMaps);
+        ASSERT_TRUE(f.whole) << f.why_not << f.aggregation_why_not;
+        EXPECT_EQ(helper_calls(f.code, BPF_FUNC_get_current_task_btf), 1);
+        // The loads from the task, up to the next call.
+        std::vector<std::int16_t> loads;
+        std::optional<std::size_t> task, comm;
+        for (std::size_t k = 0; k < f.code.size(); k++) {
+            const bpf_insn& i = f.code[k];
+            if (is_helper_call(i) && i.imm == BPF_FUNC_get_current_task_btf) task = k;
+            if (is_helper_call(i) && i.imm == BPF_FUNC_get_current_comm) comm = k;
+            if (task && !comm && i.code == (BPF_LDX | BPF_MEM | BPF_DW) && i.src_reg == BPF_REG_0) loads.push_back(i.off);
+        }
+        // The pattern and its NUL: one word up to 7 bytes, two from 8.
+        const std::vector<std::int16_t> words = pattern.size() < 8 ? std::vector<std::int16_t>{0x7a8} : std::vector<std::int16_t>{0x7a8, 0x7b0};
+        EXPECT_EQ(loads, words);
+        EXPECT_EQ(helper_calls(f.code, BPF_FUNC_get_current_comm), 1) << "the key's";
+        ASSERT_TRUE(task && comm);
+        EXPECT_LT(*task, *comm) << "the key is read after the filter decides";
+    }
+}
+
 // Without the aggregation's maps (a program that is not ksurf_run's), the same
 // configuration compiles as a prefix of the generic program, which aggregates.
 TEST(FilterCompile, AggregationNeedsItsMaps) {

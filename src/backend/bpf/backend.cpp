@@ -403,13 +403,20 @@ private:
         c.count_filtered = opt_.count_filtered;
         c.cgroup_id = opt_.cgroup_id;
         c.self_tgid = opt_.exclude_self ? static_cast<std::uint32_t>(getpid()) : 0;
-        // Looking structures up by name indexes all of BTF: only probes that read packets
-        // (and -c's fork follower) pay for it.
+        // Looking structures up by name indexes all of BTF: only probes that read packets,
+        // compare comm in the filter (which loads it from the task) and -c's fork follower
+        // pay for it.
         const bool packets = c.ncbpf || c.snaplen ||
                              std::any_of(c.fields, c.fields + c.nfields, [](const auto& f) { return f.packet_step != KSURF_NO_PACKET; });
-        if (packets || opt_.follow_forks) {
-            if (!layout_) layout_ = kernel_layout(btf());
-            c.layout = *layout_;
+        const bool comm = std::any_of(c.fields, c.fields + c.nfilter, [](const auto& f) { return f.base == KSURF_BASE_COMM; });
+        if (packets || comm || opt_.follow_forks) {
+            try {
+                if (!layout_) layout_ = kernel_layout(btf());
+                c.layout = *layout_;
+            } catch (const Error&) {
+                // Without BTF, the filter copies comm with the helper.
+                if (packets || opt_.follow_forks) throw;
+            }
         }
         return c;
     }

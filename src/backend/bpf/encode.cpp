@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstring>
 #include <deque>
+#include <optional>
 
 #include "internal.h"
 #include "ksurf/btf.h"
@@ -28,7 +29,7 @@ static_assert(KSURF_MAX_DATA + 8 <= 0xffff, "payload offsets are __u16");
 static_assert(KSURF_MAX_FIELDS * KSURF_MAX_STR <= KSURF_MAX_DATA, "any fields fit a payload");
 static_assert(sizeof(ksurf_field_cfg) == 56 && sizeof(ksurf_op) == 16 && sizeof(ksurf_pattern) == 88 &&
                   sizeof(ksurf_config) == 2144 + 8 + 8 * KSURF_MAX_CBPF + sizeof(ksurf_layout) + sizeof(ksurf_agg_cfg) &&
-                  sizeof(ksurf_layout) == 16 && sizeof(ksurf_agg_cfg) == 32,
+                  sizeof(ksurf_layout) == 24 && sizeof(ksurf_agg_cfg) == 32,
               "no implicit padding: configs compare bytewise");
 
 // x86-64 SysV: the registers of the first six integer arguments.
@@ -540,24 +541,35 @@ std::size_t agg_buckets(const PlannedAggregate& a) {
 }
 
 ksurf_layout kernel_layout(const Btf& btf) {
-    // A BTF without the type (a --btf file of one module's types) has no probe that reads
-    // it either: the resolver refused those.
-    auto at = [&](std::string_view type, std::string_view name) -> std::uint16_t {
+    // Each type looked up once: the first few lookups scan BTF, the later ones build its
+    // index. A BTF without the type (a --btf file of one module's types) has no probe that
+    // reads it either: the resolver refused those.
+    auto type = [&](std::string_view name) -> std::optional<Type> {
         try {
-            return static_cast<std::uint16_t>(member(btf.find_type(type), name).offset);
+            return btf.find_type(name);
+        } catch (const Error&) {
+            return std::nullopt;
+        }
+    };
+    auto at = [](const std::optional<Type>& t, std::string_view name) -> std::uint16_t {
+        try {
+            return t ? static_cast<std::uint16_t>(member(*t, name).offset) : 0;
         } catch (const Error&) {
             return 0;
         }
     };
     ksurf_layout l{};
-    l.skb_head = at("struct sk_buff", "head");
-    l.skb_data = at("struct sk_buff", "data");
-    l.skb_len = at("struct sk_buff", "len");
-    l.skb_tail = at("struct sk_buff", "tail");
-    l.skb_mac_header = at("struct sk_buff", "mac_header");
-    l.skb_network_header = at("struct sk_buff", "network_header");
-    l.skb_transport_header = at("struct sk_buff", "transport_header");
-    l.task_tgid = at("struct task_struct", "tgid");
+    const auto skb = type("struct sk_buff"), task = type("struct task_struct"), helpers = type("enum bpf_func_id");
+    l.skb_head = at(skb, "head");
+    l.skb_data = at(skb, "data");
+    l.skb_len = at(skb, "len");
+    l.skb_tail = at(skb, "tail");
+    l.skb_mac_header = at(skb, "mac_header");
+    l.skb_network_header = at(skb, "network_header");
+    l.skb_transport_header = at(skb, "transport_header");
+    l.task_tgid = at(task, "tgid");
+    if (btf.of_running_kernel() && helpers && has_enumerator(*helpers, "BPF_FUNC_get_current_task_btf"))
+        l.task_comm = at(task, "comm");
     return l;
 }
 
