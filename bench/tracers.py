@@ -49,7 +49,8 @@ class Command:
     # "none": not counted.
     count: str = "summary"
     timeout_s: float = 120.0  # to attach
-    stop_timeout_s: float = 60.0
+    # bpftrace 0.17 has taken over 60 s to exit after SIGINT, in the guests and on the host.
+    stop_timeout_s: float = 180.0
     env: dict = field(default_factory=dict)
 
     def start(self, scratch):
