@@ -403,7 +403,8 @@ private:
         c.count_filtered = opt_.count_filtered;
         c.cgroup_id = opt_.cgroup_id;
         c.self_tgid = opt_.exclude_self ? static_cast<std::uint32_t>(getpid()) : 0;
-        // Looking structures up by name indexes all of BTF: only probes that read packets,
+        // The layout takes the kernel's BTF, which a tracepoint probe does not need
+        // otherwise (20 ms of its start-up and 6 MiB, 6.18): only probes that read packets,
         // compare comm in the filter (which loads it from the task) and -c's fork follower
         // pay for it.
         const bool packets = c.ncbpf || c.snaplen ||
